@@ -1,0 +1,283 @@
+"""The `assistant` command.
+
+    assistant                          the terminal UI (a line REPL where it is unavailable)
+    assistant ask "TEXT" [--image P]... [--audio P]... [--json] [--speak OUT.wav]
+    assistant chat                     a line REPL with history
+    assistant models [--json]          each model slot and where its weights came from
+    assistant models pull whisper:base download Whisper weights (needs network)
+
+Common options: --config FILE, --offline / --online, --no-plugins. A user's mistake is
+printed as one line on stderr (exit status 2 for bad input); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Callable
+
+from assistant.errors import AssistantError, InputError
+
+FEATURE_MODULES = ["assistant.voice_cli", "assistant.sessions_cli", "assistant.plugins_cli", "assistant.train_cli"]
+"""Modules that add subcommands with ``add_commands(sub, parents)``."""
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument("--config", metavar="FILE", help="settings file (default: config.toml in the user config dir)")
+    net = g.add_mutually_exclusive_group()
+    net.add_argument("--offline", dest="offline", action="store_const", const=True, default=None,
+                     help="forbid every download (the default)")
+    net.add_argument("--online", dest="offline", action="store_const", const=False,
+                     help="allow downloading hub models named in the settings")
+    g.add_argument("--no-plugins", action="store_true", help="do not load third-party plugins")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="assistant", parents=[common],
+        description="Synesthesia: a multimodal assistant for the terminal (text, images, speech).",
+    )
+    from assistant import __version__
+
+    parser.add_argument("--version", action="version", version=f"synesthesia {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ask = sub.add_parser("ask", parents=[common], help="ask one question and print the reply")
+    ask.add_argument("text", nargs="?", default="", help="the question ('-' reads standard input)")
+    ask.add_argument("--image", action="append", default=[], metavar="PATH", help="attach an image (repeatable)")
+    ask.add_argument("--audio", action="append", default=[], metavar="PATH", help="attach an audio file (repeatable)")
+    ask.add_argument("--json", action="store_true", help="print the reply, transcript, evidence and timings as JSON")
+    ask.add_argument("--speak", metavar="OUT.wav", help="also write the spoken reply to this file")
+    ask.set_defaults(handler=cmd_ask)
+
+    chat = sub.add_parser("chat", parents=[common], help="a line-by-line chat in the terminal")
+    chat.set_defaults(handler=cmd_chat)
+
+    models = sub.add_parser("models", parents=[common], help="list model slots, or pull weights")
+    models.add_argument("action", nargs="?", choices=["list", "pull"], default="list")
+    models.add_argument("name", nargs="?", help="with pull: whisper:SIZE (tiny, base, small, medium, large-v3, turbo)")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=cmd_models)
+
+    for module_name in FEATURE_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            if e.name != module_name:
+                raise
+            continue
+        module.add_commands(sub, [common])
+    return parser
+
+
+def _loader(args: argparse.Namespace) -> Callable:
+    """What handlers call to get the assistant (once), honouring the common options."""
+    cache = {}
+
+    def load_bot():
+        if "bot" not in cache:
+            from assistant.pipeline import Assistant
+
+            settings = load_settings(args)
+            cache["bot"] = Assistant.load(settings, plugins=not args.no_plugins, progress=_progress)
+        return cache["bot"]
+
+    return load_bot
+
+
+def load_settings(args: argparse.Namespace):
+    from assistant.config import Settings
+
+    settings = Settings.load(args.config)
+    if args.offline is not None:
+        settings.offline = args.offline
+    if args.no_plugins or os.environ.get("SYNESTHESIA_NO_PLUGINS") == "1":
+        settings.plugins.enabled = False
+    return settings
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\033[2m{message}…\033[0m", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    text = args.text
+    if text == "-":
+        data = sys.stdin.buffer.read()
+        text = data  # bytes: check_text reports invalid UTF-8 with its position
+    if not text and not args.image and not args.audio:
+        raise InputError("ask: give a question, an --image or an --audio file")
+    from assistant.pipeline import prepare_turn
+
+    turn = prepare_turn(load_settings(args), text, args.image, args.audio)  # bad input fails before loading models
+    bot = args.load_bot()
+    if args.json:
+        reply = bot.ask(turn=turn, speak=bool(args.speak))
+    else:
+        for chunk in bot.stream(turn=turn):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        reply = bot.last_reply
+        if args.speak and reply.text:
+            reply.audio, reply.sample_rate = bot.speak(reply.text)
+    if args.speak:
+        _write_wav(args.speak, reply.audio, reply.sample_rate)
+    if args.json:
+        print(json.dumps(reply.to_dict(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _write_wav(path: str, audio, rate) -> None:
+    import soundfile as sf
+
+    if audio is None:
+        raise InputError(f"{path}: the reply was empty, nothing to speak")
+    try:
+        sf.write(path, audio, rate)
+    except (OSError, RuntimeError) as e:
+        raise InputError(f"{path}: cannot write audio ({e})") from e
+
+
+CHAT_HELP = """commands: /image PATH  attach an image to the next message
+          /audio PATH  attach an audio file to the next message
+          /reset       forget the conversation
+          /help        this help      /quit  leave (or Ctrl-D)"""
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    bot = args.load_bot()
+    images: list[str] = []
+    audio: list[str] = []
+    print("Synesthesia chat. /help for commands, Ctrl-D to leave.", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            continue
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            if stripped.startswith("/"):
+                cmd, _, rest = stripped.partition(" ")
+                if cmd in ("/quit", "/exit"):
+                    return 0
+                if cmd == "/help":
+                    print(CHAT_HELP)
+                    continue
+                if cmd == "/reset":
+                    bot.reset()
+                    print("(conversation cleared)")
+                    continue
+                if cmd in ("/image", "/audio"):
+                    path = os.path.expanduser(rest.strip())
+                    if not path:
+                        raise InputError(f"{cmd}: give a file path")
+                    loader = bot.prepare
+                    loader("", images=[path]) if cmd == "/image" else loader("", audio=[path])
+                    (images if cmd == "/image" else audio).append(path)
+                    print(f"(attached {os.path.basename(path)})")
+                    continue
+                if hasattr(bot, "command"):
+                    result = bot.command(stripped)
+                    if result is not None:
+                        print(result)
+                        continue
+                raise InputError(f"{cmd}: unknown command (/help lists them)")
+            print("bot> ", end="", flush=True)
+            try:
+                for chunk in bot.stream(stripped, images=images, audio=audio):
+                    print(chunk, end="", flush=True)
+            except KeyboardInterrupt:
+                bot.cancel()
+                print(" [stopped]", end="")
+            print()
+            images, audio = [], []
+        except AssistantError as e:
+            print(f"error: {e}", file=sys.stderr)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    if args.action == "pull":
+        return _pull(args)
+    bot = args.load_bot()
+    infos = bot.models()
+    if args.json:
+        print(json.dumps([vars(i) for i in infos], indent=2))
+        return 0
+    width = max(len(i.slot) for i in infos)
+    for i in infos:
+        print(f"{i.slot:<{width}}  {i.name}")
+        print(f"{'':<{width}}    from: {i.source}")
+        if i.detail:
+            print(f"{'':<{width}}    {i.detail}")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    name = args.name or ""
+    kind, _, size = name.partition(":")
+    if kind != "whisper" or not size:
+        raise InputError(f"models pull: {name or '(nothing)'}: say which model, e.g. whisper:base")
+    settings = load_settings(args)
+    if args.offline:
+        raise InputError("models pull: --offline forbids downloads")
+    from models.speech.asr import pull_whisper
+
+    try:
+        path = pull_whisper(size, whisper_dir=settings.speech.whisper_dir)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise AssistantError(f"models pull {name}: {e}") from e
+    print(f"whisper:{size} ready at {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.load_bot = _loader(args)
+    try:
+        if getattr(args, "handler", None) is None:
+            return run_default(args)
+        return args.handler(args)
+    except AssistantError as e:
+        print(f"assistant: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def run_default(args: argparse.Namespace) -> int:
+    """No subcommand: the terminal UI when it is installed and stdout is a terminal, else the REPL."""
+    try:
+        from assistant.tui import run as run_tui
+    except ImportError:
+        return cmd_chat(args)
+    return run_tui(load_settings(args), args.load_bot)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

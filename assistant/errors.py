@@ -1,0 +1,42 @@
+"""One error hierarchy for the whole assistant.
+
+Every error a user can cause or fix derives from :class:`AssistantError`. The CLI prints
+these in one line on stderr (exit status 2 for :class:`InputError`, 1 for the rest) and the
+terminal UI shows them as notifications; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """Base class of the errors the user is shown as one line."""
+
+    exit_code = 1
+
+
+class InputError(AssistantError):
+    """The user's input is unusable: the message names the file (or argument) and the problem."""
+
+    exit_code = 2
+
+
+class ModelError(AssistantError):
+    """A model cannot be loaded or run: missing weights, no network for a download, bad config."""
+
+
+class ConfigError(AssistantError):
+    """The settings file or an environment variable holds an invalid value."""
+
+    exit_code = 2
+
+
+class DeviceError(AssistantError):
+    """An audio device is missing or cannot be opened (PortAudio absent, no microphone)."""
+
+
+class PluginError(AssistantError):
+    """A plugin failed to load or run, or a named plugin is not installed."""
+
+
+class Cancelled(AssistantError):
+    """The user stopped a reply (or speech) before it finished."""

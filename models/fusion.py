@@ -1,0 +1,348 @@
+"""The fusion core: modality tokens + the user's text in, K tokens in the generator's space out.
+
+Four strategies from the seed document sit behind one interface (:class:`FusionCore`):
+
+* ``attention`` (default): learned queries, conditioned on the user's text, cross-attend to
+  the concatenated modality tokens (the BLIP-2 Q-Former / Flamingo Perceiver family).
+* ``early``: the inputs are concatenated into one sequence (queries, text, every modality)
+  and one transformer encoder runs over all of it; the query positions are the output.
+* ``late``: each modality is pooled on its own, the pooled vectors and the pooled text are
+  merged by an MLP into the K output tokens.
+* ``dual``: independent encoders (one per modality and one for text) whose pooled
+  representations are fused by a gated product, then expanded to K tokens.
+
+Every strategy accepts any subset of modalities: absent ones are simply not passed, and
+padding inside a modality is masked (the seed's "missing modality" challenge). Each
+modality token gets a learned modality-type embedding and a learned position embedding.
+
+Outputs (:class:`FusionOutput`): ``tokens`` (B, K, generator_dim) to place in the
+generator's prompt, and, when the config names answers, ``answer_logits`` (B, A) from an
+answer head on the pooled queries (trained first without the generator, as BLIP-2 does).
+
+Weights are saved as ``model.safetensors`` beside a ``config.json`` holding
+:class:`FusionConfig`; :func:`load_fusion` rebuilds the module from them. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+STRATEGIES = ("attention", "early", "late", "dual")
+
+
+@dataclass
+class FusionConfig:
+    strategy: str = "attention"
+    modality_dims: dict[str, int] = field(default_factory=lambda: {"image": 320})
+    """Input width of each modality's tokens (EfficientNet-Lite0 gives 320)."""
+    max_tokens: dict[str, int] = field(default_factory=lambda: {"image": 49})
+    """Most tokens per modality (size of its position table)."""
+    text_dim: int = 576
+    """Width of the text token embeddings (the generator's input embeddings)."""
+    max_text_tokens: int = 64
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    n_queries: int = 8
+    """K, the number of output tokens handed to the generator."""
+    generator_dim: int = 576
+    """Width of the generator's embeddings (SmolLM2-135M: 576)."""
+    dropout: float = 0.0
+    answers: list[str] = field(default_factory=list)
+    """Vocabulary of the answer head; empty: no answer head."""
+    caption_attributes: list[str] = field(default_factory=list)
+    """Names of the binary facts a caption head predicts (one logit each); empty: no caption head."""
+    aligned_to_generator: bool = False
+    """True when the projected tokens were trained against the generator (so the pipeline may
+    insert them into its prompt); False: use only the heads' outputs (as text evidence)."""
+    alignment: str = ""
+    """How the projector was trained: "" (not at all), "regression" (onto the generator's input
+    embeddings of a sentence stating the answer, no backprop through the generator), or
+    "lm" (the generator's language-model loss through the frozen generator)."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"fusion strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+
+
+@dataclass
+class FusionOutput:
+    tokens: torch.Tensor
+    """(B, K, generator_dim): soft tokens for the generator's prompt."""
+    pooled: torch.Tensor
+    """(B, d_model): one vector per example (what the answer head reads)."""
+    answer_logits: torch.Tensor | None = None
+    """(B, A) when the config has answers."""
+    caption_logits: torch.Tensor | None = None
+    """(B, C) when the config has caption attributes (independent sigmoid logits)."""
+
+
+Modalities = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
+"""name -> (tokens (B, N, D_m), mask (B, N) with True = real token, or None = all real)."""
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """x (B, N, D), mask (B, N) -> (B, D); an all-masked row gives zeros."""
+    if mask is None:
+        return x.mean(dim=1)
+    w = mask.to(x.dtype).unsqueeze(-1)  # (B, N, 1)
+    return (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
+
+
+class TokenEmbedder(nn.Module):
+    """Projects each modality (and the text) to d_model, adds type and position embeddings."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        names = sorted(cfg.modality_dims)
+        self.names = names
+        self.proj = nn.ModuleDict({m: nn.Linear(cfg.modality_dims[m], cfg.d_model) for m in names})
+        self.pos = nn.ParameterDict(
+            {m: nn.Parameter(torch.randn(cfg.max_tokens.get(m, 64), cfg.d_model) * 0.02) for m in names}
+        )
+        self.type_emb = nn.ParameterDict({m: nn.Parameter(torch.randn(cfg.d_model) * 0.02) for m in names})
+        self.norm = nn.ModuleDict({m: nn.LayerNorm(cfg.modality_dims[m]) for m in names})
+        self.text_proj = nn.Linear(cfg.text_dim, cfg.d_model)
+        self.text_norm = nn.LayerNorm(cfg.text_dim)
+        self.text_pos = nn.Parameter(torch.randn(cfg.max_text_tokens, cfg.d_model) * 0.02)
+        self.text_type = nn.Parameter(torch.randn(cfg.d_model) * 0.02)
+
+    def modality(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D_m) -> (B, N, d_model)."""
+        if name not in self.proj:
+            raise ValueError(f"fusion core has no {name!r} modality (it knows {', '.join(self.names)})")
+        n = x.shape[1]
+        if n > self.pos[name].shape[0]:
+            raise ValueError(f"{name}: {n} tokens, more than the {self.pos[name].shape[0]} the core was built for")
+        return self.proj[name](self.norm[name](x)) + self.pos[name][:n] + self.type_emb[name]
+
+    def text(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, text_dim) -> (B, T', d_model), T' = min(T, max_text_tokens) (the end is kept)."""
+        x = x[:, -self.text_pos.shape[0]:]
+        return self.text_proj(self.text_norm(x)) + self.text_pos[: x.shape[1]] + self.text_type
+
+
+class CrossAttentionLayer(nn.Module):
+    """Queries attend to (queries + text), then cross-attend to modality tokens, then an MLP."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm_self = nn.LayerNorm(d)
+        self.self_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.norm_cross = nn.LayerNorm(d)
+        self.norm_kv = nn.LayerNorm(d)
+        self.cross_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(dropout))
+
+    def forward(
+        self,
+        q: torch.Tensor,  # (B, K, d) queries
+        text: torch.Tensor,  # (B, T, d) text tokens (conditioning)
+        text_pad: torch.Tensor,  # (B, T) True = padding
+        kv: torch.Tensor,  # (B, N, d) modality tokens
+        kv_pad: torch.Tensor,  # (B, N) True = padding
+    ) -> torch.Tensor:  # (B, K, d)
+        h = self.norm_self(q)
+        ctx = torch.cat([h, self.norm_self(text)], dim=1)  # (B, K+T, d)
+        ctx_pad = torch.cat([torch.zeros_like(text_pad[:, :1]).expand(-1, q.shape[1]), text_pad], dim=1)
+        q = q + self.self_attn(h, ctx, ctx, key_padding_mask=ctx_pad, need_weights=False)[0]
+        kv_n = self.norm_kv(kv)
+        q = q + self.cross_attn(self.norm_cross(q), kv_n, kv_n, key_padding_mask=kv_pad, need_weights=False)[0]
+        return q + self.mlp(self.norm_mlp(q))
+
+
+class FusionCore(nn.Module):
+    """Common parts: embedder, output projector into the generator's space, answer head."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.embed = TokenEmbedder(cfg)
+        self.out_norm = nn.LayerNorm(d)
+        self.projector = nn.Sequential(nn.Linear(d, cfg.generator_dim), nn.GELU(), nn.Linear(cfg.generator_dim, cfg.generator_dim))
+        self.answer_head = nn.Linear(d, len(cfg.answers)) if cfg.answers else None
+        self.caption_head = nn.Linear(d, len(cfg.caption_attributes)) if cfg.caption_attributes else None
+
+    # -- the part each strategy writes
+    def fuse(self, mods: dict[str, tuple[torch.Tensor, torch.Tensor]], text: torch.Tensor, text_pad: torch.Tensor) -> torch.Tensor:
+        """mods: name -> (tokens (B, N_m, d), pad (B, N_m)) for the modalities present;
+        text (B, T, d), text_pad (B, T) -> (B, K, d)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        modalities: Modalities,
+        text: torch.Tensor | None = None,  # (B, T, text_dim)
+        text_mask: torch.Tensor | None = None,  # (B, T) True = real token
+    ) -> FusionOutput:
+        batch = _batch_size(modalities, text)
+        device = self.out_norm.weight.device
+        mods = {}
+        for name in sorted(modalities):
+            x, mask = modalities[name]
+            if mask is None:
+                mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            mods[name] = (self.embed.modality(name, x), ~mask.bool())
+        if text is None:
+            text = torch.zeros(batch, 1, self.cfg.text_dim, device=device)
+            text_mask = torch.zeros(batch, 1, dtype=torch.bool, device=device)
+        elif text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        t = self.embed.text(text)  # (B, T', d)
+        text_pad = ~text_mask[:, -t.shape[1]:].bool()
+        q = self.out_norm(self.fuse(mods, t, text_pad))  # (B, K, d)
+        pooled = q.mean(dim=1)  # (B, d)
+        logits = self.answer_head(pooled) if self.answer_head is not None else None  # (B, A)
+        caption = self.caption_head(pooled) if self.caption_head is not None else None  # (B, C)
+        return FusionOutput(tokens=self.projector(q), pooled=pooled, answer_logits=logits, caption_logits=caption)
+
+    # -- persistence
+    def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write config.json and model.safetensors (optionally cast, e.g. to float16)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2), encoding="utf-8")
+        state = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / "model.safetensors"))
+        return directory
+
+
+def _batch_size(modalities: Modalities, text: torch.Tensor | None) -> int:
+    for x, _ in modalities.values():
+        return x.shape[0]
+    if text is not None:
+        return text.shape[0]
+    raise ValueError("fusion needs at least one modality or the text")
+
+
+def _with_null(mods, null: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate modality tokens behind one always-valid null token, so attention never sees
+    an all-masked row when every modality is absent. -> (B, 1+N, d), (B, 1+N) pad."""
+    null_tok = null.expand(batch, 1, -1)
+    toks = [null_tok] + [x for x, _ in mods.values()]
+    pads = [torch.zeros(batch, 1, dtype=torch.bool, device=null.device)] + [p for _, p in mods.values()]
+    return torch.cat(toks, dim=1), torch.cat(pads, dim=1)
+
+
+class AttentionFusion(FusionCore):
+    """Learned queries, conditioned on the text, cross-attend to all modality tokens."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__(cfg)
+        self.queries = nn.Parameter(torch.randn(cfg.n_queries, cfg.d_model) * 0.02)
+        self.null = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
+        self.layers = nn.ModuleList(CrossAttentionLayer(cfg.d_model, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
+
+    def fuse(self, mods, text, text_pad):  # -> (B, K, d)
+        b = text.shape[0]
+        kv, kv_pad = _with_null(mods, self.null, b)  # (B, 1+N, d)
+        q = self.queries.unsqueeze(0).expand(b, -1, -1)  # (B, K, d)
+        for layer in self.layers:
+            q = layer(q, text, text_pad, kv, kv_pad)
+        return q
+
+
+class EarlyFusion(FusionCore):
+    """One transformer encoder over [queries ; text ; all modality tokens]."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__(cfg)
+        self.queries = nn.Parameter(torch.randn(cfg.n_queries, cfg.d_model) * 0.02)
+        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, 4 * cfg.d_model, cfg.dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+
+    def fuse(self, mods, text, text_pad):  # -> (B, K, d)
+        b, k = text.shape[0], self.cfg.n_queries
+        q = self.queries.unsqueeze(0).expand(b, -1, -1)
+        seq = torch.cat([q, text] + [x for x, _ in mods.values()], dim=1)  # (B, K+T+N, d)
+        pad = torch.cat([torch.zeros(b, k, dtype=torch.bool, device=q.device), text_pad] + [p for _, p in mods.values()], dim=1)
+        return self.encoder(seq, src_key_padding_mask=pad)[:, :k]
+
+
+class LateFusion(FusionCore):
+    """Pool each modality on its own; an MLP merges the pooled vectors into K tokens."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__(cfg)
+        d, n = cfg.d_model, len(cfg.modality_dims) + 1
+        self.merge = nn.Sequential(nn.Linear(n * d, 4 * d), nn.GELU(), nn.Linear(4 * d, cfg.n_queries * d))
+
+    def fuse(self, mods, text, text_pad):  # -> (B, K, d)
+        b, d = text.shape[0], self.cfg.d_model
+        pooled = [  # one slot per known modality; an absent one contributes zeros
+            masked_mean(mods[name][0], ~mods[name][1]) if name in mods else text.new_zeros(b, d)
+            for name in self.embed.names
+        ]
+        pooled.append(masked_mean(text, ~text_pad))  # (B, d) each
+        return self.merge(torch.cat(pooled, dim=-1)).view(b, self.cfg.n_queries, d)
+
+
+class DualEncoderFusion(FusionCore):
+    """Independent encoders per modality and for the text; pooled outputs fused by a gated product."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__(cfg)
+        d = cfg.d_model
+
+        def encoder() -> nn.TransformerEncoder:
+            layer = nn.TransformerEncoderLayer(d, cfg.n_heads, 4 * d, cfg.dropout, batch_first=True, norm_first=True)
+            return nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+
+        self.encoders = nn.ModuleDict({m: encoder() for m in sorted(cfg.modality_dims)})
+        self.text_encoder = encoder()
+        self.gate = nn.Linear(d, d)
+        self.expand = nn.Sequential(nn.Linear(2 * d, 4 * d), nn.GELU(), nn.Linear(4 * d, cfg.n_queries * d))
+
+    def fuse(self, mods, text, text_pad):  # -> (B, K, d)
+        b, d = text.shape[0], self.cfg.d_model
+        t = masked_mean(self.text_encoder(text, src_key_padding_mask=text_pad), ~text_pad)  # (B, d)
+        m = text.new_zeros(b, d)
+        for name, (x, pad) in mods.items():
+            m = m + masked_mean(self.encoders[name](x, src_key_padding_mask=pad), ~pad)
+        fused = torch.cat([m * torch.sigmoid(self.gate(t)), t], dim=-1)  # (B, 2d)
+        return self.expand(fused).view(b, self.cfg.n_queries, d)
+
+
+_CLASSES = {"attention": AttentionFusion, "early": EarlyFusion, "late": LateFusion, "dual": DualEncoderFusion}
+
+
+def build_fusion(cfg: FusionConfig) -> FusionCore:
+    return _CLASSES[cfg.strategy](cfg)
+
+
+def load_fusion(directory: str | Path, device: str = "cpu") -> FusionCore:
+    """Rebuild a fusion core from ``config.json`` and load ``model.safetensors`` into it (float32)."""
+    directory = Path(directory)
+    cfg_file, weights = directory / "config.json", directory / "model.safetensors"
+    if not cfg_file.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"{directory}: fusion weights need config.json and model.safetensors")
+    raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+    known = set(FusionConfig.__dataclass_fields__)
+    cfg = FusionConfig(**{k: v for k, v in raw.items() if k in known})
+    model = build_fusion(cfg)
+    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def answer_evidence(cfg: FusionConfig, out: FusionOutput, index: int, question: str, min_probability: float = 0.5) -> str | None:
+    """The answer head's verdict for example ``index`` as a short note for the generator, or None
+    when the core has no answer head or is not confident (e.g. a photo unlike its training data)."""
+    if out.answer_logits is None or not cfg.answers:
+        return None
+    probs = out.answer_logits[index].float().softmax(dim=-1)  # (A,)
+    p, i = float(probs.max()), int(probs.argmax())
+    if p < min_probability:
+        return None
+    return f"the answer to {question!r} is {cfg.answers[i]} (confidence {p:.0%})"
