@@ -25,23 +25,26 @@ FEATURE_MODULES = ["assistant.voice_cli", "assistant.sessions_cli", "assistant.p
 """Modules that add subcommands with ``add_commands(sub, parents)``."""
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(top: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. Only the top-level parser
+    sets defaults, so a subcommand does not reset an option given before it."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
-    g.add_argument("--config", metavar="FILE", help="settings file (default: config.toml in the user config dir)")
+    unset = {} if top else {"default": argparse.SUPPRESS}
+    g.add_argument("--config", metavar="FILE", help="settings file (default: config.toml in the user config dir)", **unset)
     net = g.add_mutually_exclusive_group()
-    net.add_argument("--offline", dest="offline", action="store_const", const=True, default=None,
-                     help="forbid every download (the default)")
+    net.add_argument("--offline", dest="offline", action="store_const", const=True,
+                     help="forbid every download (the default)", **({"default": None} if top else unset))
     net.add_argument("--online", dest="offline", action="store_const", const=False,
-                     help="allow downloading hub models named in the settings")
-    g.add_argument("--no-plugins", action="store_true", help="do not load third-party plugins")
+                     help="allow downloading hub models named in the settings", **unset)
+    g.add_argument("--no-plugins", action="store_true", help="do not load third-party plugins", **unset)
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = _common(top=False)
     parser = argparse.ArgumentParser(
-        prog="assistant", parents=[common],
+        prog="assistant", parents=[_common(top=True)],
         description="Synesthesia: a multimodal assistant for the terminal (text, images, speech).",
     )
     from assistant import __version__

@@ -138,16 +138,21 @@ def load_audio(src: AudioInput, *, max_seconds: float = 1800.0) -> np.ndarray:
             f"{path}: recording is {duration / 60:.1f} minutes; the limit is {max_seconds / 60:.0f} minutes"
         )
     resampler = soxr.ResampleStream(info.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-    parts: list[np.ndarray] = []
-    block = info.samplerate * 10
+    # Preallocate the 16 kHz output and fill it block by block: peak memory is the output
+    # plus one 10-second block, whatever the length, channels or rate of the source.
+    audio = np.empty(int(info.frames * SAMPLE_RATE / info.samplerate) + SAMPLE_RATE, np.float32)
+    filled = 0
     try:
-        for chunk in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-            mono = chunk.mean(axis=1, dtype=np.float32)
-            parts.append(resampler.resample_chunk(mono))
-        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        for chunk in sf.blocks(str(path), blocksize=info.samplerate * 10, dtype="float32", always_2d=True):
+            out = resampler.resample_chunk(chunk.mean(axis=1, dtype=np.float32))
+            if filled + len(out) > len(audio):  # header undercounted the frames
+                audio = np.concatenate([audio[:filled], np.empty(len(out) + SAMPLE_RATE * 10, np.float32)])
+            audio[filled:filled + len(out)] = out
+            filled += len(out)
+        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        audio = np.concatenate([audio[:filled], tail]) if len(tail) else audio[:filled]
     except (RuntimeError, sf.LibsndfileError) as e:
         raise InputError(f"{path}: corrupt audio data ({e})") from e
-    audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     if audio.size == 0:
         raise InputError(f"{path}: audio file holds no samples")
     return _finish(audio, str(path))

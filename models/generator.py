@@ -73,6 +73,10 @@ class Generator:
         self._lock = threading.Lock()
         self._cache = None  # the DynamicCache of the last stream
         self._cache_ids: list[int] = []  # the tokens that cache holds, in order
+        self.reused_tokens = 0
+        self.generated_tokens = 0
+        """Tokens in the last reply."""
+        """How many prompt tokens the last stream took from the cache instead of recomputing."""
         eos = model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in eos + [tokenizer.eos_token_id] if i is not None}
@@ -235,6 +239,7 @@ class Generator:
             prompt_ids = self.encode(prompt)
             ids = torch.tensor([prompt_ids], device=self.device)  # (1, T)
             cache, start = self._reusable_cache(prompt_ids)
+            self.reused_tokens = start
             fed = list(prompt_ids)
             out = self._forward(input_ids=ids[:, start:], cache=cache)
         cache = out.past_key_values
@@ -266,6 +271,7 @@ class Generator:
             out = self._forward(input_ids=step, cache=cache)
             cache, logits = out.past_key_values, out.logits[:, -1, :]
             fed.append(token)
+        self.generated_tokens = len(generated)
         text = self.tokenizer.decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
             yield text[len(emitted):]

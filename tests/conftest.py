@@ -24,3 +24,44 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SYNESTHESIA_CACHE_DIR", cache)
     for key in [k for k in os.environ if k.startswith("SYNESTHESIA_") and "__" in k]:
         monkeypatch.delenv(key)
+
+
+# ---------------------------------------------------------------- real offline models (loaded once)
+
+TEST_CACHE = os.environ.get("SYNESTHESIA_TEST_CACHE") or os.path.expanduser("~/.cache/synesthesia-tests")
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.fixture(scope="session")
+def generator():
+    """The real SmolLM2-135M-Instruct (converted once into the test cache)."""
+    from models.generator import Generator
+
+    return Generator.load(cache_dir=TEST_CACHE)
+
+
+@pytest.fixture(scope="session")
+def image_encoder():
+    """The real EfficientNet-Lite0 with ImageNet weights."""
+    from models.image import ImageEncoder
+
+    return ImageEncoder.load()
+
+
+@pytest.fixture(scope="session")
+def real_bot(generator, image_encoder):
+    """An Assistant on the real offline stack with default settings (no plugins)."""
+    from assistant.config import Settings
+    from assistant.pipeline import Assistant
+
+    settings = Settings()
+    fusion, source = Assistant._load_fusion(settings, generator)
+    return Assistant(settings, generator=generator, image_encoder=image_encoder, fusion=fusion, fusion_source=source)
+
+
+@pytest.fixture
+def bot(real_bot):
+    """The real assistant with a fresh conversation."""
+    real_bot.reset()
+    yield real_bot
+    real_bot.reset()

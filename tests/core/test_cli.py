@@ -1,0 +1,76 @@
+"""The `assistant` command: bad input is one line on stderr with exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from assistant.cli import build_parser, main
+from tests.conftest import DATA
+
+
+def run_cli(*args, stdin: bytes | None = None, env=None):
+    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], input=stdin, capture_output=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["ask", "hi", "--image", "/no/such.png"], "/no/such.png: no such file"),
+    (["ask", "hi", "--audio", DATA], "is a directory"),
+    (["ask", "hi", "--image", __file__], "not an image"),
+    (["ask"], "give a question"),
+])
+def test_bad_input_is_one_line(args, needle):
+    p = run_cli(*args)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_non_utf8_stdin():
+    p = run_cli("ask", "-", stdin=b"caf\xe9\n")
+    assert p.returncode == 2 and b"not valid UTF-8" in p.stderr and b"Traceback" not in p.stderr
+
+
+def test_bad_config_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[generator]\ntemperature = 'hot'\n")
+    p = run_cli("--config", str(cfg), "models")
+    assert p.returncode == 2 and b"generator.temperature" in p.stderr and b"Traceback" not in p.stderr
+
+
+def test_missing_config_file(tmp_path):
+    assert main(["--config", str(tmp_path / "nope.toml"), "models"]) == 2
+
+
+def test_pull_refuses_offline(capsys):
+    assert main(["--offline", "models", "pull", "whisper:base"]) == 2
+    assert "--offline forbids downloads" in capsys.readouterr().err
+
+
+def test_help_lists_commands():
+    text = build_parser().format_help()
+    for command in ("ask", "chat", "models"):
+        assert command in text
+
+
+@pytest.mark.integration
+def test_ask_json_real_stack():
+    p = run_cli("ask", "What is the capital of France?", "--json")
+    assert p.returncode == 0, p.stderr.decode()
+    data = json.loads(p.stdout)
+    assert "Paris" in data["text"] and data["timings"]["total"] > 0
+
+
+@pytest.mark.integration
+def test_models_json_real_stack():
+    p = run_cli("models", "--json")
+    assert p.returncode == 0, p.stderr.decode()
+    slots = {m["slot"]: m for m in json.loads(p.stdout)}
+    assert slots["generator"]["name"] == "smollm2" and "SmolLM2-135M-Instruct.Q4_1.gguf" in slots["generator"]["source"]
+    assert "fusion" in slots

@@ -1,0 +1,114 @@
+"""The generator loop on a tiny random Llama with SmolLM2's real tokenizer and chat template."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from models.generator import FUSION_MARKER, Generator, Sampling
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(generator):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = generator.tokenizer
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    return Generator(model, tok, name="tiny", source="random")
+
+
+@pytest.fixture
+def gen(tiny_generator):
+    tiny_generator.forget()
+    return tiny_generator
+
+
+MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+
+
+def test_stream_matches_transformers_greedy(gen):
+    chunks = list(gen.stream(MSGS, sampling=Sampling(max_new_tokens=12)))
+    assert len(chunks) > 1  # streamed, not one block
+    ids = torch.tensor([gen.encode(gen.render(MSGS))])
+    ref = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                             eos_token_id=list(gen.eos_ids), pad_token_id=gen.tokenizer.pad_token_id)
+    assert "".join(chunks) == gen.tokenizer.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+    assert gen.stop_reason in ("length", "eos")
+
+
+def test_cancel_stops_mid_reply(gen):
+    cancel = threading.Event()
+    got = []
+    for chunk in gen.stream(MSGS, sampling=Sampling(max_new_tokens=50), cancel=cancel):
+        got.append(chunk)
+        cancel.set()
+    assert len(got) == 1 and gen.stop_reason == "cancelled"
+
+
+def test_prefix_cache_gives_the_same_reply(gen):
+    first = "".join(gen.stream(MSGS, sampling=Sampling(max_new_tokens=8)))
+    follow = MSGS + [{"role": "assistant", "content": first}, {"role": "user", "content": "Another one?"}]
+    cached = "".join(gen.stream(follow, sampling=Sampling(max_new_tokens=8)))
+    assert gen.reused_tokens >= len(gen.encode(gen.render(MSGS))) - 1  # the first turn was not recomputed
+    gen.forget()
+    fresh = "".join(gen.stream(follow, sampling=Sampling(max_new_tokens=8)))
+    assert cached == fresh
+
+
+def test_sampling_is_seeded(gen):
+    opts = Sampling(max_new_tokens=10, temperature=1.0, top_p=0.95, top_k=0)
+    a = "".join(gen.stream(MSGS, sampling=opts, seed=3))
+    gen.forget()
+    b = "".join(gen.stream(MSGS, sampling=opts, seed=3))
+    assert a == b
+
+
+def test_fit_drops_oldest_turns(gen):
+    history = []
+    for i in range(30):
+        history += [{"role": "user", "content": f"question {i} " + "word " * 20},
+                    {"role": "assistant", "content": f"answer {i} " + "word " * 20}]
+    messages = [MSGS[0]] + history + [{"role": "user", "content": "latest?"}]
+    fitted = gen.fit(messages, budget=300)
+    assert fitted[0] == MSGS[0] and fitted[-1]["content"] == "latest?"
+    assert len(fitted) < len(messages) and gen.count_tokens(fitted) <= 300
+    assert fitted[1]["role"] == "user"  # turns are dropped in pairs
+    assert "answer 29" in fitted[-2]["content"]  # the newest turns stay
+
+
+def test_fit_refuses_a_message_longer_than_the_context(gen):
+    with pytest.raises(ValueError, match="tokens long"):
+        gen.fit([MSGS[0], {"role": "user", "content": "word " * 500}], budget=200)
+
+
+def test_fusion_inserts(gen):
+    msgs = [{"role": "user", "content": f"Look: {FUSION_MARKER} what is it?"}]
+    soft = torch.randn(4, gen.hidden_size)
+    prompt = gen.render(msgs)
+    embeds = gen._prompt_embeddings(prompt, [soft])  # (1, T, hidden)
+    before = gen.encode(prompt.split(FUSION_MARKER)[0])
+    assert embeds.shape[1] == len(before) + 4 + len(gen.encode(prompt.split(FUSION_MARKER)[1]))
+    assert torch.equal(embeds[0, len(before):len(before) + 4], soft)  # spliced where the marker stood
+    other = gen._prompt_embeddings(prompt, [torch.randn(4, gen.hidden_size)])
+    with torch.no_grad():
+        assert not torch.allclose(gen.model(inputs_embeds=embeds).logits[0, -1], gen.model(inputs_embeds=other).logits[0, -1])
+    assert list(gen.stream(msgs, inserts=[soft], sampling=Sampling(max_new_tokens=3)))
+    with pytest.raises(ValueError, match="1 fusion markers in the prompt but 2"):
+        list(gen.stream(msgs, inserts=[soft, soft]))
+
+
+def test_embed_text_masks_padding(gen):
+    emb, mask = gen.embed_text(["a b c d e", "a"])
+    assert emb.shape[:2] == mask.shape and emb.shape[2] == gen.hidden_size
+    assert mask[0].all() and mask[1].sum() < mask[0].sum()
+
+
+def test_missing_hub_model_offline(tmp_path):
+    with pytest.raises(RuntimeError, match="downloads are off"):
+        Generator.load("nobody/no-such-model-xyz", cache_dir=tmp_path, offline=True)

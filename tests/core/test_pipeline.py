@@ -1,0 +1,121 @@
+"""The pipeline's stages with a fake generator and the real (fast) image encoder."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from assistant.config import Settings
+from assistant.errors import InputError
+from assistant.pipeline import Assistant, prepare_turn
+from tests.conftest import DATA
+from tests.core.fakes import FakeGenerator, FakeRecognizer
+
+
+@pytest.fixture
+def make_bot(image_encoder):
+    def make(*replies, **settings):
+        bot = Assistant(Settings(**settings), generator=FakeGenerator(*replies), image_encoder=image_encoder)
+        bot._recognizer = FakeRecognizer()
+        return bot
+
+    return make
+
+
+def test_text_turn_and_history(make_bot):
+    bot = make_bot("Paris is the capital.", "Berlin.")
+    r = bot.ask("Capital of France?")
+    assert r.text == "Paris is the capital." and not r.partial
+    prompt = bot.generator.prompts[0]
+    assert prompt[0]["role"] == "system" and prompt[-1] == {"role": "user", "content": "Capital of France?"}
+    bot.ask("And Germany?")
+    second = bot.generator.prompts[1]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[2]["content"] == "Paris is the capital."
+    assert set(r.timings) >= {"inputs", "first_token", "generate", "total"}
+
+
+def test_image_labels_become_evidence(make_bot):
+    bot = make_bot("A cat.")
+    r = bot.ask("What is this?", images=[f"{DATA}/cat.jpg"])
+    assert len(r.evidence) == 1 and "cat" in r.evidence[0] and "cat.jpg" in r.evidence[0]
+    sent = bot.generator.prompts[0][-1]["content"]
+    assert sent.startswith("[Image 1 (cat.jpg) shows") and sent.endswith("What is this?")
+    assert r.images == ["cat.jpg"] and "image" in r.timings
+
+
+def test_image_without_text_asks_what_it_is(make_bot):
+    bot = make_bot()
+    bot.ask(images=[Image.open(f"{DATA}/coffee.jpg")])
+    assert bot.generator.prompts[0][-1]["content"].endswith("What is in this image?")
+
+
+def test_audio_only_turn_uses_transcript_as_question(make_bot):
+    bot = make_bot("It is noon.")
+    tone = (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    r = bot.ask(audio=[(tone, 16000)])
+    assert r.transcript == ["what is this"] and r.evidence == []
+    assert bot.generator.prompts[0][-1]["content"] == "what is this"
+
+
+def test_audio_beside_text_is_evidence(make_bot):
+    bot = make_bot()
+    tone = (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    r = bot.ask("Summarise the recording.", audio=[(tone, 16000)])
+    assert r.evidence == ["Audio 1 (audio 1) says: what is this"]
+
+
+def test_empty_turn_is_refused(make_bot):
+    with pytest.raises(InputError, match="empty"):
+        make_bot().ask("   ")
+
+
+def test_bad_file_fails_before_the_generator(make_bot, tmp_path):
+    bot = make_bot()
+    (tmp_path / "x.png").write_text("not an image")
+    with pytest.raises(InputError, match="x.png: not an image"):
+        bot.ask("hi", images=[tmp_path / "x.png"])
+    assert bot.generator.prompts == []  # nothing was generated
+    assert bot.history == []  # and nothing was lost from the conversation
+
+
+def test_message_too_long_for_context(make_bot):
+    bot = make_bot()
+    bot.settings.generator.context_tokens = 256
+    bot.settings.generator.max_new_tokens = 64
+    with pytest.raises(InputError, match="context budget"):
+        bot.ask("word " * 400)
+
+
+def test_cancel_marks_reply_partial(make_bot):
+    bot = make_bot("one two three four five six")
+    cancel = threading.Event()
+    chunks = []
+    for chunk in bot.stream("count", cancel=cancel):
+        chunks.append(chunk)
+        cancel.set()
+    assert bot.last_reply.partial and bot.last_reply.text == "one"
+    assert bot.history[-1] == {"role": "assistant", "content": "one"}
+
+
+def test_reset_forgets(make_bot):
+    bot = make_bot()
+    bot.ask("hello")
+    bot.reset()
+    assert bot.history == [] and bot.generator.forgotten == 1
+
+
+def test_prepare_turn_needs_no_models(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        prepare_turn(Settings(), "hi", images=[tmp_path / "gone.jpg"])
+    turn = prepare_turn(Settings(), "hi", images=[f"{DATA}/cat.jpg"])
+    assert turn.image_names == ["cat.jpg"] and turn.images[0].mode == "RGB"
+
+
+def test_models_lists_every_slot(make_bot):
+    infos = {i.slot: i for i in make_bot().models()}
+    assert {"generator", "image", "fusion", "speech-in", "speech-out"} <= set(infos)
+    assert infos["image"].name == "efficientnet-lite0"

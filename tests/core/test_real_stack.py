@@ -1,0 +1,56 @@
+"""Integration: the real offline stack (SmolLM2-135M GGUF, EfficientNet-Lite0), no network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import DATA
+
+pytestmark = pytest.mark.integration
+
+
+def test_capital_of_france(bot):
+    r = bot.ask("What is the capital of France?")
+    assert "Paris" in r.text
+    assert r.timings["first_token"] > 0 and not r.partial
+
+
+def test_text_reply_is_smollm2_alone_token_for_token(bot, generator):
+    """With fusion idle and greedy decoding, the assistant adds nothing to the model's reply."""
+    question = "Give me one tip for sleeping well."
+    bot.settings.generator.max_new_tokens = 40
+    try:
+        r = bot.ask(question)
+    finally:
+        bot.settings.generator.max_new_tokens = 256
+    messages = [{"role": "system", "content": bot.settings.generator.system_prompt},
+                {"role": "user", "content": question}]
+    ids = generator.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                  return_dict=True)["input_ids"]
+    with torch.inference_mode():
+        out = generator.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                       max_new_tokens=40)
+    alone = generator.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    assert r.text == alone
+
+
+def test_real_photo_of_a_cat(bot, image_encoder):
+    from PIL import Image
+
+    labels = image_encoder.encode([Image.open(f"{DATA}/cat.jpg").convert("RGB")], top_k=3).labels[0]
+    assert any("cat" in name for name, _ in labels)
+    r = bot.ask("What animal is in this photo? Answer in one word.", images=[f"{DATA}/cat.jpg"])
+    assert "cat" in r.text.lower()
+
+
+def test_real_photo_of_coffee(bot):
+    r = bot.ask("What drink is in this photo?", images=[f"{DATA}/coffee.jpg"])
+    assert any(word in r.text.lower() for word in ("espresso", "coffee"))
+
+
+def test_follow_up_uses_the_conversation(bot):
+    bot.ask("What is the capital of France?")
+    r = bot.ask("And of Germany?")
+    assert "Berlin" in r.text
+    assert bot.generator.reused_tokens > 20  # the first turn came from the KV cache
