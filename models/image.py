@@ -199,3 +199,87 @@ class ImageEncoder:
             for ps, idx in zip(top.values, top.indices)
         ]
         return ImageFeatures(tokens=tokens, labels=labels)
+
+
+class HFImageEncoder:
+    """A CLIP or SigLIP model from the Hugging Face hub (or a local folder) as the image encoder.
+
+    Feature tokens are the vision tower's last hidden states (B, N, D); labels come from
+    zero-shot classification against the 1000 ImageNet names ("a photo of a {name}"), whose
+    text embeddings are computed once at load time.
+    """
+
+    def __init__(self, model, processor, name: str, labels: list[str], device: str = "cpu"):
+        self.model = model.eval().requires_grad_(False).to(device)
+        self.processor = processor
+        self.name = name
+        self.device = device
+        self.labels = labels
+        self.feature_dim = int(model.config.vision_config.hidden_size)
+        self._label_embeds = self._embed_labels([f"a photo of a {label.split(',')[0]}" for label in labels])
+
+    @classmethod
+    def load(cls, name: str, *, device: str = "cpu", offline: bool = True, labels: list[str] | None = None) -> "HFImageEncoder":
+        from transformers import AutoModel, AutoProcessor
+
+        local = Path(name).expanduser().is_dir()
+        try:
+            model = AutoModel.from_pretrained(name, local_files_only=offline or local)
+            processor = AutoProcessor.from_pretrained(name, local_files_only=offline or local)
+        except OSError as e:
+            if offline and not local:
+                raise RuntimeError(
+                    f"image model {name!r}: not found locally and downloads are off (set offline = false to fetch it)"
+                ) from e
+            raise RuntimeError(f"image model {name!r}: cannot load it ({e})") from e
+        if not hasattr(model, "get_image_features") or not hasattr(model, "vision_model"):
+            raise RuntimeError(f"image model {name!r}: not a CLIP/SigLIP-style model with a vision tower")
+        return cls(model, processor, name, labels or imagenet_labels(), device)
+
+    @torch.inference_mode()
+    def _embed_labels(self, prompts: list[str]) -> torch.Tensor:
+        """-> (L, E) normalised text embeddings of the label prompts."""
+        chunks = []
+        # SigLIP was trained on max-length padding; CLIP accepts it too.
+        length = min(int(getattr(self.processor.tokenizer, "model_max_length", 64) or 64),
+                     int(self.model.config.text_config.max_position_embeddings))
+        for i in range(0, len(prompts), 100):
+            batch = self.processor(text=prompts[i:i + 100], return_tensors="pt", padding="max_length",
+                                   truncation=True, max_length=length)
+            batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+            chunks.append(_as_tensor(self.model.get_text_features(**batch)))
+        emb = torch.cat(chunks)
+        return emb / emb.norm(dim=-1, keepdim=True)
+
+    @torch.inference_mode()
+    def encode(self, images: list[Image.Image], top_k: int = 3, min_probability: float = 0.0) -> ImageFeatures:
+        """Images -> vision tokens (B, N, D) and zero-shot ImageNet labels."""
+        if not images:
+            return ImageFeatures(tokens=torch.zeros(0, 1, self.feature_dim))
+        pixels = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+        pixels = pixels.to(self.device)  # (B, 3, H, W)
+        tokens = self.model.vision_model(pixel_values=pixels).last_hidden_state  # (B, N, D)
+        img = _as_tensor(self.model.get_image_features(pixel_values=pixels))  # (B, E)
+        img = img / img.norm(dim=-1, keepdim=True)
+        scale = self.model.logit_scale.exp() if hasattr(self.model, "logit_scale") else torch.tensor(100.0)
+        probs = (scale * img @ self._label_embeds.T).softmax(dim=-1)  # (B, L)
+        top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        labels = [
+            [(self.labels[i].split(",")[0], float(p)) for p, i in zip(ps.tolist(), idx.tolist()) if float(p) >= min_probability]
+            for ps, idx in zip(top.values, top.indices)
+        ]
+        return ImageFeatures(tokens=tokens.float(), labels=labels)
+
+
+def _as_tensor(out) -> torch.Tensor:
+    """get_*_features returns a tensor in most transformers versions, an output object in some."""
+    if isinstance(out, torch.Tensor):
+        return out
+    return out.pooler_output if getattr(out, "pooler_output", None) is not None else out[0]
+
+
+def load_image_encoder(name: str = "efficientnet-lite0", *, device: str = "cpu", offline: bool = True):
+    """'efficientnet-lite0' (packaged) or a CLIP/SigLIP hub id / local folder."""
+    if name == ImageEncoder.name:
+        return ImageEncoder.load(device=device)
+    return HFImageEncoder.load(name, device=device, offline=offline)
