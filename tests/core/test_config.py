@@ -1,0 +1,62 @@
+"""Settings: defaults, TOML file, environment overrides, validation, round trip."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from assistant import paths
+from assistant.config import Settings
+from assistant.errors import ConfigError
+
+
+def test_defaults():
+    s = Settings.load()
+    assert s.offline is True and s.generator.model == "smollm2" and s.fusion.strategy == "attention"
+
+
+def test_file_and_env_merge(tmp_path, monkeypatch):
+    f = tmp_path / "c.toml"
+    f.write_text('[generator]\nmax_new_tokens = 99\ntemperature = 0.3\n[image]\ntop_k = 5\n')
+    monkeypatch.setenv("SYNESTHESIA_GENERATOR__TEMPERATURE", "0.9")
+    s = Settings.load(f)
+    assert s.generator.max_new_tokens == 99  # from the file
+    assert s.generator.temperature == 0.9  # the environment wins
+    assert s.image.top_k == 5
+
+
+def test_default_file_location(monkeypatch):
+    paths.config_file().write_text("offline = false\n")
+    assert Settings.load().offline is False
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[generator]\ntemperature = -1\n", "generator.temperature"),
+    ("[fusion]\nstrategy = 'magic'\n", "fusion.strategy"),
+    ("[generator]\nnot_a_field = 1\n", "generator.not_a_field"),
+    ("this is = = not toml", "not valid TOML"),
+])
+def test_invalid_file_names_the_field(tmp_path, text, needle):
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=needle) as e:
+        Settings.load(f)
+    assert str(f) in str(e.value)
+
+
+def test_save_round_trip(tmp_path):
+    s = Settings()
+    s.generator.max_new_tokens = 77
+    s.plugins.trusted = ["calc"]
+    s.speech.whisper_dir = tmp_path
+    f = s.save(tmp_path / "out.toml")
+    tomllib.loads(f.read_text())
+    again = Settings.load(f)
+    assert again == s
+
+
+def test_assignment_is_validated():
+    s = Settings()
+    with pytest.raises(ValueError):
+        s.generator.top_p = 2.0
