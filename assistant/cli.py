@@ -201,11 +201,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     (images if cmd == "/image" else audio).append(path)
                     print(f"(attached {os.path.basename(path)})")
                     continue
-                if hasattr(bot, "command"):
-                    result = bot.command(stripped)
-                    if result is not None:
-                        print(result)
-                        continue
+                result = bot.command(stripped)  # plugin commands (/calc, /read, /save, ...)
+                if result is not None:
+                    print(result.text)
+                    continue
                 raise InputError(f"{cmd}: unknown command (/help lists them)")
             print("bot> ", end="", flush=True)
             try:

@@ -76,6 +76,10 @@ class Reply:
     """True when the reply was cancelled or cut at the token limit."""
     images: list[str] = field(default_factory=list)
     audio_inputs: list[str] = field(default_factory=list)
+    tool: str | None = None
+    """The plugin tool that answered (its result was phrased by the generator), if any."""
+    command: str | None = None
+    """The slash command that produced this reply (no generator involved), if any."""
 
     def to_dict(self) -> dict:
         return {
@@ -87,6 +91,8 @@ class Reply:
             "images": self.images,
             "audio_inputs": self.audio_inputs,
             "sample_rate": self.sample_rate,
+            "tool": self.tool,
+            "command": self.command,
         }
 
 
@@ -109,6 +115,15 @@ class Assistant:
         self.history: list[dict] = []
         """The conversation as sent to the chat template (without the system message)."""
         self.last_reply: Reply | None = None
+        self.notes: list[str] = []
+        """Notes saved by /save (the session store reads them through ``on_note``)."""
+        self.on_note = None
+        """Called with each saved note (the TUI stores it in the session)."""
+        self.notify = None
+        """``notify(message, severity)``: how plugins report (timers, problems); None: stderr."""
+        self._pending_context: list[str] = []  # text plugins put into the conversation (/read)
+        self._last_labels: list = []  # the latest image's labels, for /labels
+        self._ctx = None
         self._recognizer = None
         self._synthesizer = None
         self._cancel = threading.Event()
@@ -307,13 +322,90 @@ class Assistant:
         ``turn``: inputs already checked by :func:`prepare_turn` (then text/images/audio are ignored)."""
         with self._lock:
             self._cancel = cancel or threading.Event()
-            yield from self._turn(turn or self.prepare(text, images, audio), self._cancel)
+            turn = turn or self.prepare(text, images, audio)
+            if turn.text.lstrip().startswith("/") and self.plugins is not None:
+                yield from self._command_turn(turn)
+                return
+            yield from self._turn(turn, self._cancel)
+
+    # ------------------------------------------------------------------ plugins
+
+    @property
+    def context(self):
+        """What plugin commands and tools may ask of the assistant (plugins.types.CommandContext)."""
+        if self._ctx is None:
+            from plugins.types import BasicContext
+
+            self._ctx = BasicContext(
+                settings=self.settings,
+                labels=lambda: list(self._last_labels),
+                on_note=self._save_note,
+                on_notify=lambda message, severity="information": self._notify(message, severity),
+                on_context=self._pending_context.append,
+            )
+        return self._ctx
+
+    def _save_note(self, text: str) -> None:
+        self.notes.append(text)
+        if self.on_note is not None:
+            self.on_note(text)
+
+    def _notify(self, message: str, severity: str) -> None:
+        if self.notify is not None:
+            self.notify(message, severity)
+        else:
+            import sys
+
+            print(f"{severity}: {message}" if severity != "information" else message, file=sys.stderr, flush=True)
+
+    def command(self, line: str):
+        """Run a slash command (``/calc 2+2``) -> plugins.types.CommandResult, or None when the
+        line is not a command or plugins are off. Unknown commands raise InputError."""
+        if self.plugins is None:
+            return None
+        return self.plugins.run_command(line, self.context)
+
+    def _command_turn(self, turn: Turn) -> Iterator[str]:
+        start = time.perf_counter()
+        if turn.images:
+            self.encode(turn)
+            self._last_labels = turn.labels[-1]
+        result = self.command(turn.text.strip())
+        text_out = result.text if result is not None else ""
+        if text_out:
+            yield text_out
+        turn.timings["command"] = time.perf_counter() - start
+        self.last_reply = Reply(text=text_out, timings=turn.timings, images=turn.image_names,
+                                audio_inputs=turn.audio_names, command=getattr(result, "command", None) or None)
+
+    def _use_tool(self, turn: Turn) -> str | None:
+        """Route the request to a plugin tool; its result becomes context for the generator."""
+        question = turn.question
+        if self.plugins is None or not question:
+            return None
+        t0 = time.perf_counter()
+        match = self.plugins.route(question)
+        result = self.plugins.run_tool(match, question, self.context) if match is not None else None
+        turn.timings["tool"] = time.perf_counter() - t0
+        if result is None:
+            return None
+        note = f"The {result.tool} tool answered: {result.text}" if result.ok else f"The {result.tool} tool could not help: {result.text}"
+        turn.context.append(note)
+        turn.evidence.append(note)
+        return result.tool
+
+    # ------------------------------------------------------------------ turns
 
     def _turn(self, turn: Turn, cancel: threading.Event) -> Iterator[str]:
         from models.generator import Sampling
 
         start = time.perf_counter()
         self.fuse(self.encode(turn))
+        if turn.labels:
+            self._last_labels = turn.labels[-1]
+        turn.context[:0] = self._pending_context
+        self._pending_context.clear()
+        tool = self._use_tool(turn)
         if self.plugins is not None:
             turn = self.plugins.transform_turn(turn)
         plain = self.user_message(turn)
@@ -351,7 +443,7 @@ class Assistant:
                                              {"role": "assistant", "content": text_out}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence,
                                     timings=turn.timings, partial=partial, images=turn.image_names,
-                                    audio_inputs=turn.audio_names)
+                                    audio_inputs=turn.audio_names, tool=tool)
 
     def ask(self, text: str | bytes = "", images: Sequence = (), audio: Sequence = (), *,
             speak: bool = False, cancel: threading.Event | None = None, turn: Turn | None = None) -> Reply:
@@ -373,6 +465,8 @@ class Assistant:
         """Forget the conversation."""
         self.history = []
         self.last_reply = None
+        self._pending_context.clear()
+        self._last_labels = []
         self.generator.forget()
 
     # ------------------------------------------------------------------ speech
@@ -430,4 +524,4 @@ def _load_plugin_host(settings: Settings):
         from plugins.manager import load_plugins
     except ImportError:
         return None
-    return load_plugins(settings.plugins, enabled=settings.plugins.enabled)
+    return load_plugins(settings.plugins, enabled=settings.plugins.enabled and os.environ.get("SYNESTHESIA_NO_PLUGINS") != "1")

@@ -119,3 +119,68 @@ def test_models_lists_every_slot(make_bot):
     infos = {i.slot: i for i in make_bot().models()}
     assert {"generator", "image", "fusion", "speech-in", "speech-out"} <= set(infos)
     assert infos["image"].name == "efficientnet-lite0"
+
+
+@pytest.fixture(scope="module")
+def plugin_host():
+    from plugins.manager import load_plugins
+
+    host = load_plugins(Settings().plugins)
+    yield host
+    host.close()
+
+
+@pytest.fixture
+def plugged_bot(image_encoder, plugin_host):
+    def make(*replies):
+        return Assistant(Settings(), generator=FakeGenerator(*replies), image_encoder=image_encoder, plugins=plugin_host)
+
+    return make
+
+
+def test_slash_command_answers_without_the_generator(plugged_bot):
+    bot = plugged_bot()
+    r = bot.ask("/calc 2 + 3 * 4")
+    assert "14" in r.text and r.command == "calc"
+    assert bot.generator.prompts == []
+
+
+def test_unknown_command_lists_the_commands(plugged_bot):
+    with pytest.raises(InputError, match="calc"):
+        plugged_bot().ask("/frobnicate now")
+
+
+def test_labels_command_sees_the_attached_image(plugged_bot):
+    r = plugged_bot().ask("/labels", images=[f"{DATA}/cat.jpg"])
+    assert "cat" in r.text
+
+
+def test_tool_result_is_phrased_by_the_generator(plugged_bot):
+    bot = plugged_bot("Seventeen percent of 230 is 39.1.")
+    r = bot.ask("what is 17% of 230")
+    assert r.tool == "calculator"
+    sent = bot.generator.prompts[0][-1]["content"]
+    assert "39.1" in sent and sent.endswith("what is 17% of 230")
+    assert r.text.startswith("Seventeen percent")
+
+
+def test_read_puts_a_file_into_the_next_turn(image_encoder, tmp_path):
+    from plugins.manager import load_plugins
+
+    settings = Settings()
+    settings.plugins.trusted = ["files"]  # /read reads files: trusted, so no confirmation prompt
+    bot = Assistant(settings, generator=FakeGenerator("It says hello."), image_encoder=image_encoder,
+                    plugins=load_plugins(settings.plugins))
+    f = tmp_path / "note.md"
+    f.write_text("# Note\nThe launch code is BLUE-42.\n")
+    bot.ask(f"/read {f}")
+    bot.ask("What does the note say?")
+    assert "BLUE-42" in bot.generator.prompts[-1][-1]["content"]
+
+
+def test_save_note(plugged_bot):
+    bot = plugged_bot()
+    seen = []
+    bot.on_note = seen.append
+    bot.ask("/save buy oat milk")
+    assert bot.notes == ["buy oat milk"] == seen
