@@ -124,6 +124,8 @@ class Assistant:
         self._pending_context: list[str] = []  # text plugins put into the conversation (/read)
         self._last_labels: list = []  # the latest image's labels, for /labels
         self._ctx = None
+        if plugins is not None:
+            plugins.notify = self._notify  # plugin problems and timers reach the CLI/TUI through bot.notify
         self._recognizer = None
         self._synthesizer = None
         self._cancel = threading.Event()

@@ -1,0 +1,46 @@
+"""Run plugin code with a time limit, so that one hung plugin cannot freeze the assistant."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+
+class PluginTimeout(Exception):
+    """A plugin's code ran past its time limit (the thread is left behind as a daemon)."""
+
+
+def call_with_timeout(fn: Callable[..., Any], args: tuple, timeout_s: float | None, label: str) -> Any:
+    """Run ``fn(*args)`` in a daemon thread; raise :class:`PluginTimeout` after ``timeout_s``.
+
+    Python cannot kill a thread: a hung plugin keeps its thread until the process exits, but
+    the caller goes on. Exceptions raised by ``fn`` are re-raised here; ``SystemExit`` becomes
+    a RuntimeError. ``timeout_s=None`` runs ``fn`` in the calling thread.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args)
+        except SystemExit as e:  # a plugin must not end the assistant
+            box["error"] = RuntimeError(f"the plugin called sys.exit({e.code!r})")
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+        finally:
+            done.set()
+
+    if timeout_s is None:
+        target()
+        return _result(box)
+
+    threading.Thread(target=target, name=f"plugin {label}", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise PluginTimeout(f"{label} did not finish within {timeout_s:g} s")
+    return _result(box)
+
+
+def _result(box: dict[str, Any]) -> Any:
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
