@@ -123,7 +123,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise InputError("ask: give a question, an --image or an --audio file")
     from assistant.pipeline import prepare_turn
 
-    turn = prepare_turn(load_settings(args), text, args.image, args.audio)  # bad input fails before loading models
+    settings = load_settings(args)
+    turn = prepare_turn(settings, text, args.image, args.audio)  # bad input fails before loading models
+    if turn.text.lstrip().startswith("/") and not turn.text.lstrip().startswith("//") and not (args.image or args.audio):
+        return _ask_command(turn.text.strip(), settings, args)
     bot = args.load_bot()
     if args.json:
         reply = bot.ask(turn=turn, speak=bool(args.speak))
@@ -139,6 +142,26 @@ def cmd_ask(args: argparse.Namespace) -> int:
         _write_wav(args.speak, reply.audio, reply.sample_rate)
     if args.json:
         print(json.dumps(reply.to_dict(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _ask_command(line: str, settings, args: argparse.Namespace) -> int:
+    """A slash command needs no model: run it through the plugins alone (fast)."""
+    from plugins.manager import load_plugins
+    from plugins.types import BasicContext
+
+    host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not args.no_plugins)
+    try:
+        result = host.run_command(line, BasicContext(settings=settings))
+    finally:
+        host.close()
+    if result is None:
+        raise InputError(f"{line.split()[0]}: not a command")
+    if args.json:
+        print(json.dumps({"command": result.command, "text": result.text, "data": result.data}, ensure_ascii=False,
+                         indent=2, default=str))
+    else:
+        print(result.text)
     return 0
 
 

@@ -74,3 +74,14 @@ def test_models_json_real_stack():
     slots = {m["slot"]: m for m in json.loads(p.stdout)}
     assert slots["generator"]["name"] == "smollm2" and "SmolLM2-135M-Instruct.Q4_1.gguf" in slots["generator"]["source"]
     assert "fusion" in slots
+
+
+def test_slash_command_without_models(capsys):
+    assert main(["ask", "/calc 2 * (3 + 4)"]) == 0
+    assert "14" in capsys.readouterr().out
+
+
+def test_unknown_slash_command(capsys):
+    assert main(["ask", "/nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command /nope" in err and "/calc" in err
