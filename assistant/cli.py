@@ -84,12 +84,12 @@ def _loader(args: argparse.Namespace) -> Callable:
     """What handlers call to get the assistant (once), honouring the common options."""
     cache = {}
 
-    def load_bot():
+    def load_bot(progress=None):
         if "bot" not in cache:
             from assistant.pipeline import Assistant
 
             settings = load_settings(args)
-            cache["bot"] = Assistant.load(settings, plugins=not args.no_plugins, progress=_progress)
+            cache["bot"] = Assistant.load(settings, plugins=True, progress=progress or _progress)
         return cache["bot"]
 
     return load_bot
@@ -176,70 +176,97 @@ def _write_wav(path: str, audio, rate) -> None:
         raise InputError(f"{path}: cannot write audio ({e})") from e
 
 
-CHAT_HELP = """commands: /image PATH  attach an image to the next message
-          /audio PATH  attach an audio file to the next message
-          /reset       forget the conversation
-          /help        this help      /quit  leave (or Ctrl-D)"""
+CHAT_HELP = """chat commands: /image PATH  attach an image to the next message
+               /audio PATH  attach an audio file to the next message
+               /reset       forget the conversation     /quit  leave (or Ctrl-D)
+plugin commands:"""
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    """A line REPL. Each turn is saved in a new session of the session store (see `assistant sessions`)."""
     try:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:
         pass
+    from assistant.storage import SessionStore
+
     bot = args.load_bot()
     images: list[str] = []
     audio: list[str] = []
-    print("Synesthesia chat. /help for commands, Ctrl-D to leave.", file=sys.stderr)
-    while True:
-        try:
-            line = input("you> ")
-        except EOFError:
-            print(file=sys.stderr)
-            return 0
-        except KeyboardInterrupt:
-            print(file=sys.stderr)
-            continue
-        stripped = line.strip()
-        if not stripped:
-            continue
-        try:
-            if stripped.startswith("/"):
-                cmd, _, rest = stripped.partition(" ")
-                if cmd in ("/quit", "/exit"):
-                    return 0
-                if cmd == "/help":
-                    print(CHAT_HELP)
-                    continue
-                if cmd == "/reset":
-                    bot.reset()
-                    print("(conversation cleared)")
-                    continue
-                if cmd in ("/image", "/audio"):
-                    path = os.path.expanduser(rest.strip())
-                    if not path:
-                        raise InputError(f"{cmd}: give a file path")
-                    loader = bot.prepare
-                    loader("", images=[path]) if cmd == "/image" else loader("", audio=[path])
-                    (images if cmd == "/image" else audio).append(path)
-                    print(f"(attached {os.path.basename(path)})")
-                    continue
-                result = bot.command(stripped)  # plugin commands (/calc, /read, /save, ...)
-                if result is not None:
-                    print(result.text)
-                    continue
-                raise InputError(f"{cmd}: unknown command (/help lists them)")
-            print("bot> ", end="", flush=True)
+    with SessionStore.open() as store:
+        session = store.create_session()
+        bot.on_note = lambda text: store.add_note(session.id, text)
+        print(f"Synesthesia chat (session {session.id}). /help for commands, Ctrl-D to leave.", file=sys.stderr)
+        while True:
             try:
-                for chunk in bot.stream(stripped, images=images, audio=audio):
-                    print(chunk, end="", flush=True)
+                line = input("you> ")
+            except EOFError:
+                print(file=sys.stderr)
+                return 0
             except KeyboardInterrupt:
-                bot.cancel()
-                print(" [stopped]", end="")
-            print()
-            images, audio = [], []
-        except AssistantError as e:
-            print(f"error: {e}", file=sys.stderr)
+                print(file=sys.stderr)
+                continue
+            stripped = line.strip()
+            if not stripped:
+                continue
+            try:
+                if stripped.startswith("/") and not stripped.startswith("//"):
+                    if _chat_command(bot, stripped, images, audio):
+                        return 0
+                    continue
+                _chat_turn(bot, store, session.id, stripped, images, audio)
+                images, audio = [], []
+            except AssistantError as e:
+                print(f"error: {e}", file=sys.stderr)
+
+
+def _chat_command(bot, line: str, images: list[str], audio: list[str]) -> bool:
+    """Handle a /command in the REPL; True means leave."""
+    cmd, _, rest = line.partition(" ")
+    if cmd in ("/quit", "/exit"):
+        return True
+    if cmd == "/reset":
+        bot.reset()
+        print("(conversation cleared)")
+    elif cmd in ("/image", "/audio"):
+        path = os.path.expanduser(rest.strip())
+        if not path:
+            raise InputError(f"{cmd}: give a file path")
+        kind = {"/image": "images", "/audio": "audio"}[cmd]
+        bot.prepare("", **{kind: [path]})  # check the file now, not at the next message
+        (images if cmd == "/image" else audio).append(path)
+        print(f"(attached {os.path.basename(path)})")
+    else:
+        result = bot.command(line)  # plugin commands (/calc, /read, /save, ...)
+        if result is None:
+            raise InputError(f"{cmd}: unknown command")
+        if cmd == "/help":
+            print(CHAT_HELP)
+        print(result.text)
+    return False
+
+
+def _chat_turn(bot, store, session_id: int, text: str, images: list[str], audio: list[str]) -> None:
+    """One streamed reply, recorded as it arrives (a crash keeps what was said, marked partial)."""
+    writer = store.begin_turn(session_id, text, images=images, audio=audio)
+    print("bot> ", end="", flush=True)
+    try:
+        for chunk in bot.stream(text, images=images, audio=audio):
+            writer.append(chunk)
+            print(chunk, end="", flush=True)
+        writer.finish(bot.last_reply)
+    except KeyboardInterrupt:
+        bot.cancel()
+        writer.finish(bot.last_reply, partial=True, stop_reason="cancelled")
+        print(" [stopped]", end="")
+    except AssistantError as e:
+        if writer.text:
+            writer.abort(str(e))  # keep what was said, marked partial
+        else:
+            store.delete_turn(writer.turn_id)
+        raise
+    finally:
+        print()
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -296,11 +323,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_default(args: argparse.Namespace) -> int:
-    """No subcommand: the terminal UI when it is installed and stdout is a terminal, else the REPL."""
-    try:
-        from assistant.tui import run as run_tui
-    except ImportError:
+    """No subcommand: the terminal UI when stdin and stdout are a terminal, else the line REPL."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
         return cmd_chat(args)
+    from assistant.tui import run as run_tui
+
     return run_tui(load_settings(args), args.load_bot)
 
 

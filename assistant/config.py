@@ -104,6 +104,16 @@ class VoiceSettings(Section):
     """Audio kept from before speech was detected, so the first syllable is not cut."""
     speak_replies: bool = False
     """Speak every reply aloud (the TUI can toggle this)."""
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Silero VAD speech probability that starts an utterance (lower: more sensitive)."""
+    barge_in: bool = True
+    """Let the user interrupt a spoken reply by talking (stops playback and the reply)."""
+    barge_in_threshold: float = Field(0.85, gt=0.0, lt=1.0)
+    """VAD probability needed while the assistant is speaking (higher than vad_threshold)."""
+    barge_in_ms: int = Field(250, ge=32, le=3000)
+    """How much speech over the assistant's voice interrupts it."""
+    barge_in_margin_db: float = Field(4.0, ge=0.0, le=40.0)
+    """How much louder than the assistant's own echo the microphone must be to interrupt."""
 
 
 class UISettings(Section):

@@ -526,4 +526,4 @@ def _load_plugin_host(settings: Settings):
         from plugins.manager import load_plugins
     except ImportError:
         return None
-    return load_plugins(settings.plugins, enabled=settings.plugins.enabled and os.environ.get("SYNESTHESIA_NO_PLUGINS") != "1")
+    return load_plugins(settings.plugins, enabled=settings.plugins.enabled)

@@ -85,3 +85,31 @@ def test_unknown_slash_command(capsys):
     assert main(["ask", "/nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown command /nope" in err and "/calc" in err
+
+
+def test_chat_repl_records_the_session(monkeypatch, capsys, image_encoder):
+    """The REPL streams replies, runs commands, and every turn lands in the session store."""
+    from assistant.config import Settings
+    from assistant.pipeline import Assistant
+    from assistant.storage import SessionStore
+    from plugins.manager import load_plugins
+    from tests.core.fakes import FakeGenerator
+
+    settings = Settings()
+    bot = Assistant(settings, generator=FakeGenerator("Hello there."), image_encoder=image_encoder,
+                    plugins=load_plugins(settings.plugins))
+    lines = iter(["hi", "/calc 6*7", f"/image {DATA}/cat.jpg", "/image /no/such.png", "/save remember me", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    import assistant.cli as cli
+
+    args = build_parser().parse_args(["chat"])
+    args.load_bot = lambda progress=None: bot
+    assert cli.cmd_chat(args) == 0
+    out = capsys.readouterr()
+    assert "Hello there." in out.out and "42" in out.out and "attached cat.jpg" in out.out
+    assert "no such file" in out.err
+    with SessionStore.open() as store:
+        session = store.last_session()
+        turns = store.turns(session.id)
+        assert [t.user_text for t in turns] == ["hi"] and turns[0].reply_text.strip() == "Hello there."
+        assert [n for _, n in store.notes(session.id)] == ["remember me"]

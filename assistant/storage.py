@@ -1,0 +1,720 @@
+"""Sessions on disk: one SQLite database plus a folder of attachments per session.
+
+Layout under :func:`assistant.paths.data_dir` (``SYNESTHESIA_DATA_DIR`` moves it)::
+
+    sessions.db               sessions, turns, attachments, notes, FTS5 index (WAL mode)
+    sessions/<id>/            files of session <id>: copied images and audio, spoken replies
+
+Schema changes are named, append-only migrations (:data:`MIGRATIONS`); the names applied
+are recorded in the ``_migrations`` table, so an old database is brought up to date on open
+and a migration never runs twice. Never edit a released migration: add a new one.
+
+Crash safety: a turn is inserted (``partial = 1``) before the reply starts; the reply is
+streamed into the row and committed every ``commit_every`` seconds
+(:meth:`TurnWriter.append`); :meth:`TurnWriter.finish` writes the final reply and clears the
+flag. A process killed in between leaves the committed prefix of the reply in the database,
+still marked partial, and WAL keeps the file consistent.
+
+Typical use (what ``assistant chat`` does)::
+
+    store = SessionStore.open()
+    session = store.last_session() or store.create_session()
+    writer = store.begin_turn(session.id, text, images=[...], audio=[...])
+    for chunk in bot.stream(text, ...):
+        writer.append(chunk)
+    writer.finish(bot.last_reply)
+
+or in one call, after the fact: ``store.record_turn(session.id, text, reply, images=[...])``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from assistant import paths
+from assistant.errors import InputError
+
+DB_NAME = "sessions.db"
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".aiff", ".aif"})
+
+
+# ----------------------------------------------------------------------------- migrations
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, under its function name."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction (``executescript`` would commit it)."""
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement: {statement!r}")
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE sessions (
+            id       INTEGER PRIMARY KEY AUTOINCREMENT,
+            title    TEXT NOT NULL,
+            created  REAL NOT NULL,
+            updated  REAL NOT NULL
+        );
+        CREATE TABLE turns (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id  INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            created     REAL NOT NULL,
+            user_text   TEXT NOT NULL DEFAULT '',
+            reply_text  TEXT NOT NULL DEFAULT '',
+            transcript  TEXT NOT NULL DEFAULT '[]',
+            evidence    TEXT NOT NULL DEFAULT '[]',
+            timings     TEXT NOT NULL DEFAULT '{}',
+            partial     INTEGER NOT NULL DEFAULT 1,
+            finished    REAL
+        );
+        CREATE INDEX turns_session ON turns(session_id, id);
+        CREATE TABLE attachments (
+            id       INTEGER PRIMARY KEY AUTOINCREMENT,
+            turn_id  INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+            role     TEXT NOT NULL,      -- 'user' (an input) or 'assistant' (the spoken reply)
+            kind     TEXT NOT NULL,      -- 'image' or 'audio'
+            name     TEXT NOT NULL,      -- the original file name, for display
+            path     TEXT NOT NULL       -- relative to the data dir
+        );
+        CREATE INDEX attachments_turn ON attachments(turn_id);
+        CREATE TABLE notes (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id  INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            created     REAL NOT NULL,
+            text        TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migration
+def m002_fts(db: sqlite3.Connection) -> None:
+    # External-content FTS5 index over turns, kept in step by triggers.
+    _script(
+        db,
+        """
+        CREATE VIRTUAL TABLE turns_fts USING fts5(
+            user_text, reply_text, transcript, content='turns', content_rowid='id'
+        );
+        CREATE TRIGGER turns_fts_ai AFTER INSERT ON turns BEGIN
+            INSERT INTO turns_fts(rowid, user_text, reply_text, transcript)
+            VALUES (new.id, new.user_text, new.reply_text, new.transcript);
+        END;
+        CREATE TRIGGER turns_fts_ad AFTER DELETE ON turns BEGIN
+            INSERT INTO turns_fts(turns_fts, rowid, user_text, reply_text, transcript)
+            VALUES ('delete', old.id, old.user_text, old.reply_text, old.transcript);
+        END;
+        CREATE TRIGGER turns_fts_au AFTER UPDATE OF user_text, reply_text, transcript ON turns BEGIN
+            INSERT INTO turns_fts(turns_fts, rowid, user_text, reply_text, transcript)
+            VALUES ('delete', old.id, old.user_text, old.reply_text, old.transcript);
+            INSERT INTO turns_fts(rowid, user_text, reply_text, transcript)
+            VALUES (new.id, new.user_text, new.reply_text, new.transcript);
+        END;
+        INSERT INTO turns_fts(turns_fts) VALUES ('rebuild');
+        """
+    )
+
+
+@migration
+def m003_turn_error(db: sqlite3.Connection) -> None:
+    # Why a turn ended early ('cancelled', or an error message); NULL when it finished normally.
+    db.execute("ALTER TABLE turns ADD COLUMN stop_reason TEXT")
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass
+class Attachment:
+    id: int
+    role: str
+    kind: str
+    name: str
+    path: Path
+    """Absolute path of the stored copy."""
+
+
+@dataclass
+class Turn:
+    id: int
+    session_id: int
+    created: float
+    user_text: str
+    reply_text: str
+    transcript: list[str]
+    evidence: list[str]
+    timings: dict[str, float]
+    partial: bool
+    finished: float | None
+    stop_reason: str | None
+    attachments: list[Attachment] = field(default_factory=list)
+
+    def inputs(self, kind: str) -> list[Attachment]:
+        return [a for a in self.attachments if a.role == "user" and a.kind == kind]
+
+    @property
+    def reply_audio(self) -> Attachment | None:
+        return next((a for a in self.attachments if a.role == "assistant"), None)
+
+
+@dataclass
+class Session:
+    id: int
+    title: str
+    created: float
+    updated: float
+    turns: int = 0
+
+
+@dataclass
+class SearchHit:
+    session_id: int
+    session_title: str
+    turn_id: int
+    snippet: str
+    """The matching text with the hits wrapped in ``[`` ``]``."""
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class SessionStore:
+    """All sessions of one user. Thread-safe: one connection guarded by a lock.
+
+    Open with :meth:`open`; close with :meth:`close` (or use it as a context manager).
+    """
+
+    def __init__(self, db_path: Path, *, root: Path | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.root = Path(root) if root is not None else self.db_path.parent
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.db_path, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as e:
+            raise InputError(f"{self.db_path}: unusable session database ({e})") from e
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> "SessionStore":
+        """The store at ``path`` (a ``.db`` file), by default ``sessions.db`` in the user data dir."""
+        return cls(Path(path) if path else paths.data_dir() / DB_NAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "SessionStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing
+
+    def _tx(self):
+        return _Transaction(self)
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded; return their names."""
+        applied: list[str] = []
+        with self._lock:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)"
+            )
+            done = {r[0] for r in self._db.execute("SELECT name FROM _migrations")}
+            for name, fn in MIGRATIONS:
+                if name in done:
+                    continue
+                with self._tx():
+                    fn(self._db)
+                    self._db.execute(
+                        "INSERT INTO _migrations(name, applied) VALUES (?, ?)", (name, time.time())
+                    )
+                applied.append(name)
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+    def session_dir(self, session_id: int) -> Path:
+        return self.root / "sessions" / str(session_id)
+
+    # -- sessions
+
+    def create_session(self, title: str | None = None) -> Session:
+        now = time.time()
+        title = (title or "").strip() or "New session"
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                "INSERT INTO sessions(title, created, updated) VALUES (?, ?, ?)", (title, now, now)
+            )
+        return Session(cur.lastrowid, title, now, now, 0)
+
+    def list_sessions(self, limit: int | None = None) -> list[Session]:
+        """Sessions, the most recently used first."""
+        sql = (
+            "SELECT s.id, s.title, s.created, s.updated, COUNT(t.id) AS n FROM sessions s "
+            "LEFT JOIN turns t ON t.session_id = s.id GROUP BY s.id ORDER BY s.updated DESC, s.id DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            return [Session(r[0], r[1], r[2], r[3], r[4]) for r in self._db.execute(sql)]
+
+    def get_session(self, session_id: int | str) -> Session:
+        """The session, or :class:`InputError` naming the id when there is none."""
+        try:
+            sid = int(session_id)
+        except (TypeError, ValueError):
+            raise InputError(f"{session_id!r}: not a session id (see `assistant sessions list`)") from None
+        with self._lock:
+            r = self._db.execute(
+                "SELECT s.id, s.title, s.created, s.updated, "
+                "(SELECT COUNT(*) FROM turns WHERE session_id = s.id) FROM sessions s WHERE s.id = ?",
+                (sid,),
+            ).fetchone()
+        if r is None:
+            raise InputError(f"session {sid}: no such session (see `assistant sessions list`)")
+        return Session(r[0], r[1], r[2], r[3], r[4])
+
+    def last_session(self) -> Session | None:
+        """The most recently used session (what the app resumes on start)."""
+        found = self.list_sessions(limit=1)
+        return found[0] if found else None
+
+    def rename_session(self, session_id: int, title: str) -> Session:
+        title = title.strip()
+        if not title:
+            raise InputError("a session title cannot be empty")
+        self.get_session(session_id)
+        with self._lock, self._tx():
+            self._db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, int(session_id)))
+        return self.get_session(session_id)
+
+    def delete_session(self, session_id: int) -> None:
+        """Delete the session, its turns, notes and files."""
+        self.get_session(session_id)
+        with self._lock, self._tx():
+            self._db.execute("DELETE FROM sessions WHERE id = ?", (int(session_id),))
+        shutil.rmtree(self.session_dir(int(session_id)), ignore_errors=True)
+
+    def touch(self, session_id: int) -> None:
+        with self._lock, self._tx():
+            self._db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (time.time(), session_id))
+
+    # -- notes
+
+    def add_note(self, session_id: int, text: str) -> int:
+        self.get_session(session_id)
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                "INSERT INTO notes(session_id, created, text) VALUES (?, ?, ?)",
+                (session_id, time.time(), text),
+            )
+        return cur.lastrowid
+
+    def notes(self, session_id: int) -> list[tuple[float, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT created, text FROM notes WHERE session_id = ? ORDER BY id", (session_id,)
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- turns
+
+    def begin_turn(
+        self,
+        session_id: int,
+        text: str,
+        *,
+        images: Sequence[Any] = (),
+        audio: Sequence[Any] = (),
+        commit_every: float = 0.25,
+    ) -> "TurnWriter":
+        """Record the user's side of a turn now (attachments copied) and return a writer for the reply.
+
+        ``images``: paths or PIL images; ``audio``: paths or ``(samples, sample_rate)``.
+        The turn stays ``partial`` until :meth:`TurnWriter.finish`.
+        """
+        self.get_session(session_id)
+        now = time.time()
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                "INSERT INTO turns(session_id, created, user_text, partial) VALUES (?, ?, ?, 1)",
+                (session_id, now, text),
+            )
+            turn_id = cur.lastrowid
+            self._db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
+            if text.strip():
+                self._db.execute(
+                    "UPDATE sessions SET title = ? WHERE id = ? AND title = 'New session'",
+                    (_title_from(text), session_id),
+                )
+        try:
+            for i, item in enumerate(images):
+                self._attach(session_id, turn_id, "user", "image", item, f"{turn_id}-{i}")
+            for i, item in enumerate(audio):
+                self._attach(session_id, turn_id, "user", "audio", item, f"{turn_id}-a{i}")
+        except Exception:
+            self.delete_turn(turn_id)
+            raise
+        return TurnWriter(self, session_id, turn_id, commit_every=commit_every)
+
+    def record_turn(
+        self,
+        session_id: int,
+        text: str,
+        reply: Any,
+        *,
+        images: Sequence[Any] = (),
+        audio: Sequence[Any] = (),
+        save_audio: bool = True,
+    ) -> Turn:
+        """Record a finished turn in one call. ``reply`` is the assistant's ``Reply`` (or a string)."""
+        writer = self.begin_turn(session_id, text, images=images, audio=audio)
+        return writer.finish(reply, save_audio=save_audio)
+
+    def _attach(self, session_id: int, turn_id: int, role: str, kind: str, item: Any, stem: str) -> None:
+        folder = self.session_dir(session_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(item, (str, Path)):
+            src = Path(item).expanduser()
+            if not src.is_file():
+                raise InputError(f"{src}: no such file")
+            name = src.name
+            dest = folder / f"{stem}-{_safe_name(name)}"
+            shutil.copyfile(src, dest)
+        elif kind == "audio" and isinstance(item, tuple) and len(item) == 2:
+            import soundfile
+
+            samples, rate = item
+            name = f"{'reply' if role == 'assistant' else 'recording'}.wav"
+            dest = folder / f"{stem}-{name}"
+            soundfile.write(dest, samples, int(rate), subtype="PCM_16")
+        elif kind == "image" and hasattr(item, "save"):  # a PIL image
+            name = Path(getattr(item, "filename", "") or "image.png").name
+            dest = folder / f"{stem}-{Path(_safe_name(name)).stem}.png"
+            item.save(dest, format="PNG")
+        else:
+            raise InputError(f"cannot store a {kind} attachment of type {type(item).__name__}")
+        with self._lock, self._tx():
+            self._db.execute(
+                "INSERT INTO attachments(turn_id, role, kind, name, path) VALUES (?, ?, ?, ?, ?)",
+                (turn_id, role, kind, name, str(dest.relative_to(self.root))),
+            )
+
+    def delete_turn(self, turn_id: int) -> None:
+        with self._lock:
+            rows = self._db.execute("SELECT path FROM attachments WHERE turn_id = ?", (turn_id,)).fetchall()
+            with self._tx():
+                self._db.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+        for (rel,) in rows:
+            (self.root / rel).unlink(missing_ok=True)
+
+    def turns(self, session_id: int) -> list[Turn]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM turns WHERE session_id = ? ORDER BY id", (session_id,)
+            ).fetchall()
+            atts = self._db.execute(
+                "SELECT a.* FROM attachments a JOIN turns t ON t.id = a.turn_id "
+                "WHERE t.session_id = ? ORDER BY a.id",
+                (session_id,),
+            ).fetchall()
+        by_turn: dict[int, list[Attachment]] = {}
+        for a in atts:
+            by_turn.setdefault(a["turn_id"], []).append(
+                Attachment(a["id"], a["role"], a["kind"], a["name"], self.root / a["path"])
+            )
+        return [self._turn(r, by_turn.get(r["id"], [])) for r in rows]
+
+    def get_turn(self, turn_id: int) -> Turn:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
+        if r is None:
+            raise InputError(f"turn {turn_id}: no such turn")
+        return next(t for t in self.turns(r["session_id"]) if t.id == turn_id)
+
+    @staticmethod
+    def _turn(r: sqlite3.Row, attachments: list[Attachment]) -> Turn:
+        return Turn(
+            id=r["id"],
+            session_id=r["session_id"],
+            created=r["created"],
+            user_text=r["user_text"],
+            reply_text=r["reply_text"],
+            transcript=json.loads(r["transcript"]),
+            evidence=json.loads(r["evidence"]),
+            timings=json.loads(r["timings"]),
+            partial=bool(r["partial"]),
+            finished=r["finished"],
+            stop_reason=r["stop_reason"],
+            attachments=attachments,
+        )
+
+    def history(self, session_id: int) -> list[dict[str, str]]:
+        """The session as chat messages ({role, content}), for resuming a conversation."""
+        messages: list[dict[str, str]] = []
+        for t in self.turns(session_id):
+            user = t.user_text
+            if t.transcript:
+                user = (user + "\n" if user else "") + " ".join(f"[audio: {x}]" for x in t.transcript)
+            if not user and not t.reply_text:
+                continue
+            messages.append({"role": "user", "content": user})
+            if t.reply_text:
+                messages.append({"role": "assistant", "content": t.reply_text})
+        return messages
+
+    # -- search
+
+    def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over every turn (user text, replies, transcripts), best matches first.
+
+        ``query`` is plain words (each must occur, prefixes match: ``pari`` finds "Paris");
+        FTS5 syntax is not required, and quotes and operators in it are treated as text.
+        """
+        words = re.findall(r"\w+", query, flags=re.UNICODE)
+        if not words:
+            return []
+        match = " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+        sql = (
+            "SELECT t.session_id, s.title, t.id, "
+            "snippet(turns_fts, -1, '[', ']', '…', 12) FROM turns_fts "
+            "JOIN turns t ON t.id = turns_fts.rowid JOIN sessions s ON s.id = t.session_id "
+            "WHERE turns_fts MATCH ? ORDER BY rank LIMIT ?"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, (match, limit)).fetchall()
+        return [SearchHit(r[0], r[1], r[2], _plain_snippet(r[3])) for r in rows]
+
+    # -- export
+
+    def export(self, session_id: int, dest: str | Path) -> Path:
+        """Write ``session.md``, ``session.json`` and the session's files into folder ``dest``.
+
+        Returns the Markdown file. Files are copied under ``media/``; the Markdown links them
+        relatively, so the folder can be moved or zipped as a whole.
+        """
+        session = self.get_session(session_id)
+        dest = Path(dest).expanduser()
+        if dest.exists() and not dest.is_dir():
+            raise InputError(f"{dest}: exists and is not a folder")
+        media = dest / "media"
+        media.mkdir(parents=True, exist_ok=True)
+        turns = self.turns(session.id)
+
+        def copy(a: Attachment) -> str | None:
+            if not a.path.is_file():
+                return None
+            target = media / a.path.name
+            shutil.copyfile(a.path, target)
+            return f"media/{target.name}"
+
+        md = [f"# {session.title}", "", f"_Session {session.id}, started {_fmt_time(session.created)}_", ""]
+        records = []
+        for t in turns:
+            files = {a.id: copy(a) for a in t.attachments}
+            md.append(f"## You · {_fmt_time(t.created)}")
+            md.append("")
+            if t.user_text:
+                md += [t.user_text, ""]
+            for a in t.inputs("image"):
+                if files[a.id]:
+                    md += [f"![{a.name}]({files[a.id]})", ""]
+            for a in t.inputs("audio"):
+                if files[a.id]:
+                    md += [f"[audio: {a.name}]({files[a.id]})", ""]
+            for line in t.transcript:
+                md += [f"> transcript: {line}", ""]
+            md.append("## Assistant" + (" (partial)" if t.partial else ""))
+            md.append("")
+            md += [t.reply_text or "_(no reply)_", ""]
+            if t.reply_audio is not None and files[t.reply_audio.id]:
+                md += [f"[spoken reply]({files[t.reply_audio.id]})", ""]
+            record = asdict(t)
+            record["attachments"] = [
+                {"role": a.role, "kind": a.kind, "name": a.name, "file": files[a.id]} for a in t.attachments
+            ]
+            records.append(record)
+        notes = self.notes(session.id)
+        if notes:
+            md += ["## Notes", ""] + [f"- {text}" for _, text in notes] + [""]
+        (dest / "session.md").write_text("\n".join(md), encoding="utf-8")
+        payload = {
+            "session": asdict(session),
+            "turns": records,
+            "notes": [{"created": c, "text": x} for c, x in notes],
+        }
+        (dest / "session.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+        return dest / "session.md"
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) under the store's lock."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        self.store._lock.acquire()
+        self.store._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store._lock.release()
+
+
+class TurnWriter:
+    """Streams one reply into the database. Made by :meth:`SessionStore.begin_turn`."""
+
+    def __init__(self, store: SessionStore, session_id: int, turn_id: int, *, commit_every: float) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.turn_id = turn_id
+        self.commit_every = commit_every
+        self.text = ""
+        self._committed = 0
+        self._last_commit = time.monotonic()
+        self.closed = False
+
+    def append(self, chunk: str) -> None:
+        """Add a chunk of the reply; committed when ``commit_every`` seconds have passed since the last."""
+        self.text += chunk
+        if time.monotonic() - self._last_commit >= self.commit_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._committed == len(self.text) or self.closed:
+            return
+        with self.store._tx():
+            self.store._db.execute("UPDATE turns SET reply_text = ? WHERE id = ?", (self.text, self.turn_id))
+        self._committed = len(self.text)
+        self._last_commit = time.monotonic()
+
+    def finish(self, reply: Any = None, *, partial: bool | None = None, stop_reason: str | None = None,
+               save_audio: bool = True) -> Turn:
+        """Write the final reply (an assistant ``Reply``, a string, or None for the streamed text).
+
+        ``partial`` defaults to ``reply.partial``; the spoken reply (``reply.audio``) is saved
+        as a file when present and ``save_audio``.
+        """
+        if isinstance(reply, str):
+            text, transcript, evidence, timings = reply, [], [], {}
+        elif reply is None:
+            text, transcript, evidence, timings = self.text, [], [], {}
+        else:
+            text = getattr(reply, "text", self.text) or self.text
+            transcript = list(getattr(reply, "transcript", None) or [])
+            evidence = list(getattr(reply, "evidence", None) or [])
+            timings = {k: float(v) for k, v in (getattr(reply, "timings", None) or {}).items()}
+            if partial is None:
+                partial = bool(getattr(reply, "partial", False))
+        if partial is None:
+            partial = False
+        if stop_reason is None and partial:
+            stop_reason = "cancelled"
+        self.text = text
+        with self.store._tx():
+            self.store._db.execute(
+                "UPDATE turns SET reply_text = ?, transcript = ?, evidence = ?, timings = ?, partial = ?, "
+                "finished = ?, stop_reason = ? WHERE id = ?",
+                (text, json.dumps(transcript), json.dumps(evidence), json.dumps(timings), int(partial),
+                 time.time(), stop_reason, self.turn_id),
+            )
+        self._committed = len(text)
+        self.closed = True
+        audio = getattr(reply, "audio", None)
+        rate = getattr(reply, "sample_rate", None)
+        if save_audio and audio is not None and rate:
+            self.add_reply_audio(audio, rate)
+        return self.store.get_turn(self.turn_id)
+
+    def add_reply_audio(self, samples: Any, sample_rate: int) -> None:
+        """Store the spoken reply (float samples) as a WAV file in the session's folder."""
+        self.store._attach(self.session_id, self.turn_id, "assistant", "audio", (samples, sample_rate),
+                           f"{self.turn_id}-reply")
+
+    def abort(self, reason: str) -> None:
+        """End the turn early: keep what was streamed, marked partial, with ``reason``."""
+        self.flush()
+        with self.store._tx():
+            self.store._db.execute(
+                "UPDATE turns SET reply_text = ?, partial = 1, finished = ?, stop_reason = ? WHERE id = ?",
+                (self.text, time.time(), reason, self.turn_id),
+            )
+        self.closed = True
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _plain_snippet(snippet: str) -> str:
+    """Transcripts are stored as JSON lists; show their snippets as text."""
+    if snippet.startswith(("[\"", "…\"")) or snippet.endswith(("\"]", "\"…")):
+        snippet = snippet.replace('", "', " · ")
+        snippet = re.sub(r'^(…?)\["?|^(…)"', r"\1\2", snippet)
+        snippet = re.sub(r'"?\](…?)$|"(…)$', r"\1\2", snippet)
+    return snippet
+
+
+def _title_from(text: str, limit: int = 48) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "file"
+    return cleaned[-80:]
+
+
+def _fmt_time(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def classify(path: str | Path) -> str | None:
+    """'image' or 'audio' by file extension, else None."""
+    ext = Path(path).suffix.lower()
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    if ext in AUDIO_EXTENSIONS:
+        return "audio"
+    return None
+

@@ -1,0 +1,58 @@
+"""Finding attachments in what the user typed or pasted: ``/image PATH``, dropped file paths."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.storage import classify
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A file waiting to be sent with the next message."""
+
+    kind: str  # 'image' or 'audio'
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{'🖼' if self.kind == 'image' else '🔊'} {self.path.name}"
+
+
+def as_attachment(text: str, kind: str | None = None) -> Pending | None:
+    """A :class:`Pending` for ``text`` when it names an existing image/audio file (or ``kind`` forces one)."""
+    raw = text.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        raw = raw[1:-1]
+    if raw.startswith("file://"):
+        raw = raw[len("file://"):]
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    try:
+        if not path.is_file():
+            return None
+    except OSError:
+        return None
+    found = kind or classify(path)
+    return Pending(found, path.resolve()) if found else None
+
+
+def split_paths(text: str) -> tuple[str, list[Pending]]:
+    """Take the image/audio file paths out of a message (as terminals paste dropped files).
+
+    Paths may be quoted or backslash-escaped. Returns the remaining text and the attachments.
+    Text that is not valid shell-like quoting is left alone.
+    """
+    try:
+        tokens = shlex.split(text, posix=True)
+    except ValueError:
+        return text, []
+    found = [(tok, as_attachment(tok)) for tok in tokens]
+    pending = [p for _, p in found if p is not None]
+    if not pending:
+        return text, []
+    rest = " ".join(tok for tok, p in found if p is None)
+    return rest, pending

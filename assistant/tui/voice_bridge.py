@@ -1,0 +1,152 @@
+"""The app's link to :mod:`assistant.voice`: microphone (toggle, ends on silence) and spoken replies.
+
+Everything here may run without a sound card. Opening a missing device raises
+``DeviceError`` inside the voice module; the bridge turns that into one line for a
+notification (``on_error`` / :class:`VoiceUnavailable`) and the rest of the app keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any, Callable
+
+
+class VoiceUnavailable(Exception):
+    """Voice input or output cannot be used here; the message says why."""
+
+
+class VoiceBridge:
+    """Listening and speaking for the app; every method is safe to call from the UI thread.
+
+    ``streams`` and ``vad`` are handed to the voice module (fake devices in tests).
+    """
+
+    def __init__(self, settings: Any, *, streams: Any = None, vad: Any = None) -> None:
+        self.settings = settings
+        self.streams = streams
+        self.vad = vad
+        self._listener: Any = None
+        self._output: Any = None
+        self._play_stop = threading.Event()
+        self._voice: Any = None
+        self._why: str | None = None
+        try:
+            self._voice = importlib.import_module("assistant.voice")
+        except ImportError as e:
+            self._why = f"voice is not available: {e}"
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        return self._why
+
+    def _module(self) -> Any:
+        if self._voice is None:
+            raise VoiceUnavailable(self._why or "voice is not available")
+        return self._voice
+
+    # -- microphone
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
+
+    def start_listening(
+        self,
+        on_level: Callable[[float], None],
+        on_utterance: Callable[[Any], None],
+        on_error: Callable[[str], None],
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
+        """Open the microphone (in the background: the VAD model loads first).
+
+        ``on_utterance(samples)``: 16 kHz float32, once speech ends (or listening is stopped
+        with :meth:`stop_listening`); ``on_error(line)``: no microphone and the like;
+        ``on_idle()``: listening ended without an utterance. Callbacks run on other threads.
+        """
+        voice = self._module()
+
+        def state(s: str) -> None:
+            if s == "idle" and self._listener is listener:
+                self._listener = None
+                if on_idle is not None:
+                    on_idle()
+
+        def error(line: str) -> None:
+            self._listener = None
+            on_error(line)
+
+        try:
+            listener = voice.Listener(
+                self.settings, streams=self.streams, vad=self.vad,
+                on_level=on_level, on_utterance=on_utterance, on_error=error, on_state=state,
+            )
+        except Exception as e:
+            raise VoiceUnavailable(f"microphone unavailable: {_line(e)}") from e
+        self._listener = listener
+
+        def start() -> None:
+            try:
+                listener.start()
+            except Exception as e:  # DeviceError: no PortAudio, no microphone
+                error(_line(e))
+
+        threading.Thread(target=start, name="synesthesia-mic-open", daemon=True).start()
+
+    def stop_listening(self, *, keep: bool = True) -> None:
+        """Stop the microphone; with ``keep``, what was said so far is delivered as an utterance."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            threading.Thread(target=listener.stop, kwargs={"transcribe": keep}, daemon=True).start()
+
+    # -- speaker
+
+    def begin_reply(self, bot: Any, on_notice: Callable[[str], None]) -> Any:
+        """A sentence-by-sentence speaker for the reply about to stream, or None.
+
+        None when the assistant has no ``synthesizer`` (the caller then uses ``bot.speak``
+        and :meth:`play`). The object has ``feed(chunk)``, ``end() -> SpokenReply`` and ``stop()``.
+        """
+        synth = getattr(bot, "synthesizer", None)
+        if synth is None or self._voice is None:
+            return None
+        if self._output is None or self._output.synthesizer is not synth:
+            if self._output is not None:
+                self._output.close()
+            self._output = self._voice.SpeechOutput(
+                synth, streams=self.streams, device=self.settings.voice.output_device, on_notice=on_notice,
+            )
+        self._output.on_notice = on_notice
+        return self._output
+
+    def play(self, samples: Any, sample_rate: int) -> None:
+        """Play and block until done or :meth:`stop_speaking`; VoiceUnavailable without a speaker."""
+        voice = self._module()
+        self._play_stop.clear()
+        try:
+            voice.play(samples, sample_rate, stop=self._play_stop, device=self.settings.voice.output_device,
+                       streams=self.streams)
+        except Exception as e:
+            raise VoiceUnavailable(_line(e)) from e
+
+    def stop_speaking(self) -> None:
+        """Silence now: the streamed reply's speech and anything :meth:`play` is playing."""
+        self._play_stop.set()
+        if self._output is not None:
+            self._output.stop()
+        if self._voice is not None:
+            try:
+                self._voice.stop_playback()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        self.stop_listening(keep=False)
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+
+def _line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

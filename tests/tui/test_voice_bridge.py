@@ -1,0 +1,208 @@
+"""The app with the real voice module (assistant.voice) on fake sound devices."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from assistant.errors import DeviceError
+from assistant.tui.testing import FakeAssistant
+from assistant.tui.voice_bridge import VoiceBridge, VoiceUnavailable
+from assistant.tui.widgets import LevelMeter, StatusBar
+from tests.tui.conftest import until, wait_idle
+
+RATE = 16000
+
+
+class _Stream:
+    """A device stream driven by a thread, faster than real time."""
+
+    def __init__(self, kind, samplerate, blocksize, callback, owner):
+        self.kind, self.rate, self.blocksize, self.callback, self.owner = kind, samplerate, blocksize, callback, owner
+        self._run = threading.Event()
+        self.thread = None
+
+    def start(self):
+        self._run.set()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while self._run.is_set():
+            if self.kind == "output":
+                self.owner.played.append(np.asarray(self.callback(self.blocksize), np.float32))
+            else:
+                self.callback(self.owner.next_mic_block(self.blocksize))
+            time.sleep(0.001 if self.kind == "output" else 0.008)  # the mic runs about 4x real time
+
+    def stop(self):
+        self._run.clear()
+
+    def close(self):
+        self._run.clear()
+
+
+class Devices:
+    """A stream factory: a microphone playing ``mic`` (then silence) and a recording speaker."""
+
+    def __init__(self, mic=None, *, no_mic=False, no_speaker=False):
+        self.mic = np.zeros(0, np.float32) if mic is None else mic.astype(np.float32)
+        self.pos = 0
+        self.no_mic, self.no_speaker = no_mic, no_speaker
+        self.played = []
+        self.talk = threading.Event()
+        """The microphone hears silence until this is set."""
+
+    def next_mic_block(self, n):
+        block = np.zeros(n, np.float32)
+        if not self.talk.is_set():
+            return block
+        chunk = self.mic[self.pos:self.pos + n]
+        block[:len(chunk)] = chunk
+        self.pos += n
+        return block
+
+    def open_input(self, samplerate, blocksize, device, callback):
+        if self.no_mic:
+            raise DeviceError("no microphone (test devices)")
+        return _Stream("input", samplerate, blocksize, callback, self)
+
+    def open_output(self, samplerate, blocksize, device, callback):
+        if self.no_speaker:
+            raise DeviceError("no speaker (test devices)")
+        return _Stream("output", samplerate, blocksize, callback, self)
+
+    def speaker(self):
+        return np.concatenate(self.played) if self.played else np.zeros(0, np.float32)
+
+
+class EnergyVAD:
+    """Speech = loud frames (stands in for Silero)."""
+
+    def reset(self):
+        pass
+
+    def frame_probability(self, frame):
+        return 1.0 if float(np.sqrt(np.mean(frame ** 2))) > 0.05 else 0.0
+
+
+class ToneSynth:
+    sample_rate = RATE
+
+    def __init__(self, seconds=0.2):
+        self.seconds = seconds
+        self.said = []
+
+    def synthesize(self, text):
+        self.said.append(text)
+        return np.full(int(self.seconds * RATE), 0.25, np.float32)
+
+
+class SpeakingBot(FakeAssistant):
+    def __init__(self, *a, seconds=0.2, **kw):
+        super().__init__(*a, **kw)
+        self.synthesizer = ToneSynth(seconds)
+
+
+def utterance():
+    rng = np.random.default_rng(0)
+    speech = (0.3 * rng.standard_normal(RATE)).astype(np.float32)  # 1 s of "speech"
+    return np.concatenate([np.zeros(RATE // 4, np.float32), speech, np.zeros(2 * RATE, np.float32)])
+
+
+def test_streamed_speech_output(settings):
+    devices = Devices()
+    bridge = VoiceBridge(settings, streams=devices)
+    bot = SpeakingBot()
+    notices = []
+    speech = bridge.begin_reply(bot, notices.append)
+    for chunk in ["Hello there. ", "How are", " you?"]:
+        speech.feed(chunk)
+    spoken = speech.end()
+    assert bot.synthesizer.said == ["Hello there.", "How are you?"]
+    assert spoken.audio.size >= 2 * 0.2 * RATE and spoken.sample_rate == RATE
+    deadline = time.monotonic() + 2  # the device thread files its last block just after
+    while np.count_nonzero(devices.speaker()) < 2 * 0.2 * RATE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert np.count_nonzero(devices.speaker()) == 2 * 0.2 * RATE  # all of it reached the speaker
+    assert notices == []
+    bridge.close()
+
+
+def test_stop_speaking_silences_at_once(settings):
+    devices = Devices()
+    bridge = VoiceBridge(settings, streams=devices)
+    bot = SpeakingBot(seconds=30)
+    speech = bridge.begin_reply(bot, print)
+    speech.feed("A very long sentence. And then")  # the first sentence is complete: it plays
+    deadline = time.monotonic() + 5
+    while not np.count_nonzero(devices.speaker()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert np.count_nonzero(devices.speaker()) > 0
+    start = time.monotonic()
+    bridge.stop_speaking()
+    spoken = speech.end()
+    assert spoken.stopped and time.monotonic() - start < 2
+    time.sleep(0.1)
+    heard = np.count_nonzero(devices.speaker())
+    time.sleep(0.1)
+    assert np.count_nonzero(devices.speaker()) == heard < 30 * RATE  # silent now, long before the end
+    bridge.close()
+
+
+def test_no_microphone_is_reported(settings):
+    bridge = VoiceBridge(settings, streams=Devices(no_mic=True), vad=EnergyVAD())
+    errors = []
+    bridge.start_listening(lambda level: None, lambda audio: None, errors.append)
+    deadline = time.monotonic() + 5
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert errors == ["no microphone (test devices)"] and not bridge.listening
+
+
+def test_without_the_voice_module(settings, monkeypatch):
+    monkeypatch.setitem(sys.modules, "assistant.voice", None)
+    bridge = VoiceBridge(settings)
+    assert "voice is not available" in bridge.unavailable_reason
+    with pytest.raises(VoiceUnavailable):
+        bridge.start_listening(print, print, print)
+    assert bridge.begin_reply(SpeakingBot(), print) is None
+    bridge.stop_speaking()  # harmless
+
+
+@pytest.mark.asyncio
+async def test_talk_then_hear_the_reply(make_app, settings, store):
+    """ctrl+r, speak, silence ends it; the transcript is sent; the reply is spoken and saved."""
+    from assistant.tui import messages as m
+
+    devices = Devices(utterance())
+    bot = SpeakingBot(["It is sunny. Enjoy it."])
+    app = make_app(bot, voice=VoiceBridge(settings, streams=devices, vad=EnergyVAD()))
+    seen = []
+    async with app.run_test(size=(110, 36), message_hook=seen.append) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("ctrl+t")  # spoken replies on
+        await pilot.press("ctrl+r")  # listen
+        meter = app.query_one(LevelMeter)
+        await pilot.pause()
+        assert meter.display  # listening: the meter shows while the user is still silent
+        devices.talk.set()
+        await until(pilot, lambda: bot.calls, timeout=10, what="the spoken question")
+        assert bot.calls[0][0] == "hello from the microphone"
+        await until(pilot, lambda: any(isinstance(x, m.SpeakingChanged) and not x.speaking for x in seen),
+                    timeout=10, what="speech to end")
+        await wait_idle(pilot, app)
+        assert not meter.display and not app.query_one(StatusBar).speaking
+        levels = [x.level for x in seen if isinstance(x, m.VoiceLevel)]
+        assert max(levels) > 0.5 and min(levels) == 0.0  # the meter followed silence and speech
+        assert [x.speaking for x in seen if isinstance(x, m.SpeakingChanged)] == [True, False]
+        assert bot.synthesizer.said == ["It is sunny.", "Enjoy it."]
+        turn = store.turns(store.last_session().id)[0]
+        assert turn.user_text == "hello from the microphone"
+        assert [a.name for a in turn.inputs("audio")] == ["recording.wav"]
+        assert turn.reply_audio is not None and turn.reply_audio.path.is_file()
+        assert np.count_nonzero(devices.speaker()) > 0
