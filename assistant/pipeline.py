@@ -392,8 +392,7 @@ class Assistant:
         if result is None:
             return None
         note = f"The {result.tool} tool answered: {result.text}" if result.ok else f"The {result.tool} tool could not help: {result.text}"
-        turn.context.append(note)
-        turn.evidence.append(note)
+        turn.evidence.append(note)  # shown to the generator and returned in Reply.evidence
         return result.tool
 
     # ------------------------------------------------------------------ turns

@@ -184,3 +184,9 @@ def test_save_note(plugged_bot):
     bot.on_note = seen.append
     bot.ask("/save buy oat milk")
     assert bot.notes == ["buy oat milk"] == seen
+
+
+def test_tool_note_appears_once(plugged_bot):
+    bot = plugged_bot()
+    bot.ask("what is 17% of 230")
+    assert bot.generator.prompts[0][-1]["content"].count("39.1") == 1
