@@ -203,7 +203,7 @@ class Assistant:
                 self._recognizer = load_recognizer(
                     s.recognizer, whisper_model=s.whisper_model,
                     whisper_dir=str(s.whisper_dir) if s.whisper_dir else None, language=s.language,
-                    extra_phrases=self._domain_phrases(),
+                    extra_phrases=self._domain_phrases(), cache_dir=paths.cache_dir() / "speech",
                 )
             except (RuntimeError, ValueError, ImportError) as e:
                 raise ModelError(f"speech recognizer {s.recognizer!r}: {e}") from e
@@ -485,16 +485,15 @@ class Assistant:
 
     def speak(self, text: str) -> tuple[np.ndarray, int]:
         """Text (Markdown is cleaned) -> (float32 mono samples, sample rate)."""
+        from models.speech import speak_text
         from models.speech.text import speakable
 
-        clean = speakable(text)
-        if not clean.strip():
+        if not speakable(text).strip():
             raise InputError("speak: nothing speakable in the text")
         try:
-            audio = self.synthesizer.synthesize(clean)
+            return speak_text(self.synthesizer, text)  # sentence by sentence, as a streamed reply sounds
         except (RuntimeError, ValueError, OSError) as e:
             raise ModelError(f"speech synthesis failed: {e}") from e
-        return audio, self.synthesizer.sample_rate
 
 
 def prepare_turn(settings: Settings, text: str | bytes = "", images: Sequence = (), audio: Sequence = ()) -> Turn:

@@ -1,0 +1,159 @@
+"""Voice subcommands: ``assistant say``, ``assistant listen``, ``assistant devices``.
+
+* ``say "TEXT" [-o OUT.wav]``: speak text (markdown is cleaned; no generator is loaded); with ``-o`` write a WAV file,
+  else play it (no speaker: written to a file in the data dir, with a one-line notice).
+* ``listen [--device D] [--seconds N] [-o OUT.wav]``: microphone to transcript, ends on
+  silence (toggle: Ctrl-C stops early and transcribes what was heard).
+* ``devices [--json]``: audio inputs and outputs with their indices.
+
+``models pull whisper:SIZE`` lives in the core CLI and calls
+:func:`models.speech.asr.pull_whisper`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from assistant.errors import DeviceError, InputError
+
+
+def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    say = sub.add_parser("say", parents=parents, help="speak text aloud or into a WAV file")
+    say.add_argument("text", help="what to say ('-' reads standard input); markdown is cleaned")
+    say.add_argument("-o", "--output", metavar="OUT.wav", help="write the speech to this file instead of playing it")
+    say.add_argument("--voice", help="voice of the synthesis engine (e.g. en-us, en-gb, en-us+f3)")
+    say.add_argument("--rate", type=int, help="speaking rate in words per minute")
+    say.add_argument("--engine", help="synthesis engine: espeak, coqui, piper")
+    say.add_argument("--output-device", help="speaker by name or index (see `assistant devices`)")
+    say.set_defaults(handler=cmd_say)
+
+    listen = sub.add_parser("listen", parents=parents, help="transcribe the microphone until you stop speaking")
+    listen.add_argument("--device", help="microphone by name or index (see `assistant devices`)")
+    listen.add_argument("--seconds", type=float, default=30.0, help="give up after this long (default 30)")
+    listen.add_argument("-o", "--output", metavar="OUT.wav", help="also save what was heard")
+    listen.add_argument("--end-silence-ms", type=int, help="silence that ends the utterance (default from settings: 700)")
+    listen.set_defaults(handler=cmd_listen)
+
+    devices = sub.add_parser("devices", parents=parents, help="list audio inputs and outputs")
+    devices.add_argument("--json", action="store_true", help="print the list as JSON")
+    devices.set_defaults(handler=cmd_devices)
+
+
+def _text_arg(text: str) -> str:
+    from assistant.inputs import check_text
+
+    if text == "-":
+        text = sys.stdin.buffer.read()  # type: ignore[assignment]
+    return check_text(text, name="say")
+
+
+def _settings(args: argparse.Namespace):
+    """The settings alone: `say` and `devices` need no generator, so they do not load the assistant."""
+    from assistant.config import Settings
+
+    return Settings.load(getattr(args, "config", None))
+
+
+def _synthesizer(args: argparse.Namespace):
+    """A synthesizer from the settings, with --engine/--voice/--rate applied."""
+    from assistant.errors import ModelError
+    from models.speech import load_synthesizer
+
+    s = _settings(args).speech
+    engine, voice, rate = args.engine or s.tts, args.voice or s.voice, args.rate or s.rate
+    try:
+        return load_synthesizer(engine, voice=voice, rate=rate)
+    except ValueError as e:
+        raise InputError(f"say: {e}") from e
+    except (RuntimeError, OSError) as e:
+        raise ModelError(f"say: {e}") from e
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from assistant.voice import SpeechOutput, speak_text
+
+    text = _text_arg(args.text)
+    synth = _synthesizer(args)
+    if args.output:
+        import soundfile as sf
+
+        audio, rate = speak_text(synth, text)
+        if audio.size == 0:
+            raise InputError("say: nothing speakable in the text")
+        try:
+            sf.write(args.output, audio, rate, subtype="PCM_16")
+        except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
+            raise InputError(f"{args.output}: cannot write audio ({e}); use a .wav, .flac or .ogg name") from e
+        print(f"{args.output}: {len(audio) / rate:.1f} s of speech ({synth.name})")
+        return 0
+    out = SpeechOutput(synth, device=args.output_device or _settings(args).voice.output_device)
+    try:
+        spoken = out.speak(text)
+    except KeyboardInterrupt:
+        out.stop()
+        return 130
+    finally:
+        out.close()
+    if spoken.audio.size == 0:
+        raise InputError("say: nothing speakable in the text")
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from assistant.voice import Listener, sounddevice
+
+    sounddevice()  # no PortAudio: say so before loading any model
+    bot = args.load_bot()
+    state = {"level": 0.0}
+
+    def meter(level: float) -> None:
+        if sys.stderr.isatty():
+            bar = "#" * int(level * 30)
+            print(f"\r\033[2mlistening {bar:<30}\033[0m", end="", file=sys.stderr, flush=True)
+        state["level"] = level
+
+    listener = Listener(bot.settings, device=args.device, on_level=meter, end_silence_ms=args.end_silence_ms)
+    print("listening… speak, then pause (Ctrl-C stops)", file=sys.stderr)
+    try:
+        audio = listener.listen(timeout=args.seconds)
+    except KeyboardInterrupt:
+        listener.stop(transcribe=False)
+        audio = listener._result if listener._result is not None else None
+    finally:
+        if sys.stderr.isatty():
+            print("\r" + " " * 45 + "\r", end="", file=sys.stderr)
+    if audio is None or audio.size == 0:
+        print("(no speech heard)", file=sys.stderr)
+        return 1
+    if args.output:
+        import soundfile as sf
+
+        sf.write(args.output, audio, 16_000, subtype="PCM_16")
+    text = bot.transcribe(audio)
+    print(text)
+    print(f"[{bot.recognizer.name}]", file=sys.stderr)
+    return 0 if text else 1
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from assistant.voice import list_devices
+
+    devices = list_devices()
+    if args.json:
+        print(json.dumps([asdict(d) for d in devices], indent=2))
+        return 0
+    if not devices:
+        raise DeviceError("no audio devices found (PortAudio sees none); files still work: --audio, -o")
+    for kind in ("input", "output"):
+        rows = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
+        print(f"{kind}s:")
+        for d in rows:
+            mark = "*" if (d.default_input if kind == "input" else d.default_output) else " "
+            ch = d.inputs if kind == "input" else d.outputs
+            print(f" {mark}{d.index:>3}  {d.name}  ({ch} ch, {d.default_rate:.0f} Hz{', ' + d.hostapi if d.hostapi else ''})")
+        if not rows:
+            print("    (none)")
+    return 0

@@ -1,0 +1,277 @@
+"""Text for the ear: what a reply sounds like once markdown is gone, cut into sentences.
+
+* :func:`speakable` turns a markdown reply into plain prose a synthesizer can read: code
+  blocks become "(code omitted)", inline code keeps its words, links keep their label, bare
+  URLs become their host name ("a link to example.com"), emphasis/heading/table/list markup
+  goes, and list items end with a full stop so each is spoken as its own sentence.
+* :func:`split_sentences` cuts prose at sentence ends without cutting at abbreviations
+  ("e.g.", "Dr."), decimals ("3.14"), initials ("J. R. R."), list numbers ("1.") or
+  ellipses inside a sentence.
+* :class:`SentenceStream` does the same on a stream of chunks (tokens from the generator):
+  ``feed(chunk)`` returns the sentences completed so far, ``flush()`` the remainder. A
+  sentence is only released once the next non-space character shows it really ended, and
+  nothing inside an open code fence is released until the fence closes, so streamed speech
+  says the same as speaking the whole reply at once.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["speakable", "split_sentences", "SentenceStream", "ABBREVIATIONS"]
+
+ABBREVIATIONS = frozenset(
+    """
+    mr mrs ms dr prof sr jr st mt ft vs etc e.g i.e cf al approx dept est fig no nos vol
+    vols ed eds inc ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec mon tue
+    wed thu fri sat sun gen col lt sgt capt rev hon u.s u.k a.m p.m ph.d op eq
+    """.split()
+)
+"""Words that end in a full stop without ending the sentence (lower case, inner dots kept)."""
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\]]+", re.IGNORECASE)
+_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)]*)\)")
+_INLINE_CODE = re.compile(r"`+([^`]*)`+")
+_EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|~~)(?=\S)(.+?)(?<=\S)\1")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
+_QUOTE = re.compile(r"^\s{0,3}>\s?")
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+_RULE = re.compile(r"^\s*([-*_=])(\s*\1){2,}\s*$")
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+_HTML = re.compile(r"</?[a-zA-Z][^>]*>")
+_SYMBOLS = {"&": " and ", "%": " percent", "→": " to ", "->": " to ", "=>": " gives ", "+/-": " plus or minus "}
+
+
+def _host(url: str) -> str:
+    host = re.sub(r"^(?:https?://)?(?:www\.)?", "", url, flags=re.IGNORECASE).split("/")[0]
+    return host.rstrip(".,;:!?")
+
+
+def _say_url(m: re.Match) -> str:
+    url = m.group(0)
+    tail = url[len(url.rstrip(".,;:!?")):]
+    return f"a link to {_host(url)}{tail}"
+
+
+def _inline(line: str) -> str:
+    line = _HTML.sub("", line)
+    line = _LINK.sub(lambda m: m.group(1) or f"a link to {_host(m.group(2))}", line)
+    line = _URL.sub(_say_url, line)
+    line = _INLINE_CODE.sub(lambda m: m.group(1), line)
+    for _ in range(2):  # nested emphasis, e.g. ***bold italic***
+        line = _EMPHASIS.sub(lambda m: m.group(2), line)
+    for symbol, words in _SYMBOLS.items():
+        line = line.replace(symbol, words)
+    # Markup characters never worth pronouncing.
+    line = re.sub(r"[*_#`|\\^<>{}\[\]~]", " ", line)
+    return re.sub(r"[ \t]+", " ", line).strip()
+
+
+def speakable(markdown: str) -> str:
+    """Markdown -> plain prose for a synthesizer (one line per paragraph or list item)."""
+    out: list[str] = []
+    in_code = False
+    for raw in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if _FENCE.match(raw):
+            if not in_code:
+                out.append("(code omitted).")
+            in_code = not in_code
+            continue
+        if in_code or raw.startswith("    ") and raw.strip() and (not out or out[-1] == ""):
+            continue  # fenced or indented code
+        if _RULE.match(raw) or _TABLE_SEP.match(raw):
+            continue
+        line = _HEADING.sub("", raw)
+        line = _QUOTE.sub("", line)
+        item = bool(_BULLET.match(line))
+        line = _BULLET.sub("", line)
+        if "|" in line and line.strip().startswith("|"):
+            line = ", ".join(c.strip() for c in line.strip().strip("|").split("|") if c.strip())
+        heading = bool(_HEADING.match(raw))
+        line = _inline(line)
+        if not line:
+            out.append("")
+            continue
+        if (item or heading) and line[-1] not in ".!?:;":
+            line += "."
+        out.append(line)
+    text = "\n".join(out)
+    text = re.sub(r"\n{2,}", "\n", text).strip()
+    return text
+
+
+# ----------------------------------------------------------------------------- sentences
+
+_END = re.compile(r"[.!?…]+[\"'”’)\]]*")
+
+
+def _is_boundary(text: str, match: re.Match) -> bool | None:
+    """Does the terminator ``match`` end a sentence? None: cannot tell yet (text ends here)."""
+    start, end = match.span()
+    rest = text[end:]
+    nxt = rest.lstrip()
+    if rest[:1] == "\n":
+        return True  # a line ends here (speakable puts each paragraph and item on a line)
+    if not nxt:
+        return None
+    if rest[:1] not in (" ", "\n", "\t") and not rest[:1] in "\"'”’)":
+        return False  # "3.14", "e.g.x", "file.txt": no space after the dot
+    punct = match.group(0)
+    if punct.startswith(".") and punct.rstrip("\"'”’)]") == ".":
+        before = text[:start]
+        word = re.search(r"([\w.']+)$", before)
+        token = word.group(1).lower() if word else ""
+        if token.rstrip(".") in ABBREVIATIONS or token in ABBREVIATIONS:
+            return False
+        if re.fullmatch(r"[a-z]", token) and not (word.group(1) == "I" and before[:-1].strip()):
+            return False  # an initial ("J. Smith"), but "... so do I." ends a sentence
+        if re.fullmatch(r"\d{1,3}", token):
+            # "1. First" at a line start is a list number, not the end of a sentence.
+            line_start = before[: -len(token)].rstrip(" \t")
+            if line_start == "" or line_start.endswith("\n"):
+                return False
+        if nxt[:1].islower():
+            return False  # "approx. three", "a.k.a. something": no capital after
+    elif (punct.startswith("..") or punct.startswith("…")) and nxt[:1].islower():
+        return False  # "well... maybe": an ellipsis inside a sentence
+    return True
+
+
+def _split(text: str, final: bool) -> tuple[list[str], str]:
+    """Complete sentences in ``text`` and the unfinished remainder (all of it when final)."""
+    sentences: list[str] = []
+    begin = 0
+    # Line breaks end sentences too (speakable puts list items and paragraphs on lines).
+    for m in re.finditer(r"\n|" + _END.pattern, text):
+        if m.group(0) == "\n":
+            piece = text[begin:m.start()].strip()
+            if piece:
+                sentences.append(piece)
+            begin = m.end()
+            continue
+        verdict = _is_boundary(text, m)
+        if verdict is None:
+            break
+        if verdict:
+            piece = text[begin:m.end()].strip()
+            if piece:
+                sentences.append(piece)
+            begin = m.end()
+    rest = text[begin:]
+    if final:
+        if rest.strip():
+            sentences.append(rest.strip())
+        rest = ""
+    return sentences, rest
+
+
+def split_sentences(text: str) -> list[str]:
+    """Cut plain text into sentences (apply :func:`speakable` first to markdown)."""
+    return _split(text, final=True)[0]
+
+
+class SentenceStream:
+    """Incremental sentence splitter for streamed markdown.
+
+    >>> s = SentenceStream()
+    >>> s.feed("Hello there. How ar")
+    ['Hello there.']
+    >>> s.feed("e you?")
+    []
+    >>> s.flush()
+    ['How are you?']
+
+    With ``markdown=True`` (default) the text goes through :func:`speakable`; a code fence is
+    held back until it closes and comes out as "(code omitted).". Sentences longer than
+    ``max_chars`` are cut at a comma or space so that audio can start early.
+    """
+
+    def __init__(self, *, markdown: bool = True, max_chars: int = 400) -> None:
+        self.markdown = markdown
+        self.max_chars = max_chars
+        self._raw = ""  # markdown not yet converted: the unfinished line (or an open code block)
+        self._ready = ""  # speakable text of finished lines, not yet released
+        self._line_said = ""  # speakable prefix of the unfinished line already released
+
+    def feed(self, chunk: str) -> list[str]:
+        """Add streamed text; return the sentences now known to be complete."""
+        if not self.markdown:
+            self._ready += chunk
+            sentences, self._ready = _split(self._ready, final=False)
+            return self._cap(sentences)
+        self._raw += chunk
+        self._take_complete_lines()
+        preview = self._preview()
+        pending = self._ready + preview
+        sentences, rest = _split(pending, final=False)
+        consumed = len(pending) - len(rest)
+        if consumed <= len(self._ready):
+            self._ready = self._ready[consumed:]
+        else:
+            self._line_said += preview[: consumed - len(self._ready)]
+            self._ready = ""
+        return self._cap(sentences)
+
+    def _take_complete_lines(self) -> None:
+        cut = self._raw.rfind("\n")
+        if cut < 0:
+            return
+        lines = self._raw[:cut].split("\n")
+        fences = [i for i, ln in enumerate(lines) if _FENCE.match(ln)]
+        if len(fences) % 2:  # a code block is still open: keep it (and what follows) raw
+            lines = lines[: fences[-1]]
+            if not lines:
+                return
+            cut = len("\n".join(lines))
+        text = speakable("\n".join(lines))
+        said = self._line_said.strip()
+        if said:  # the start of the first line was already spoken
+            at = text.find(said)
+            if 0 <= at <= 2:
+                text = text[at + len(said):]
+        self._ready += text + "\n"
+        self._raw = self._raw[cut + 1:]
+        self._line_said = ""
+
+    def _preview(self) -> str:
+        """The not yet released prose of the unfinished line, when it is plain prose."""
+        raw = self._raw
+        if not raw or "\n" in raw or _FENCE.match(raw) or raw.count("`") % 2:
+            return ""
+        if re.match(r"\s*(?:[|#>]|\d+[.)]\s)", raw) or re.search(r"\[[^\]]*$|\]\([^)]*$|(?:https?://|www\.)\S*$", raw):
+            return ""  # a table row, heading, list number, or a link still being written
+        text = _inline(_BULLET.sub("", raw)) + (" " if raw[-1:].isspace() else "")
+        said = self._line_said
+        if text.startswith(said):
+            return text[len(said):]
+        at = text.find(said.strip())
+        return text[at + len(said.strip()):] if said.strip() and at >= 0 else ""
+
+    def _cap(self, sentences: list[str]) -> list[str]:
+        out: list[str] = []
+        for s in sentences:
+            while len(s) > self.max_chars:
+                cut = s.rfind(", ", 0, self.max_chars)
+                cut = cut + 1 if cut > 0 else s.rfind(" ", 0, self.max_chars)
+                if cut <= 0:
+                    cut = self.max_chars
+                out.append(s[:cut].strip())
+                s = s[cut:].strip()
+            if s:
+                out.append(s)
+        return out
+
+    def flush(self) -> list[str]:
+        """The end of the stream: every remaining piece of text, as sentences."""
+        text = self._ready
+        if self.markdown and self._raw:
+            rest = speakable(self._raw)
+            said = self._line_said.strip()
+            if said and rest.find(said) in (0, 1, 2):
+                rest = rest[rest.find(said) + len(said):]
+            text += rest
+        elif not self.markdown:
+            text = self._ready
+        self._raw = self._ready = self._line_said = ""
+        return self._cap(split_sentences(text))

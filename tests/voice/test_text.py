@@ -1,0 +1,96 @@
+import random
+
+import pytest
+
+from models.speech.text import SentenceStream, speakable, split_sentences
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Dr. Smith arrived. He sat down.", ["Dr. Smith arrived.", "He sat down."]),
+    ("It costs 3.50 dollars. Pi is 3.14159!", ["It costs 3.50 dollars.", "Pi is 3.14159!"]),
+    ("Use e.g. a hammer, i.e. a tool. Done?", ["Use e.g. a hammer, i.e. a tool.", "Done?"]),
+    ("J. R. R. Tolkien wrote it. Really.", ["J. R. R. Tolkien wrote it.", "Really."]),
+    ("Wait... what? No way!", ["Wait... what?", "No way!"]),
+    ("Well... maybe. Sure.", ["Well... maybe.", "Sure."]),
+    ("Open file.txt now. Then v1.2 runs.", ["Open file.txt now.", "Then v1.2 runs."]),
+    ("He said \"Stop.\" Then left.", ["He said \"Stop.\"", "Then left."]),
+    ("Steps:\n1. Mix it.\n2. Bake it.", ["Steps:", "1. Mix it.", "2. Bake it."]),
+    ("no final stop", ["no final stop"]),
+    ("", []),
+])
+def test_split_sentences(text, expected):
+    assert split_sentences(text) == expected
+
+
+def test_speakable_strips_markdown_code_and_urls():
+    md = (
+        "# Result\n"
+        "Here is **bold**, _italic_ and `x = 1`. See [the docs](https://docs.python.org/3/) "
+        "or https://www.example.com/some/page?q=1.\n"
+        "```python\nfor i in range(10):\n    print(i)\n```\n"
+        "- first item\n- second item\n"
+        "| name | value |\n|------|-------|\n| a | 1 |\n"
+    )
+    out = speakable(md)
+    assert "```" not in out and "print(i)" not in out and "range" not in out
+    assert "(code omitted)" in out
+    assert "http" not in out and "docs.python.org/3" not in out
+    assert "a link to example.com." in out
+    assert "the docs" in out
+    for sym in "*_#`|[]":
+        assert sym not in out, sym
+    assert "first item." in out and "second item." in out
+    assert "name, value" in out and "a, 1" in out
+    sentences = split_sentences(out)
+    assert sentences[0] == "Result."
+    assert "first item." in sentences and "second item." in sentences
+
+
+def test_speakable_keeps_plain_text():
+    assert speakable("Paris is the capital of France.") == "Paris is the capital of France."
+    assert speakable("2 + 2 = 4 & 50% done") == "2 + 2 = 4 and 50 percent done"
+
+
+REPLY = """Sure! Here is how to do it.
+
+1. Install it with `pip install x`.
+2. Run **x** on your file, e.g. data.csv.
+
+```bash
+x --fast data.csv
+```
+
+It takes about 2.5 seconds. Dr. Who approves. See https://example.org/docs. The end"""
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stream_splitter_matches_whole_text(seed):
+    rng = random.Random(seed)
+    stream, out, i = SentenceStream(), [], 0
+    while i < len(REPLY):
+        n = rng.randint(1, 9)
+        out += stream.feed(REPLY[i:i + n])
+        i += n
+    out += stream.flush()
+    assert out == split_sentences(speakable(REPLY))
+    assert "(code omitted)." in out
+    assert not any("--fast" in s for s in out)
+
+
+def test_stream_releases_sentences_early_and_holds_code():
+    s = SentenceStream()
+    assert s.feed("Hello there. How ar") == ["Hello there."]
+    assert s.feed("e you") == []
+    assert s.feed("? Fine") == ["How are you?"]
+    assert s.feed(".\n```py\nprint(1). x = 2.\n") == ["Fine."]  # code not released while open
+    assert s.feed("```\nAfter code.") == ["(code omitted)."]
+    assert s.flush() == ["After code."]
+
+
+def test_stream_decimal_across_chunks_and_long_sentence_cut():
+    s = SentenceStream()
+    assert s.feed("It is 3.") == []
+    assert s.feed("14 exactly. Next") == ["It is 3.14 exactly."]
+    long = SentenceStream(max_chars=50)
+    parts = long.feed("word, " * 30 + "end. ") + long.flush()
+    assert all(len(p) <= 50 for p in parts) and len(parts) > 3

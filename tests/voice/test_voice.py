@@ -1,0 +1,286 @@
+"""Microphone, playback, streamed speech and barge-in, all on fake audio streams."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from assistant.errors import DeviceError
+from assistant.voice import (
+    AudioDevice, Listener, Player, SpeechOutput, connect_barge_in, resolve_device, sounddevice,
+)
+
+from models.speech.domain import word_errors
+
+from .conftest import pad
+from .fakes import FakeStreams
+
+
+class FakeRecognizer:
+    name = "fake"
+
+    def __init__(self):
+        self.heard = []
+
+    def transcribe(self, audio):
+        self.heard.append(audio)
+        return "hello there"
+
+
+# ------------------------------------------------------------------ devices
+
+
+def test_missing_portaudio_is_one_clear_line(no_portaudio):
+    with pytest.raises(DeviceError) as err:
+        sounddevice()
+    msg = str(err.value)
+    assert "libportaudio2" in msg and "\n" not in msg and "--audio" in msg
+    with pytest.raises(DeviceError):
+        Player(sample_rate=22050).play(np.zeros(10, np.float32), 22050)
+
+
+DEVICES = [
+    AudioDevice(0, "HDA Intel PCH: ALC257 Analog", 2, 2, 48000.0, True, True),
+    AudioDevice(1, "USB Headset Microphone", 1, 0, 16000.0),
+    AudioDevice(2, "HDMI Output", 0, 8, 48000.0),
+    AudioDevice(3, "USB Speaker", 0, 2, 48000.0),
+]
+
+
+def test_devices_by_index_and_name():
+    assert resolve_device(None, "input", DEVICES) is None
+    assert resolve_device("1", "input", DEVICES) == 1
+    assert resolve_device(3, "output", DEVICES) == 3
+    assert resolve_device("headset", "input", DEVICES) == 1
+    assert resolve_device("HDMI Output", "output", DEVICES) == 2
+    with pytest.raises(DeviceError, match="no such input device"):
+        resolve_device("2", "input", DEVICES)
+    with pytest.raises(DeviceError, match="ambiguous"):
+        resolve_device("usb", "output", DEVICES + [AudioDevice(4, "USB DAC", 0, 2, 44100.0)])
+    with pytest.raises(DeviceError, match="not found"):
+        resolve_device("bluetooth", "output", DEVICES)
+
+
+# ------------------------------------------------------------------ microphone
+
+
+def test_listener_ends_on_silence_keeps_preroll_and_transcribes(vad, say16):
+    speech = say16("What is the shape of the red object?")
+    streams = FakeStreams(pad(speech, before=1.0, after=0.0, noise=0.002))
+    rec = FakeRecognizer()
+    levels, transcripts, states = [], [], []
+    listener = Listener(recognizer=rec, vad=vad, streams=streams, inline=True, end_silence_ms=700, preroll_ms=300,
+                        on_level=levels.append, on_transcript=transcripts.append, on_state=states.append)
+    assert listener.toggle() is True and streams.input.started
+    streams.feed_all(tail_s=2.0)
+    assert transcripts == ["hello there"]
+    assert not listener.listening and streams.input.closed or not streams.input.started
+    heard = rec.heard[0]
+    # Pre-roll: the utterance starts before the VAD fired, so the first syllable is kept:
+    # it holds (almost) all the speech plus some leading silence, but not the whole second.
+    assert len(speech) - 0.1 * 16000 < len(heard) < len(speech) + 1.2 * 16000
+    lead = np.abs(heard[: int(0.1 * 16000)]).max()
+    assert lead < 0.05  # begins in the silence before speech
+    assert states[0] == "listening" and "speech" in states and states[-1] == "idle"
+    assert min(levels) < 0.3 < max(levels)
+
+
+def test_end_of_speech_latency_follows_the_setting(vad, say16):
+    speech = say16("Describe this image.")
+    for ms in (300, 700):
+        streams = FakeStreams(pad(speech, 0.5, 0.0))
+        done = []
+        listener = Listener(vad=vad, streams=streams, inline=True, end_silence_ms=ms, on_utterance=done.append)
+        listener.start()
+        steps = 0
+        while not done and steps < 400:
+            streams.step()
+            steps += 1
+        after_speech_s = steps * 512 / 16000 - (0.5 + len(speech) / 16000)
+        assert done and 0 < after_speech_s < ms / 1000 + 0.35, (ms, after_speech_s)
+
+
+def test_toggle_off_mid_utterance_transcribes_what_was_heard(vad, say16):
+    speech = say16("Is the blue object on the left or right of the image?")
+    streams = FakeStreams(pad(speech, 0.5, 0.0))
+    rec, transcripts = FakeRecognizer(), []
+    listener = Listener(recognizer=rec, vad=vad, streams=streams, inline=True, on_transcript=transcripts.append)
+    listener.toggle()
+    streams.run(1.5)  # speech started but has not ended
+    assert listener.state == "speech" and transcripts == []
+    assert listener.toggle() is False
+    assert transcripts == ["hello there"] and 0.5 * 16000 < len(rec.heard[0]) < 1.5 * 16000
+
+
+def test_silence_gives_no_utterance(vad):
+    streams = FakeStreams(np.random.default_rng(0).normal(0, 0.003, 3 * 16000).astype(np.float32))
+    got = []
+    listener = Listener(vad=vad, streams=streams, inline=True, on_utterance=got.append)
+    listener.start()
+    streams.feed_all()
+    assert got == [] and listener.listening
+    listener.stop(transcribe=False)
+    assert not listener.listening
+
+
+def test_threaded_listen_blocks_until_end_of_speech(vad, say16):
+    speech = say16("Tell me a joke.")
+    streams = FakeStreams(pad(speech, 0.4, 0.0))
+    listener = Listener(vad=vad, streams=streams, samplerate=16000)
+
+    def drive():
+        while streams.input is None or not streams.input.started:
+            time.sleep(0.01)
+        streams.feed_all(tail_s=1.5)
+
+    threading.Thread(target=drive, daemon=True).start()
+    audio = listener.listen(timeout=20)
+    assert audio.dtype == np.float32 and len(speech) - 1600 < len(audio) < len(speech) + 16000
+
+
+def test_microphone_at_48k_is_resampled(vad, say16):
+    import soxr
+
+    speech = say16("Describe this image.")
+    mic48 = soxr.resample(pad(speech, 0.5, 0.0), 16000, 48000).astype(np.float32)
+    streams = FakeStreams(mic48, rate=48000)
+    got = []
+    listener = Listener(vad=vad, streams=streams, inline=True, samplerate=48000, on_utterance=got.append)
+    listener.start()
+    streams.feed_all(n=1536, tail_s=1.5)
+    assert got and abs(len(got[0]) - len(speech)) < 0.8 * 16000
+
+
+# ------------------------------------------------------------------ playback and streamed speech
+
+
+def test_player_plays_in_order_and_stops_at_once():
+    streams = FakeStreams()
+    player = Player(streams=streams, sample_rate=16000)
+    player.play(np.full(1600, 0.5, np.float32), 16000)
+    player.play(np.full(1600, -0.5, np.float32), 16000)
+    assert player.is_playing
+    streams.run(0.15)
+    out = streams.speaker_audio()
+    assert np.all(out[:1600] == 0.5) and np.all(out[1600:2400] == -0.5)
+    player.play(np.full(16000, 0.25, np.float32), 16000)
+    player.stop()
+    streams.run(0.1)
+    assert np.all(streams.played[-1] == 0) and not player.is_playing
+
+
+def test_spoken_reply_starts_after_the_first_sentence(synth):
+    streams = FakeStreams()
+    spoken = []
+    out = SpeechOutput(synth, streams=streams, on_sentence=spoken.append)
+    out.feed("The red object is a circle. It is on the le")
+    deadline = time.time() + 10
+    while not spoken and time.time() < deadline:
+        time.sleep(0.01)
+    # The first sentence is being played while the generator is still writing the second.
+    assert spoken == ["The red object is a circle."]
+    streams.run(0.3)
+    assert np.abs(streams.speaker_audio()).max() > 0.05
+    out.feed("ft of the image.")
+    threading.Thread(target=lambda: [streams.run(0.2) or time.sleep(0.005) for _ in range(60)], daemon=True).start()
+    reply = out.end(wait=True, timeout=20)
+    assert reply.sentences == ["The red object is a circle.", "It is on the left of the image."]
+    assert reply.first_audio_s is not None and reply.first_audio_s < 5
+    assert reply.audio.size > synth.synthesize("The red object is a circle.").size
+    out.close()
+
+
+def test_no_output_device_falls_back_to_a_file(synth, tmp_path):
+    notices = []
+    out = SpeechOutput(synth, streams=FakeStreams(fail_output=True), fallback_dir=tmp_path, on_notice=notices.append)
+    reply = out.speak("Hello. This goes to a file.")
+    assert reply.path is not None and reply.path.exists() and reply.path.parent == tmp_path
+    assert len(notices) == 1 and "\n" not in notices[0] and str(reply.path) in notices[0]
+    import soundfile as sf
+
+    data, rate = sf.read(reply.path)
+    assert rate == synth.sample_rate and abs(len(data) - len(reply.audio)) < 2
+    out.close()
+
+
+def test_stop_drops_queued_sentences(synth):
+    streams = FakeStreams()
+    out = SpeechOutput(synth, streams=streams)
+    out.feed("One. Two. Three. Four. Five. Six.")
+    out.stop()
+    streams.run(0.2)
+    reply = out.end(wait=False, timeout=5)
+    assert reply.stopped and len(reply.sentences) < 6
+    out.close()
+
+
+# ------------------------------------------------------------------ barge-in
+
+
+def _barge_setup(vad, synth, mic, echo):
+    streams = FakeStreams(mic, echo=echo, echo_delay=800)  # 50 ms speaker-to-mic delay
+    out = SpeechOutput(synth, streams=streams)
+    cancelled, transcripts = [], []
+    listener = Listener(vad=vad, streams=streams, inline=True, recognizer=FakeRecognizer(),
+                        on_transcript=transcripts.append)
+    connect_barge_in(listener, out, cancel=lambda: cancelled.append(True))
+    return streams, out, listener, cancelled, transcripts
+
+
+REPLY = "The red object is a circle. It is near the top left of the image. The blue one is a square."
+
+
+@pytest.mark.parametrize("echo", [0.3, 1.0, 2.0])  # speaker leaking into the mic, up to louder than played
+def test_own_voice_does_not_trigger_barge_in(vad, synth, echo):
+    streams, out, listener, cancelled, transcripts = _barge_setup(vad, synth, np.zeros(0, np.float32), echo=echo)
+    listener.start()
+    out.speak(REPLY, wait=False)
+    streams.run(4.0)
+    assert cancelled == [] and listener.barge_ins == 0 and transcripts == []
+    assert np.abs(streams.speaker_audio()).max() > 0.1  # it really was talking into the microphone
+
+
+def test_user_speech_interrupts_playback_and_generation(vad, synth, say16):
+    user = say16("Stop, what is the shape of the green object?", voice="en-us+m3", rate=160)
+    mic = pad(user, before=1.5, after=0.0)  # the user starts talking 1.5 s into the reply
+    streams, out, listener, cancelled, transcripts = _barge_setup(vad, synth, mic, echo=0.3)
+    listener.start()
+    out.speak(REPLY, wait=False)
+    streams.run(4.0)
+    assert cancelled == [True] and listener.barge_ins == 1
+    assert not out.player.is_playing
+    assert np.all(streams.played[-1] == 0)  # the speaker fell silent
+    streams.run(1.5)
+    assert transcripts == ["hello there"]  # what the user said is still heard as a request
+
+
+def test_microphone_transcript_is_decoded_while_speaking(vad, recognizer, say16):
+    speech = say16("What is the shape of the red object?", voice="en-us", rate=175)
+    streams = FakeStreams(pad(speech, 0.5, 0.0, noise=0.002))
+    transcripts = []
+    listener = Listener(recognizer=recognizer, vad=vad, streams=streams, inline=True, on_transcript=transcripts.append)
+    listener.start()
+    streams.feed_all(tail_s=1.0)
+    assert len(transcripts) == 1
+    assert word_errors("what is the shape of the red object", transcripts[0])[0] <= 1, transcripts
+    assert listener._rstream is None
+    # The stream was closed: another one can start at once.
+    recognizer.stream().cancel()
+
+
+def test_listener_worker_threads_end_with_their_utterance(vad, say16):
+    speech = say16("Tell me a joke.")
+    before = threading.active_count()
+    for _ in range(3):
+        streams = FakeStreams(pad(speech, 0.3, 0.0))
+        got = []
+        listener = Listener(vad=vad, streams=streams, on_utterance=got.append)
+        listener.start()
+        streams.feed_all(tail_s=1.2)
+        deadline = time.time() + 20
+        while not got and time.time() < deadline:
+            time.sleep(0.02)
+        assert got
+    time.sleep(0.6)
+    assert threading.active_count() <= before + 1
