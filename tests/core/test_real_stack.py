@@ -23,7 +23,7 @@ def test_text_reply_is_smollm2_alone_token_for_token(bot, generator):
     try:
         r = bot.ask(question)
     finally:
-        bot.settings.generator.max_new_tokens = 256
+        bot.settings.generator.max_new_tokens = 96
     messages = [{"role": "system", "content": bot.settings.generator.system_prompt},
                 {"role": "user", "content": question}]
     ids = generator.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
