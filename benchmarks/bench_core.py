@@ -62,7 +62,7 @@ def turn_stats(bot, question, images, turns):
     return statistics.median(ttft), statistics.median(tps), max(peak), n
 
 
-def llama_cpp_stats(gguf: Path, question: str, max_new: int, turns: int):
+def llama_cpp_stats(gguf: Path, system: str, question: str, max_new: int, turns: int):
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -72,10 +72,12 @@ def llama_cpp_stats(gguf: Path, question: str, max_new: int, turns: int):
     load = time.perf_counter() - t0
     ttft, tps = [], []
     for _ in range(turns):
+        llm.reset()  # no prompt reuse between turns, as on the transformers side
         t0 = time.perf_counter()
         first, n = None, 0
         stream = llm.create_chat_completion(
-            messages=[{"role": "user", "content": question}], max_tokens=max_new, temperature=0.0, stream=True)
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+            max_tokens=max_new, temperature=0.0, stream=True)
         for part in stream:
             if part["choices"][0]["delta"].get("content"):
                 n += 1
@@ -125,7 +127,7 @@ def main() -> None:
     rows.append(("image turn: time to first token (incl. image encoder)", f"{image[0]:.2f} s"))
     rows.append(("image turn: decode", f"{image[1]:.1f} tokens/s"))
     rows.append(("image turn: peak RSS", f"{image[2]:.0f} MB"))
-    lc = llama_cpp_stats(smollm2_gguf_path(), QUESTION, args.max_new_tokens, args.turns)
+    lc = llama_cpp_stats(smollm2_gguf_path(), settings.generator.system_prompt, QUESTION, args.max_new_tokens, args.turns)
     if lc:
         rows.append(("llama.cpp (same GGUF): load", f"{lc[0]:.2f} s"))
         rows.append(("llama.cpp: time to first token", f"{lc[1]:.2f} s"))
