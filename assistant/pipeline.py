@@ -52,6 +52,7 @@ class Turn:
     labels: list = field(default_factory=list)  # per image [(label, p)]
     fusion_tokens: list = field(default_factory=list)  # one (K, hidden) tensor per image
     context: list[str] = field(default_factory=list)  # extra text for the generator (plugins, tools)
+    scene_notes: list[str] = field(default_factory=list)  # the fusion core's answers (placed after the question)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -274,7 +275,12 @@ class Assistant:
     def fuse(self, turn: Turn) -> Turn:
         """Turn encoder outputs into evidence for the generator (and fusion tokens when trained)."""
         t0 = time.perf_counter()
+        answered: set[int] = set()
+        if self.fusion is not None and turn.images:
+            answered = self._run_fusion(turn)
         for i, labels in enumerate(turn.labels):
+            if i in answered:  # the scene analysis speaks for this image; labels would only distract
+                continue
             if labels:
                 seen = ", ".join(f"{name} ({p:.0%})" for name, p in labels)
                 turn.evidence.append(f"Image {i + 1} ({turn.image_names[i]}) shows, by an ImageNet classifier: {seen}")
@@ -283,12 +289,13 @@ class Assistant:
         for i, said in enumerate(turn.transcript):
             if turn.text.strip():  # audio beside typed text: its transcript is evidence
                 turn.evidence.append(f"Audio {i + 1} ({turn.audio_names[i]}) says: {said or '(no speech)'}")
-        if self.fusion is not None and turn.images:
-            self._run_fusion(turn)
         turn.timings["fuse"] = time.perf_counter() - t0
         return turn
 
-    def _run_fusion(self, turn: Turn) -> None:
+    def _run_fusion(self, turn: Turn) -> set[int]:
+        """Ask the fusion core about each image; -> the indices of images it answered for.
+        Its answer goes after the question (SmolLM2 repeats it most reliably there); it says
+        nothing about images unlike its training data (real photos), which keep their labels."""
         import torch
 
         from models.fusion import answer_evidence
@@ -297,12 +304,15 @@ class Assistant:
         text, mask = self.generator.embed_text([question] * len(turn.images), max_tokens=self.fusion.cfg.max_text_tokens)
         with torch.inference_mode():
             out = self.fusion({"image": (turn.image_tokens, None)}, text, mask)
+        answered = set()
         for i in range(len(turn.images)):
             note = answer_evidence(self.fusion.cfg, out, i, question)
             if note:
-                turn.evidence.append(f"Image {i + 1} ({turn.image_names[i]}), scene analysis: {note}")
-            if getattr(self.fusion.cfg, "aligned_to_generator", False):
+                turn.scene_notes.append(note if len(turn.images) == 1 else f"Image {i + 1}: {note}")
+                answered.add(i)
+            if self.fusion.cfg.aligned_to_generator:  # only tokens trained through the generator go in
                 turn.fusion_tokens.append(out.tokens[i])
+        return answered
 
     def user_message(self, turn: Turn, *, with_fusion: bool = False) -> str:
         """The user's message as the generator sees it: evidence in brackets, then the question."""
@@ -314,6 +324,7 @@ class Assistant:
             lines.append("[Image features: " + " ".join(FUSION_MARKER for _ in turn.fusion_tokens) + "]")
         question = turn.question or ("What is in this image?" if turn.images else "")
         lines.append(question)
+        lines += [f"[Scene analysis: {note}]" for note in turn.scene_notes]
         return "\n".join(line for line in lines if line)
 
     # ------------------------------------------------------------------ turns
@@ -442,7 +453,7 @@ class Assistant:
             partial = self.generator.stop_reason != "eos"
             self.history = messages[1:-1] + [{"role": "user", "content": plain},
                                              {"role": "assistant", "content": text_out}]
-            self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence,
+            self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
                                     timings=turn.timings, partial=partial, images=turn.image_names,
                                     audio_inputs=turn.audio_names, tool=tool)
 

@@ -62,6 +62,11 @@ class FusionConfig:
     aligned_to_generator: bool = False
     """True when the projected tokens were trained against the generator (so the pipeline may
     insert them into its prompt); False: use only the heads' outputs (as text evidence)."""
+    domain_threshold: float = 0.0
+    """When > 0, the core carries the mean and spread of its training images' pooled features
+    (buffers ``domain_mean``, ``domain_std``) and reports for each image how far it lies from
+    them (RMS z-score, ``FusionOutput.domain_distance``); beyond this threshold the image is
+    unlike the training data and :func:`answer_evidence` says nothing about it."""
     alignment: str = ""
     """How the projector was trained: "" (not at all), "regression" (onto the generator's input
     embeddings of a sentence stating the answer, no backprop through the generator), or
@@ -84,6 +89,8 @@ class FusionOutput:
     """(B, A) when the config has answers."""
     caption_logits: torch.Tensor | None = None
     """(B, C) when the config has caption attributes (independent sigmoid logits)."""
+    domain_distance: torch.Tensor | None = None
+    """(B,) distance of each image from the training images (when the core is calibrated)."""
 
 
 Modalities = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
@@ -173,6 +180,22 @@ class FusionCore(nn.Module):
         self.projector = nn.Sequential(nn.Linear(d, cfg.generator_dim), nn.GELU(), nn.Linear(cfg.generator_dim, cfg.generator_dim))
         self.answer_head = nn.Linear(d, len(cfg.answers)) if cfg.answers else None
         self.caption_head = nn.Linear(d, len(cfg.caption_attributes)) if cfg.caption_attributes else None
+        if cfg.domain_threshold > 0:
+            dim = cfg.modality_dims["image"]
+            self.register_buffer("domain_mean", torch.zeros(dim))
+            self.register_buffer("domain_std", torch.ones(dim))
+
+    def set_domain(self, mean: torch.Tensor, std: torch.Tensor, threshold: float) -> None:
+        """Store the training images' pooled-feature statistics (D,) and the distance threshold."""
+        self.cfg.domain_threshold = float(threshold)
+        dev = self.out_norm.weight.device
+        self.register_buffer("domain_mean", mean.detach().float().to(dev).clone())
+        self.register_buffer("domain_std", std.detach().float().clamp(min=1e-3).to(dev).clone())
+
+    def domain_distance(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Image tokens (B, N, D) -> (B,) RMS z-score of their mean against the training images."""
+        pooled = masked_mean(x.float(), mask)  # (B, D)
+        return ((pooled - self.domain_mean) / self.domain_std).pow(2).mean(dim=-1).sqrt()
 
     # -- the part each strategy writes
     def fuse(self, mods: dict[str, tuple[torch.Tensor, torch.Tensor]], text: torch.Tensor, text_pad: torch.Tensor) -> torch.Tensor:
@@ -205,7 +228,12 @@ class FusionCore(nn.Module):
         pooled = q.mean(dim=1)  # (B, d)
         logits = self.answer_head(pooled) if self.answer_head is not None else None  # (B, A)
         caption = self.caption_head(pooled) if self.caption_head is not None else None  # (B, C)
-        return FusionOutput(tokens=self.projector(q), pooled=pooled, answer_logits=logits, caption_logits=caption)
+        distance = None
+        if self.cfg.domain_threshold > 0 and "image" in modalities:
+            x, mask = modalities["image"]
+            distance = self.domain_distance(x, mask)  # (B,)
+        return FusionOutput(tokens=self.projector(q), pooled=pooled, answer_logits=logits, caption_logits=caption,
+                            domain_distance=distance)
 
     # -- persistence
     def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -341,8 +369,23 @@ def answer_evidence(cfg: FusionConfig, out: FusionOutput, index: int, question: 
     when the core has no answer head or is not confident (e.g. a photo unlike its training data)."""
     if out.answer_logits is None or not cfg.answers:
         return None
+    if out.domain_distance is not None and float(out.domain_distance[index]) > cfg.domain_threshold:
+        return None  # an image unlike the training images: say nothing about it
     probs = out.answer_logits[index].float().softmax(dim=-1)  # (A,)
     p, i = float(probs.max()), int(probs.argmax())
     if p < min_probability:
         return None
-    return f"the answer to {question!r} is {cfg.answers[i]} (confidence {p:.0%})"
+    answer = cfg.answers[i]
+    if answer == "none":  # trained to say: not a question about a scene the core knows
+        return None
+    if answer == "describe":  # a description request: the caption head speaks
+        from models.clevr import caption_attributes, caption_from_facts
+
+        if out.caption_logits is None or list(cfg.caption_attributes) != caption_attributes():
+            return None
+        return caption_from_facts(out.caption_logits[index].float().sigmoid().tolist())  # caption (C,) -> sentence
+    from models.clevr import ANSWERS, answer_statement
+
+    if answer in ANSWERS:  # a sentence stating the answer, naming no other candidate
+        return answer_statement(question, answer)
+    return f"the answer to {question!r} is {answer} (confidence {p:.0%})"

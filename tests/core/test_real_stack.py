@@ -54,3 +54,23 @@ def test_follow_up_uses_the_conversation(bot):
     r = bot.ask("And of Germany?")
     assert "Berlin" in r.text
     assert bot.generator.reused_tokens > 20  # the first turn came from the KV cache
+
+
+def test_scene_questions_go_through_the_trained_fusion_core(bot):
+    from models.clevr import answer, make_scene, render
+
+    assert bot.fusion is not None  # the packaged weights load by default
+    scene = make_scene(1_000_123)
+    r = bot.ask("What is the shape of the red object?", images=[render(scene)])
+    truth = answer(scene, "shape", "red")
+    assert truth in r.text.lower()
+    assert any(truth in note for note in r.evidence)
+    assert not any("ImageNet" in note for note in r.evidence)  # the scene note replaces the labels
+    sent = bot.history[-2]["content"]
+    assert sent.index("What is the shape") < sent.index("[Scene analysis:")
+
+
+def test_real_photos_keep_their_labels_with_fusion_on(bot):
+    r = bot.ask("What is in this photo?", images=[f"{DATA}/cat.jpg"])
+    assert not any("Scene analysis" in n or "object is" in n for n in r.evidence)
+    assert any("ImageNet" in n and "cat" in n for n in r.evidence)

@@ -1,0 +1,143 @@
+"""Training: a tiny run learns, saves shippable weights, and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models import clevr
+from models.fusion import load_fusion
+from models.train import TrainConfig, answer_vocabulary, noisy_text, question_strings, train
+
+from .conftest import fake_text_encoder
+
+
+def _metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run shared by the tests below (about 10 s on 2 cores)."""
+    from .conftest import FakeImageEncoder, fake_text_encoder
+
+    base = tmp_path_factory.mktemp("train")
+    cfg = TrainConfig(
+        output_dir=str(base / "run"), cache_dir=str(base / "cache"),
+        fusion={"d_model": 32, "n_heads": 2, "n_layers": 1, "n_queries": 4},
+        train_scenes=150, eval_scenes=40, other_images=20, eval_other_images=10,
+        batch_size=48, answer_steps=60, align_steps=20, lr=3e-3, align_lr=3e-3, warmup_steps=5,
+        log_every=10, eval_every=40, save_every=20, eval_questions=200, threads=1,
+    )
+    encoder = FakeImageEncoder()
+    final = train(cfg, text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None)
+    return cfg, final, encoder
+
+
+def test_tiny_run_reduces_the_losses(trained):
+    cfg, final, _ = trained
+    rows = [r for r in _metrics(final.parent) if "loss" in r]
+    answer = [r for r in rows if r["stage"] == "answer"]
+    align = [r for r in rows if r["stage"] == "align"]
+    assert answer[-1]["answer_loss"] < 0.8 * answer[0]["answer_loss"]
+    assert align[-1]["loss"] < 0.8 * align[0]["loss"]
+    evals = [r["eval"] for r in _metrics(final.parent) if "eval" in r]
+    assert evals and evals[-1]["acc_describe"] > 0.9  # 'describe' is told apart from the rest
+    assert evals[-1]["align_cos"] > evals[0].get("align_cos", 0.0)
+
+
+def test_final_weights_are_small_float16_and_reload(trained):
+    cfg, final, _ = trained
+    assert (final / "config.json").is_file() and (final / "model.safetensors").is_file()
+    assert (final / "model.safetensors").stat().st_size <= 16 * 2**20
+    tensors = load_file(str(final / "model.safetensors"))
+    assert {t.dtype for t in tensors.values()} == {torch.float16}
+    core = load_fusion(final)
+    assert core.cfg.answers == answer_vocabulary()
+    assert core.cfg.caption_attributes == clevr.caption_attributes()
+    assert core.cfg.alignment == "regression" and core.cfg.aligned_to_generator is False
+    text, mask = fake_text_encoder(["What is the shape of the red object?"])
+    out = core({"image": (torch.randn(1, 49, 320), None)}, text, mask)
+    assert out.answer_logits.shape == (1, len(answer_vocabulary()))
+    assert out.caption_logits.shape == (1, 18)
+    assert out.tokens.shape == (1, 4, 576)
+    saved = json.loads((final.parent / "train_config.json").read_text())
+    assert saved["answer_steps"] == cfg.answer_steps
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, trained):
+    cfg, final, encoder = trained
+    short = replace(cfg, answer_steps=16, align_steps=8, eval_every=1000, save_every=8)
+    whole = train(replace(short, output_dir=str(tmp_path / "whole")), text_encoder=fake_text_encoder,
+                  image_encoder=encoder, progress=False, log=lambda m: None)
+    logs = []
+    part = replace(short, output_dir=str(tmp_path / "part"), stop_after=12)
+    first = train(part, text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=logs.append)
+    assert first.name == "checkpoint" and not (tmp_path / "part" / "final").exists()
+    assert json.loads((first / "state.json").read_text())["step"] == 12
+    resumed = train(replace(part, stop_after=0), text_encoder=fake_text_encoder, image_encoder=encoder,
+                    progress=False, log=logs.append)
+    assert any("resuming" in m and "12" in m for m in logs)
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k].float(), b[k].float(), atol=2e-3, rtol=0), k
+    steps = [r["step"] for r in _metrics(tmp_path / "part") if "loss" in r]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # nothing logged twice
+
+
+def test_features_are_cached_not_recomputed(tmp_path, trained):
+    cfg, _final, encoder = trained
+    calls = encoder.calls
+    train(replace(cfg, output_dir=str(tmp_path / "again"), answer_steps=2, align_steps=0, eval_every=1000),
+          text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None)
+    assert encoder.calls == calls
+
+
+def test_config_rejects_unknown_fields(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"answer_step": 5}))
+    with pytest.raises(ValueError, match="answer_step"):
+        TrainConfig.from_file(path)
+
+
+def test_noisy_questions_keep_the_colour_and_are_seeded():
+    strings = question_strings(4, seed=0)
+    assert strings == question_strings(4, seed=0)
+    for (kind, colour, _t), variants in strings.items():
+        assert len(variants) == 5
+        if colour:
+            for v in variants[1:]:
+                assert colour in v.split() or any(h in v.split() for h in _homophones(colour)), (variants[0], v)
+    import random
+
+    rng = random.Random(0)
+    assert noisy_text("What is the shape of the red object?", rng) != "What is the shape of the red object?"
+
+
+def _homophones(word):
+    from models.train import _HOMOPHONES
+
+    return _HOMOPHONES.get(word, [])
+
+
+def test_core_knows_its_training_images_and_stays_quiet_on_others(trained):
+    from models.fusion import answer_evidence
+
+    cfg, final, encoder = trained
+    core = load_fusion(final)
+    assert core.cfg.domain_threshold > 0
+    domain = [r["domain"] for r in _metrics(final.parent) if "domain" in r][-1]
+    assert domain["eval_scenes_inside"] >= 0.95
+    assert domain["eval_other_images_outside"] >= 0.8
+    images = [clevr.make_scene(7_000_000).render(), clevr.other_image(7_000_003)]  # a held-out scene, blobs
+    tokens, _ = encoder.features(encoder.preprocess(images))  # (2, 49, 320)
+    text, mask = fake_text_encoder(["Describe the image."] * 2)
+    with torch.no_grad():
+        out = core({"image": (tokens, None)}, text, mask)
+    assert float(out.domain_distance[0]) <= core.cfg.domain_threshold < float(out.domain_distance[1])
+    assert answer_evidence(core.cfg, out, 1, "Describe the image.") is None
