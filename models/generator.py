@@ -313,9 +313,12 @@ def _cached_smollm2(cache_dir: Path | None, say: Callable[[str], None]) -> Path:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import hashlib
+
     gguf = smollm2_gguf_path()
-    stat = gguf.stat()
-    stamp = {"source": str(gguf), "size": stat.st_size, "mtime": int(stat.st_mtime)}
+    with gguf.open("rb") as f:  # identify the file by content, not by where pip put it
+        head = hashlib.sha256(f.read(1 << 20)).hexdigest()
+    stamp = {"file": gguf.name, "size": gguf.stat().st_size, "head_sha256": head}
     root = (cache_dir or Path.home() / ".cache" / "synesthesia") / "generator"
     folder = root / "smollm2-135m-instruct-q4_1"
     stamp_file = folder / "source.json"
