@@ -240,7 +240,9 @@ class Assistant:
         ]
         if self.fusion is not None:
             cfg = self.fusion.cfg
-            infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens)", self.fusion_source,
+            relation = f", {cfg.relation_layers} relation layer{'s' * (cfg.relation_layers > 1)}" if cfg.relation_layers else ""
+            coords = ", grid coordinates" if cfg.grid_coordinates else ""
+            infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens{coords}{relation})", self.fusion_source,
                                    "fused: images go through the trained fusion core"))
         else:
             infos.append(ModelInfo("fusion", "off", self.fusion_source, "not fused"))

@@ -31,6 +31,7 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
     q.add_argument("--spoken", default=None,
                    help=f"spoken-question transcripts (JSON from models.train --make-spoken; default {DEFAULT_SPOKEN} if present; '' for none)")
     q.add_argument("--paraphrase", action="store_true", help="ask paraphrases instead of the canonical forms")
+    q.add_argument("--only", choices=("typed", "spoken"), help="run only the typed or only the spoken questions")
     q.add_argument("--head-only", action="store_true", help="answer head only (no generator replies)")
     q.add_argument("--output", help="also write the results as JSON here")
     q.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -71,6 +72,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         spoken_path = str(DEFAULT_SPOKEN) if DEFAULT_SPOKEN.is_file() else ""
     else:  # given; "" turns the spoken evaluation off
         spoken_path = args.spoken
+    if args.only == "spoken" and not spoken_path:
+        raise InputError(f"--only spoken needs spoken-question transcripts ({DEFAULT_SPOKEN} is not here; pass --spoken FILE)")
     try:
         spoken = load_spoken(spoken_path, "eval") if spoken_path else None
     except FileNotFoundError as e:
@@ -89,8 +92,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         core=core, image_encoder=bot.image_encoder,
         text_encoder=(lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens)) if core else None,
         first_seed=args.first_seed, n_per_type=args.per_type, spoken=spoken, paraphrase=args.paraphrase, progress=progress,
+        variants=(args.only,) if args.only else ("typed", "spoken"),
     )
     meta = {"per_type": args.per_type, "first_seed": args.first_seed, "spoken": spoken_path, "paraphrase": args.paraphrase,
+            "only": args.only,
             "models": [asdict(m) if is_dataclass(m) else str(m) for m in bot.models()]}
     if args.output:
         save_results(args.output, results, meta)

@@ -175,11 +175,15 @@ def save_results(path: str | Path, results: dict[str, EvalResult], meta: dict | 
 
 def run_evaluation(answer_fn: AnswerFn | None, *, core=None, image_encoder=None, text_encoder=None,
                    first_seed: int = 1_000_000, n_per_type: int = 50, spoken: dict[str, list[str]] | None = None,
-                   paraphrase: bool = False, progress: Callable[[str, int, int], None] | None = None) -> dict[str, EvalResult]:
+                   paraphrase: bool = False, progress: Callable[[str, int, int], None] | None = None,
+                   variants: tuple[str, ...] = ("typed", "spoken")) -> dict[str, EvalResult]:
     """The evaluation ``assistant eval`` runs: end to end (``answer_fn``) and answer head (when
-    ``core`` and the encoders are given), typed and, with ``spoken`` transcripts, spoken."""
-    sets = {"typed": eval_items(first_seed, n_per_type, paraphrase=paraphrase)}
-    if spoken:
+    ``core`` and the encoders are given), typed and, with ``spoken`` transcripts, spoken
+    (``variants`` picks which of the two run)."""
+    sets = {}
+    if "typed" in variants:
+        sets["typed"] = eval_items(first_seed, n_per_type, paraphrase=paraphrase)
+    if spoken and "spoken" in variants:
         sets["spoken"] = eval_items(first_seed, n_per_type, variant="spoken", spoken=spoken)
     results: dict[str, EvalResult] = {}
     for variant, items in sets.items():

@@ -4,6 +4,8 @@ Four strategies from the seed document sit behind one interface (:class:`FusionC
 
 * ``attention`` (default): learned queries, conditioned on the user's text, cross-attend to
   the concatenated modality tokens (the BLIP-2 Q-Former / Flamingo Perceiver family).
+  Optionally (``relation_layers``) the modality tokens first attend to each other and to the
+  question, so relations between objects are computed before the queries read them.
 * ``early``: the inputs are concatenated into one sequence (queries, text, every modality)
   and one transformer encoder runs over all of it; the query positions are the output.
 * ``late``: each modality is pooled on its own, the pooled vectors and the pooled text are
@@ -52,6 +54,15 @@ class FusionConfig:
     n_layers: int = 2
     n_queries: int = 8
     """K, the number of output tokens handed to the generator."""
+    grid_coordinates: bool = False
+    """Image tokens that form a square grid (EfficientNet's 7x7) also get a learned linear
+    function of their cell centre's (x, y, x^2 + y^2), so attention scores can be distances
+    (q.k can hold |p_k - p_q|^2 exactly); zero at the start, so it can be added to trained weights."""
+    relation_layers: int = 0
+    """``attention`` only: self-attention layers over [modality tokens ; question] that run
+    before the queries read the modality tokens, so each image token can compare itself with
+    the others (relational questions: "the object furthest from ..."). Gated, starting as the
+    identity. 0: the queries read the encoder's tokens as they come."""
     generator_dim: int = 576
     """Width of the generator's embeddings (SmolLM2-135M: 576)."""
     dropout: float = 0.0
@@ -105,6 +116,15 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
 
 
+def grid_coordinates(side: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Cell centres of a side x side token grid (row-major, as image encoders flatten them),
+    as (x, y, x^2 + y^2) with x, y in [-1, 1] -> (side*side, 3)."""
+    c = (torch.arange(side, device=device, dtype=dtype) + 0.5) / side * 2 - 1  # (side,)
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    x, y = x.reshape(-1), y.reshape(-1)
+    return torch.stack([x, y, x * x + y * y], dim=-1)
+
+
 class TokenEmbedder(nn.Module):
     """Projects each modality (and the text) to d_model, adds type and position embeddings."""
 
@@ -122,6 +142,11 @@ class TokenEmbedder(nn.Module):
         self.text_norm = nn.LayerNorm(cfg.text_dim)
         self.text_pos = nn.Parameter(torch.randn(cfg.max_text_tokens, cfg.d_model) * 0.02)
         self.text_type = nn.Parameter(torch.randn(cfg.d_model) * 0.02)
+        self.coord = None
+        if cfg.grid_coordinates:
+            self.coord = nn.Linear(3, cfg.d_model)
+            nn.init.zeros_(self.coord.weight)
+            nn.init.zeros_(self.coord.bias)
 
     def modality(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """x (B, N, D_m) -> (B, N, d_model)."""
@@ -130,7 +155,11 @@ class TokenEmbedder(nn.Module):
         n = x.shape[1]
         if n > self.pos[name].shape[0]:
             raise ValueError(f"{name}: {n} tokens, more than the {self.pos[name].shape[0]} the core was built for")
-        return self.proj[name](self.norm[name](x)) + self.pos[name][:n] + self.type_emb[name]
+        h = self.proj[name](self.norm[name](x)) + self.pos[name][:n] + self.type_emb[name]
+        side = round(n ** 0.5)
+        if self.coord is not None and name == "image" and side * side == n:
+            h = h + self.coord(grid_coordinates(side, x.device, h.dtype))  # (N, d) broadcast over B
+        return h
 
     def text(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, text_dim) -> (B, T', d_model), T' = min(T, max_text_tokens) (the end is kept)."""
@@ -271,10 +300,22 @@ class AttentionFusion(FusionCore):
         self.queries = nn.Parameter(torch.randn(cfg.n_queries, cfg.d_model) * 0.02)
         self.null = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
         self.layers = nn.ModuleList(CrossAttentionLayer(cfg.d_model, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
+        self.relation = None
+        if cfg.relation_layers > 0:
+            layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, 4 * cfg.d_model, cfg.dropout, batch_first=True, norm_first=True)
+            self.relation = nn.TransformerEncoder(layer, cfg.relation_layers, enable_nested_tensor=False)
+            # tanh gate starting at 0 (as Flamingo gates its new cross-attention): the relation stage
+            # begins as the identity, so it can be added to a core trained without it.
+            self.relation_gate = nn.Parameter(torch.zeros(1))
 
     def fuse(self, mods, text, text_pad):  # -> (B, K, d)
         b = text.shape[0]
         kv, kv_pad = _with_null(mods, self.null, b)  # (B, 1+N, d)
+        if self.relation is not None:  # tokens compare themselves with each other, in the light of the question
+            n = kv.shape[1]
+            seq = torch.cat([kv, text], dim=1)  # (B, 1+N+T, d)
+            related = self.relation(seq, src_key_padding_mask=torch.cat([kv_pad, text_pad], dim=1))[:, :n]  # (B, 1+N, d)
+            kv = kv + torch.tanh(self.relation_gate) * (related - kv)
         q = self.queries.unsqueeze(0).expand(b, -1, -1)  # (B, K, d)
         for layer in self.layers:
             q = layer(q, text, text_pad, kv, kv_pad)

@@ -122,6 +122,10 @@ class TrainConfig:
     runs on a shared machine, and for testing resumption."""
     ship_dir: str = ""
     """If set, the final weights are also copied here (e.g. models/weights/fusion)."""
+    init_from: str = ""
+    """A fusion weights folder (config.json + model.safetensors, e.g. an earlier run's final/)
+    to start from instead of random weights; parameters this config adds (relation layers)
+    keep their fresh values. Ignored when resuming from a checkpoint."""
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
@@ -453,6 +457,27 @@ def load_checkpoint(folder: Path, model: FusionCore, optimizer: torch.optim.Opti
     return state
 
 
+def init_weights(model: FusionCore, folder: str | Path) -> list[str]:
+    """Load an earlier core's weights into ``model`` (same strategy and widths). Returns the
+    names of the parameters ``model`` has and the folder lacks (left as initialised); a shape
+    mismatch, a parameter ``model`` does not have, or a different strategy is an error."""
+    folder = Path(folder)
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        weights = load_file(str(folder / "model.safetensors"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"init_from {folder}: cannot read fusion weights ({e})") from e
+    if raw.get("strategy") != model.cfg.strategy:
+        raise ValueError(f"init_from {folder}: strategy {raw.get('strategy')!r}, this run trains {model.cfg.strategy!r}")
+    weights = {k: v.float() for k, v in weights.items() if not k.startswith("domain_")}  # recalibrated at the end
+    own = model.state_dict()
+    bad = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"init_from {folder}: {len(bad)} tensors do not fit this config (first: {bad[0]})")
+    model.load_state_dict(weights, strict=False)
+    return sorted({k.rsplit(".", 1)[0] if "." in k else k for k in own if k not in weights and not k.startswith("domain_")})
+
+
 def _stage_marker(optimizer) -> str:
     return getattr(optimizer, "stage_name", "")
 
@@ -534,6 +559,9 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
         state = json.loads((ckpt / "state.json").read_text())
         start = int(state["step"])
         log(f"resuming from {ckpt} at step {start}")
+    elif cfg.init_from:
+        fresh = init_weights(model, cfg.init_from)
+        log(f"starting from {cfg.init_from}" + (f" (new: {', '.join(fresh)})" if fresh else ""))
     targets = None
     if cfg.align_steps > 0:
         targets = carrier_targets(cfg, fcfg, text_encoder)

@@ -10,12 +10,28 @@ import torch
 from models.fusion import STRATEGIES, FusionConfig, answer_evidence, build_fusion, load_fusion
 
 
+VARIANTS = (*STRATEGIES, "attention+relation")
+"""The four strategies, and the attention core with its relation layers over the image tokens."""
+
+
 def tiny(strategy: str, **kw) -> FusionConfig:
+    if strategy == "attention+relation":
+        strategy, kw = "attention", {"relation_layers": 1, "grid_coordinates": True, **kw}
     base = dict(strategy=strategy, modality_dims={"image": 12, "speech": 8}, max_tokens={"image": 9, "speech": 16},
                 text_dim=10, max_text_tokens=6, d_model=16, n_heads=2, n_layers=1, n_queries=3,
                 generator_dim=20, answers=["yes", "no", "maybe"])
     base.update(kw)
     return FusionConfig(**base)
+
+
+def core_for(strategy: str, **kw):
+    """A tiny core; the relation variant with its gate opened (it starts closed, as the identity)."""
+    core = build_fusion(tiny(strategy, **kw))
+    if strategy == "attention+relation":
+        with torch.no_grad():
+            core.relation_gate.fill_(0.8)
+            core.embed.coord.weight.normal_()
+    return core
 
 
 def inputs(b=2):
@@ -30,11 +46,11 @@ def inputs(b=2):
     return image, speech, speech_mask, text, text_mask
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", VARIANTS)
 @pytest.mark.parametrize("present", [("image", "speech"), ("image",), ("speech",), ()])
 def test_any_subset_of_modalities(strategy, present):
     torch.manual_seed(0)
-    core = build_fusion(tiny(strategy)).eval()
+    core = core_for(strategy).eval()
     image, speech, speech_mask, text, text_mask = inputs()
     mods = {"image": (image, None), "speech": (speech, speech_mask)}
     out = core({k: mods[k] for k in present}, text, text_mask)
@@ -44,11 +60,11 @@ def test_any_subset_of_modalities(strategy, present):
     assert torch.isfinite(out.tokens).all()
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", VARIANTS)
 def test_padding_does_not_leak(strategy):
     """Changing masked-out tokens must not change the output."""
     torch.manual_seed(0)
-    core = build_fusion(tiny(strategy)).eval()
+    core = core_for(strategy).eval()
     image, speech, speech_mask, text, text_mask = inputs()
     out1 = core({"image": (image, None), "speech": (speech, speech_mask)}, text, text_mask)
     speech2, text2 = speech.clone(), text.clone()
@@ -58,22 +74,23 @@ def test_padding_does_not_leak(strategy):
     assert torch.allclose(out1.tokens, out2.tokens, atol=1e-5)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", VARIANTS)
 def test_output_depends_on_text_and_image(strategy):
     torch.manual_seed(0)
-    core = build_fusion(tiny(strategy)).eval()
+    core = core_for(strategy).eval()
     image, _, _, text, text_mask = inputs()
     base = core({"image": (image, None)}, text, text_mask).tokens
     assert (base - core({"image": (-image, None)}, text, text_mask).tokens).abs().max() > 1e-3
     assert (base - core({"image": (image, None)}, -text, text_mask).tokens).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", VARIANTS)
 def test_save_and_load_roundtrip(tmp_path, strategy):
     torch.manual_seed(0)
-    core = build_fusion(tiny(strategy)).eval()
+    core = core_for(strategy).eval()
     core.save(tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text())["strategy"] == strategy
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["strategy"] == core.cfg.strategy and saved["relation_layers"] == core.cfg.relation_layers
     again = load_fusion(tmp_path)
     image, _, _, text, text_mask = inputs()
     a = core({"image": (image, None)}, text, text_mask).tokens
@@ -136,3 +153,46 @@ def test_trains_on_a_toy_task():
         opt.step()
     acc = (core({"image": (image, None)}).answer_logits.argmax(-1) == labels).float().mean()
     assert acc > 0.9
+
+
+def test_relation_stage_starts_as_the_identity_and_can_be_added_to_a_trained_core():
+    """A core without relation layers and grid coordinates loads into one with them (the new
+    keys are theirs alone), and answers exactly as before until they are trained."""
+    torch.manual_seed(0)
+    plain = build_fusion(tiny("attention")).eval()
+    related = build_fusion(tiny("attention+relation")).eval()
+    missing, unexpected = related.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(("relation", "embed.coord")) for k in missing)
+    image, _, _, text, text_mask = inputs()
+    before = plain({"image": (image, None)}, text, text_mask).tokens
+    assert torch.allclose(before, related({"image": (image, None)}, text, text_mask).tokens, atol=1e-6)
+    with torch.no_grad():
+        related.relation_gate.fill_(0.5)
+    assert (before - related({"image": (image, None)}, text, text_mask).tokens).abs().max() > 1e-4
+
+
+def test_grid_coordinates_are_cell_centres_in_row_major_order():
+    from models.fusion import grid_coordinates
+
+    g = grid_coordinates(7)
+    assert g.shape == (49, 3)
+    assert torch.allclose(g[0, :2], torch.tensor([-6 / 7, -6 / 7]))  # top-left cell: x, y
+    assert torch.allclose(g[6, :2], torch.tensor([6 / 7, -6 / 7]))  # end of the first row: right, still top
+    assert torch.allclose(g[42, :2], torch.tensor([-6 / 7, 6 / 7]))  # start of the last row: left, bottom
+    assert torch.allclose(g[:, 2], g[:, 0] ** 2 + g[:, 1] ** 2)
+    # distances between cells are a linear function of the features: |p-q|^2 = r_p + r_q - 2 p.q
+    d2 = torch.cdist(g[:, :2], g[:, :2]) ** 2
+    assert torch.allclose(d2, g[:, 2:] + g[:, 2:].T - 2 * g[:, :2] @ g[:, :2].T, atol=1e-5)
+
+
+def test_grid_coordinates_only_touch_square_image_grids():
+    torch.manual_seed(0)
+    core = core_for("attention+relation").eval()
+    image = inputs()[0]
+    with torch.no_grad():
+        on = core.embed.modality("image", image)  # 9 tokens: a 3x3 grid
+        odd = core.embed.modality("image", image[:, :8])  # 8 tokens: not a grid, no coordinates
+        core.embed.coord.weight.zero_()
+        off = core.embed.modality("image", image)
+        assert (on - off).abs().max() > 1e-3
+        assert torch.allclose(odd, off[:, :8])

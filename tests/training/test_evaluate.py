@@ -64,6 +64,24 @@ def test_run_evaluation_without_a_core_is_end_to_end_only():
     assert res["end to end, typed"].per_type["horizontal"] == 0.0
 
 
+def test_run_evaluation_can_run_only_the_spoken_questions():
+    spoken = {clevr.TEMPLATES["shape"][0].format(c=c): [f"what is the shape of the {c} object"] for c in clevr.COLOURS}
+    res = run_evaluation(lambda q, im: "square", n_per_type=2, spoken=spoken, variants=("spoken",))
+    assert list(res) == ["end to end, spoken"] and res["end to end, spoken"].n == 2
+    assert list(run_evaluation(lambda q, im: "square", n_per_type=2, spoken=spoken, variants=("typed",))) == ["end to end, typed"]
+
+
+def test_eval_only_spoken_without_transcripts_is_a_one_line_error():
+    from assistant import train_cli
+    from assistant.cli import build_parser
+    from assistant.errors import InputError
+
+    args = build_parser().parse_args(["eval", "--only", "spoken", "--spoken", ""])
+    args.load_bot = lambda: pytest.fail("the models must not load for a bad command line")
+    with pytest.raises(InputError, match="--only spoken needs"):
+        train_cli.cmd_eval(args)
+
+
 def test_assistant_eval_command_runs_through_the_bot(capsys, tmp_path):
     from assistant import train_cli
     from assistant.cli import build_parser

@@ -141,3 +141,43 @@ def test_core_knows_its_training_images_and_stays_quiet_on_others(trained):
         out = core({"image": (tokens, None)}, text, mask)
     assert float(out.domain_distance[0]) <= core.cfg.domain_threshold < float(out.domain_distance[1])
     assert answer_evidence(core.cfg, out, 1, "Describe the image.") is None
+
+
+def test_a_run_can_start_from_earlier_weights_and_add_relation_layers(tmp_path, trained):
+    """init_from: the earlier core's answers are kept at step 0 (the relation stage starts
+    closed), the run then trains the new layers, and a config that does not fit is refused."""
+    cfg, final, encoder = trained
+    earlier = load_fusion(final)
+    grown = replace(cfg, output_dir=str(tmp_path / "grown"), init_from=str(final), answer_steps=12, align_steps=0,
+                    eval_every=1000, save_every=1000, fusion={**cfg.fusion, "relation_layers": 1})
+    logs: list[str] = []
+    out = train(replace(grown, answer_steps=1, lr=0.0), text_encoder=fake_text_encoder, image_encoder=encoder,
+                progress=False, log=logs.append)
+    assert any("starting from" in m and "relation" in m for m in logs)
+    step0 = load_fusion(out)
+    text, mask = fake_text_encoder(["What is the shape of the red object?", "Describe the image."])
+    image = torch.randn(2, 49, 320)
+    a = earlier({"image": (image, None)}, text, mask).answer_logits
+    b = step0({"image": (image, None)}, text, mask).answer_logits
+    assert torch.allclose(a, b, atol=2e-2)  # float16 weights both sides; lr 0 and a closed gate change nothing
+    trained_more = load_fusion(train(replace(grown, output_dir=str(tmp_path / "grown2")), text_encoder=fake_text_encoder,
+                                     image_encoder=encoder, progress=False, log=lambda m: None))
+    assert trained_more.relation_gate.detach().abs().item() > 0  # the new stage was opened by training
+    with pytest.raises(ValueError, match="do not fit"):
+        train(replace(grown, output_dir=str(tmp_path / "bad"), fusion={**cfg.fusion, "d_model": 48}),
+              text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None)
+
+
+def test_every_training_config_in_the_repository_is_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    paths = sorted(root.glob("fusion_*.json")) + sorted(root.glob("ablation_*.json"))
+    assert len(paths) >= 3
+    for path in paths:
+        cfg = TrainConfig.from_file(path)
+        fcfg = cfg.fusion_config()  # builds a FusionConfig: strategy and widths are checked
+        assert cfg.total_steps > 0 and fcfg.answers == answer_vocabulary(), path
+        if cfg.init_from:  # a later stage names the folder an earlier config writes
+            earlier = [TrainConfig.from_file(p).output_dir for p in paths if p != path]
+            assert any(cfg.init_from.startswith(d) for d in earlier), path
