@@ -87,6 +87,8 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"fusion strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.relation_layers and self.strategy != "attention":
+            raise ValueError(f"relation_layers belong to the attention strategy, not {self.strategy!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
 

@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 
 from models import clevr
 from models.features import TextTable, default_cache_dir, image_tokens
-from models.fusion import FusionConfig, FusionCore, build_fusion
+from models.fusion import FusionConfig, FusionCore, build_fusion, load_fusion
 
 MAX_WEIGHTS_BYTES = 16 * 1024 * 1024
 STAGES = ("answer", "align", "generator")
@@ -124,8 +124,8 @@ class TrainConfig:
     """If set, the final weights are also copied here (e.g. models/weights/fusion)."""
     init_from: str = ""
     """A fusion weights folder (config.json + model.safetensors, e.g. an earlier run's final/)
-    to start from instead of random weights; parameters this config adds (relation layers)
-    keep their fresh values. Ignored when resuming from a checkpoint."""
+    to start from instead of random weights; parameters this config adds (relation layers,
+    grid coordinates) keep their fresh values. Ignored when resuming from a checkpoint."""
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
@@ -461,21 +461,20 @@ def init_weights(model: FusionCore, folder: str | Path) -> list[str]:
     """Load an earlier core's weights into ``model`` (same strategy and widths). Returns the
     names of the parameters ``model`` has and the folder lacks (left as initialised); a shape
     mismatch, a parameter ``model`` does not have, or a different strategy is an error."""
-    folder = Path(folder)
     try:
-        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        weights = load_file(str(folder / "model.safetensors"))
-    except (OSError, ValueError) as e:
+        earlier = load_fusion(folder)
+    except (OSError, ValueError, RuntimeError) as e:
         raise ValueError(f"init_from {folder}: cannot read fusion weights ({e})") from e
-    if raw.get("strategy") != model.cfg.strategy:
-        raise ValueError(f"init_from {folder}: strategy {raw.get('strategy')!r}, this run trains {model.cfg.strategy!r}")
-    weights = {k: v.float() for k, v in weights.items() if not k.startswith("domain_")}  # recalibrated at the end
+    if earlier.cfg.strategy != model.cfg.strategy:
+        raise ValueError(f"init_from {folder}: strategy {earlier.cfg.strategy!r}, this run trains {model.cfg.strategy!r}")
+    # the domain statistics are not carried over: they are recalibrated at the end of the run
+    weights = {k: v for k, v in earlier.state_dict().items() if not k.startswith("domain_")}
     own = model.state_dict()
     bad = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
     if bad:
         raise ValueError(f"init_from {folder}: {len(bad)} tensors do not fit this config (first: {bad[0]})")
     model.load_state_dict(weights, strict=False)
-    return sorted({k.rsplit(".", 1)[0] if "." in k else k for k in own if k not in weights and not k.startswith("domain_")})
+    return sorted({k.rsplit(".", 1)[0] for k in own if k not in weights and not k.startswith("domain_")})
 
 
 def _stage_marker(optimizer) -> str:

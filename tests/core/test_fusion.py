@@ -114,6 +114,8 @@ def test_bad_config_is_explained():
         FusionConfig(strategy="magic")
     with pytest.raises(ValueError, match="divisible"):
         FusionConfig(d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="relation_layers belong to the attention strategy"):
+        FusionConfig(strategy="late", relation_layers=1)
 
 
 def test_unknown_modality_and_too_many_tokens():
