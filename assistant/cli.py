@@ -128,16 +128,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if turn.text.lstrip().startswith("/") and not turn.text.lstrip().startswith("//") and not (args.image or args.audio):
         return _ask_command(turn.text.strip(), settings, args)
     bot = args.load_bot()
-    if args.json:
-        reply = bot.ask(turn=turn, speak=bool(args.speak))
-    else:
-        for chunk in bot.stream(turn=turn):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+
+    def show(chunk: str) -> None:
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+    # With --speak the reply is synthesized sentence by sentence while it is generated.
+    reply = bot.ask(turn=turn, speak=bool(args.speak), on_text=None if args.json else show)
+    if not args.json:
         sys.stdout.write("\n")
-        reply = bot.last_reply
-        if args.speak and reply.text:
-            reply.audio, reply.sample_rate = bot.speak(reply.text)
     if args.speak:
         _write_wav(args.speak, reply.audio, reply.sample_rate)
     if args.json:

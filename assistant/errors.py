@@ -24,6 +24,13 @@ class ModelError(AssistantError):
     """A model cannot be loaded or run: missing weights, no network for a download, bad config."""
 
 
+class InstallError(ModelError):
+    """A package that ships model weights is missing, damaged or not the pinned version; the
+    message names it and how to reinstall it (exit status 2: the user can fix it)."""
+
+    exit_code = 2
+
+
 class ConfigError(AssistantError):
     """The settings file or an environment variable holds an invalid value."""
 

@@ -11,6 +11,7 @@ takes and returns plain dataclasses, so it can be tested alone with fakes:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -23,7 +24,7 @@ import numpy as np
 
 from assistant import paths
 from assistant.config import Settings
-from assistant.errors import AssistantError, InputError, ModelError
+from assistant.errors import AssistantError, InputError, InstallError, ModelError
 from assistant.inputs import check_text, load_audio, load_image
 
 
@@ -129,6 +130,7 @@ class Assistant:
             plugins.notify = self._notify  # plugin problems and timers reach the CLI/TUI through bot.notify
         self._recognizer = None
         self._synthesizer = None
+        self._engines = None
         self._cancel = threading.Event()
         self._lock = threading.Lock()
 
@@ -194,34 +196,58 @@ class Assistant:
         return core, str(folder)
 
     @property
+    def speech_engines(self):
+        """The speech engines to choose from: the built-ins and those plugins register."""
+        if self._engines is None:
+            from models.speech.engines import builtin_engines
+
+            engines = builtin_engines()
+            for spec in (getattr(self.plugins, "speech_engines", None) or {}).values():
+                try:
+                    engines.add(spec.name, spec.factory, kind=spec.kind, description=spec.description,
+                                source=f"plugin {spec.plugin}")
+                except ValueError as e:
+                    self._notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
+            self._engines = engines
+        return self._engines
+
+    @property
     def recognizer(self):
         """The speech recognizer, loaded on first use."""
         if self._recognizer is None:
-            from models.speech import load_recognizer
-
             s = self.settings.speech
-            try:
-                self._recognizer = load_recognizer(
-                    s.recognizer, whisper_model=s.whisper_model,
-                    whisper_dir=str(s.whisper_dir) if s.whisper_dir else None, language=s.language,
-                    extra_phrases=self._domain_phrases(), cache_dir=paths.cache_dir() / "speech",
+            with self._speech_error(f"speech recognizer {s.recognizer!r}"):
+                self._recognizer = self.speech_engines.recognizer(
+                    s.recognizer, model=s.whisper_model, whisper_dir=s.whisper_dir, language=s.language,
+                    device=s.device, extra_phrases=self._domain_phrases(), cache_dir=paths.cache_dir() / "speech",
                 )
-            except (RuntimeError, ValueError, ImportError) as e:
-                raise ModelError(f"speech recognizer {s.recognizer!r}: {e}") from e
         return self._recognizer
 
     @property
     def synthesizer(self):
-        """The speech synthesizer, loaded on first use."""
+        """The speech synthesizer, loaded on first use (says once why when it falls back to eSpeak NG)."""
         if self._synthesizer is None:
-            from models.speech import load_synthesizer
-
             s = self.settings.speech
-            try:
-                self._synthesizer = load_synthesizer(s.tts, voice=s.voice, rate=s.rate)
-            except (RuntimeError, ValueError, ImportError, OSError) as e:
-                raise ModelError(f"speech synthesizer {s.tts!r}: {e}") from e
+            with self._speech_error(f"speech synthesizer {s.tts!r}"):
+                self._synthesizer = self.speech_engines.synthesizer(
+                    s.tts, voice=s.voice, rate=s.rate, language=s.language, cache_dir=paths.cache_dir() / "speech",
+                )
+            reason = getattr(self._synthesizer, "fallback_reason", None)
+            if reason:
+                self._notify(f"speaking with {self._synthesizer.name}: {reason}", "warning")
         return self._synthesizer
+
+    @contextlib.contextmanager
+    def _speech_error(self, what: str):
+        """Engine failures as one-line errors: a damaged weight package is an InstallError (exit 2)."""
+        from models.speech.weights import WeightsError
+
+        try:
+            yield
+        except WeightsError as e:
+            raise InstallError(str(e)) from e
+        except (RuntimeError, ValueError, ImportError, OSError) as e:
+            raise ModelError(f"{what}: {_first_line(e)}") from e
 
     def _domain_phrases(self) -> list[str]:
         """What this assistant expects to hear: plugin command names and example phrases."""
@@ -246,12 +272,16 @@ class Assistant:
                                    "fused: images go through the trained fusion core"))
         else:
             infos.append(ModelInfo("fusion", "off", self.fusion_source, "not fused"))
-        for slot, attr in (("speech-in", "recognizer"), ("speech-out", "synthesizer")):
+        s = self.settings.speech
+        for slot, kind, setting in (("speech-in", "recognizer", s.recognizer), ("speech-out", "synthesizer", s.tts)):
             try:
-                engine = getattr(self, attr)
-                infos.append(ModelInfo(slot, engine.name, getattr(engine, "source", "packaged"), ""))
-            except AssistantError as e:
-                infos.append(ModelInfo(slot, "unavailable", str(e)))
+                engine = getattr(self, kind)
+                entry = self.speech_engines.resolve(kind, setting)[0]
+                source = getattr(engine, "source", None) or entry.source
+                detail = entry.description if entry.source == "built-in" else f"{entry.source}: {entry.description}".rstrip(": ")
+                infos.append(ModelInfo(slot, str(getattr(engine, "name", entry.name)), source, detail))
+            except (AssistantError, ValueError) as e:
+                infos.append(ModelInfo(slot, "unavailable", _first_line(e)))
         return infos
 
     # ------------------------------------------------------------------ stages
@@ -270,7 +300,8 @@ class Assistant:
             turn.timings["image"] = time.perf_counter() - t0
         if turn.audio:
             t0 = time.perf_counter()
-            turn.transcript = [self.transcribe(a) for a in turn.audio]
+            context = self.recognition_context(turn)
+            turn.transcript = [self.transcribe(a, context=context) for a in turn.audio]
             turn.timings["speech"] = time.perf_counter() - t0
         return turn
 
@@ -460,15 +491,38 @@ class Assistant:
                                     audio_inputs=turn.audio_names, tool=tool)
 
     def ask(self, text: str | bytes = "", images: Sequence = (), audio: Sequence = (), *,
-            speak: bool = False, cancel: threading.Event | None = None, turn: Turn | None = None) -> Reply:
-        """One whole turn. With ``speak=True`` the reply also comes back as audio."""
-        for _ in self.stream(text, images, audio, cancel=cancel, turn=turn):
-            pass
-        reply = self.last_reply
-        if speak and reply.text:
-            t0 = time.perf_counter()
-            reply.audio, reply.sample_rate = self.speak(reply.text)
-            reply.timings["speak"] = time.perf_counter() - t0
+            speak: bool = False, cancel: threading.Event | None = None, turn: Turn | None = None,
+            on_text=None) -> Reply:
+        """One whole turn. ``on_text(chunk)`` sees the reply as it streams.
+
+        With ``speak=True`` the reply also comes back as audio, synthesized sentence by
+        sentence while the generator is still writing (as the voice loop does);
+        ``timings["first_audio_s"]`` is the time from the start of the turn (the input audio
+        in hand) to the first reply sample ready to play."""
+        t0 = time.perf_counter()
+        out, first = None, []
+        if speak:
+            from assistant.voice import SpeechOutput
+
+            out = SpeechOutput(self.synthesizer, play=False, on_notice=lambda line: self._notify(line, "warning"),
+                               on_sentence=lambda sentence: first or first.append(time.perf_counter()))
+        try:
+            for chunk in self.stream(text, images, audio, cancel=cancel, turn=turn):
+                if on_text is not None:
+                    on_text(chunk)
+                if out is not None:
+                    out.feed(chunk)
+            reply = self.last_reply
+            if out is not None and reply.text:
+                t_end = time.perf_counter()
+                spoken = out.end()
+                reply.audio, reply.sample_rate = (spoken.audio, spoken.sample_rate) if spoken.audio.size else (None, None)
+                reply.timings["speak"] = time.perf_counter() - t_end + spoken.synth_s
+                if first:
+                    reply.timings["first_audio_s"] = first[0] - t0
+        finally:
+            if out is not None:
+                out.close()
         return reply
 
     def cancel(self) -> None:
@@ -485,16 +539,37 @@ class Assistant:
 
     # ------------------------------------------------------------------ speech
 
-    def transcribe(self, audio) -> str:
-        """Audio (path or (array, rate) or float32 16 kHz array) -> text ('' for silence)."""
+    def recognition_context(self, turn: Turn) -> str | None:
+        """What spoken input in ``turn`` is probably about, for the recognizer's bias.
+
+        ``speech.bias = "auto"``: "scene" when an attached image looks like the scenes the
+        fusion core was trained on (a question about it will use their words), else None.
+        Biasing open speech toward scene words makes it worse (docs/VOICE.md), hence the check."""
+        bias = self.settings.speech.bias
+        if bias != "auto":
+            return None if bias == "off" else bias
+        if self.fusion is None or turn.image_tokens is None or not self.fusion.cfg.domain_threshold:
+            return None
+        import torch
+
+        with torch.inference_mode():
+            distance = self.fusion.domain_distance(turn.image_tokens.to(self.fusion.domain_mean.device))  # (B,)
+        return "scene" if bool((distance <= self.fusion.cfg.domain_threshold).any()) else None
+
+    def transcribe(self, audio, context: str | None = None) -> str:
+        """Audio (path or (array, rate) or float32 16 kHz array) -> text ('' for silence).
+        ``context``: "scene" biases Whisper toward scene-question words; None: stock decoding."""
         if isinstance(audio, np.ndarray):
             samples = audio.astype(np.float32)
         else:
             samples = load_audio(audio, max_seconds=self.settings.speech.max_audio_seconds)
+        rec = self.recognizer
         try:
-            return self.recognizer.transcribe(samples).strip()
+            if context is not None and _accepts_context(rec):
+                return rec.transcribe(samples, context=context).strip()
+            return rec.transcribe(samples).strip()
         except (RuntimeError, ValueError) as e:
-            raise ModelError(f"speech recognition failed: {e}") from e
+            raise ModelError(f"speech recognition failed: {_first_line(e)}") from e
 
     def speak(self, text: str) -> tuple[np.ndarray, int]:
         """Text (Markdown is cleaned) -> (float32 mono samples, sample rate)."""
@@ -538,3 +613,19 @@ def _load_plugin_host(settings: Settings):
     except ImportError:
         return None
     return load_plugins(settings.plugins, enabled=settings.plugins.enabled)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _accepts_context(recognizer) -> bool:
+    """Does ``recognizer.transcribe`` take ``context=`` (plugin engines may not)?"""
+    import inspect
+
+    try:
+        params = inspect.signature(recognizer.transcribe).parameters
+    except (TypeError, ValueError):
+        return False
+    return "context" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

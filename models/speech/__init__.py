@@ -1,16 +1,21 @@
-"""Speech engines: recognition (pocketsphinx / Whisper), synthesis (eSpeak NG / Coqui / Piper),
-voice-activity detection (Silero VAD) and text for the ear. No terminal or app code here.
+"""Speech engines: recognition (Whisper via faster-whisper; pocketsphinx), synthesis (Piper;
+eSpeak NG; Coqui), voice-activity detection (Silero VAD), end-of-turn rules and text for the
+ear. No terminal or app code here.
 
-* ``load_recognizer(engine="auto", *, whisper_model, whisper_dir, language, extra_phrases)``
-  -> ``Recognizer`` with ``.name`` and ``.transcribe((T,) float32 16 kHz) -> str``.
-* ``load_synthesizer(engine="espeak", *, voice, rate)`` -> ``Synthesizer`` with ``.name``,
+* ``load_recognizer(engine="whisper", *, whisper_model, whisper_dir, language, extra_phrases)``
+  -> ``Recognizer`` with ``.name``, ``.transcribe((T,) float32 16 kHz, context=None) -> str``
+  and ``.stream()`` (recognition while the user speaks).
+* ``load_synthesizer(engine="piper", *, voice, rate)`` -> ``Synthesizer`` with ``.name``,
   ``.sample_rate`` and ``.synthesize(text) -> (T,) float32``.
 * ``speak_text(synthesizer, markdown) -> (audio, rate)``: a whole reply, sentence by sentence.
+* :mod:`models.speech.engines`: the registry of engines (built-in and from plugins).
+* :mod:`models.speech.weights`: the pip packages that ship weights, checked by SHA-256.
 * :mod:`models.speech.text`: ``speakable``, ``split_sentences``, ``SentenceStream``.
-* :mod:`models.speech.vad`: ``SileroVAD``, ``EndOfSpeech``.
+* :mod:`models.speech.vad`: ``SileroVAD``, ``EndOfSpeech``; :mod:`models.speech.endpoint`: ``looks_complete``.
 * :mod:`models.speech.domain`: the in-domain phrases and the word error rate.
 
-Errors are ``ValueError`` (bad argument) or ``RuntimeError`` (engine missing or failing).
+Errors are ``ValueError`` (bad argument) or ``RuntimeError`` (engine missing or failing;
+``weights.WeightsError`` for a missing or damaged weight package).
 """
 
 from __future__ import annotations

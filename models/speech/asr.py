@@ -1,526 +1,55 @@
-"""Speech recognizers: pocketsphinx (offline default, adapted to the assistant's domain) and Whisper.
+"""Speech recognition: which engines there are and how one is loaded.
 
-``load_recognizer(engine="auto", ...)`` returns an object with
+``load_recognizer(engine="whisper", ...)`` returns an object with
 
-* ``name`` (str), e.g. ``"pocketsphinx (domain LM)"`` or ``"whisper:base"``;
-* ``transcribe(audio) -> str`` where ``audio`` is float32 mono 16 kHz, shape ``(T,)``.
+* ``name`` (str), e.g. ``"whisper:tiny.en"`` or ``"pocketsphinx (domain LM)"``;
+* ``transcribe(audio, context=None) -> str`` where ``audio`` is float32 mono 16 kHz, shape ``(T,)``;
+* ``stream(context=None)``: recognition while the user speaks (see :mod:`models.speech.base`).
 
-Both engines first cut the audio into speech segments with Silero VAD (so silence or noise
-alone gives ``""``, recognizers see clean trimmed speech, and a ten-minute recording is
-decoded segment by segment with bounded memory) and join the segment transcripts.
+Engines (each in its own module):
 
-Pocketsphinx, adapted
----------------------
-The generic en-US trigram model that ships with pocketsphinx gets about half the words
-wrong on synthetic voices. Like offline assistants such as Rhasspy, we adapt it to what the
-assistant expects to hear: a trigram model is built (with pocketsphinx's own ``ArpaBoLM``)
-from the in-domain sentences of :mod:`models.speech.domain` (commands, common requests,
-Sort-of-CLEVR questions) plus any ``extra_phrases`` (plugin examples). The decoder holds two
-searches, the domain model and the generic model, and each speech segment is decoded with
-both. The two readings are then combined at the utterance level (:meth:`choose`): the domain
-reading wins when it is close to something the domain model expects (high probability per
-word under it) and fits the sounds about as well as the generic reading; otherwise the
-generic reading is kept, so open speech still works. (Pocketsphinx's Python API does not expose interpolated language-model
-sets, and mixing the 3.7-million-n-gram generic model with ours in Python at start-up is too
-slow, hence the two passes.) :attr:`PocketsphinxRecognizer.last_source` says which won.
-
-Whisper
--------
-Used when its weights are present locally (``whisper_dir`` or whisper's cache);
-:func:`pull_whisper` downloads them (with progress) when the machine has network.
+* ``whisper`` (default): Whisper through faster-whisper, :mod:`models.speech.whisper`; tiny.en
+  ships in a pip package, other sizes are pulled on request;
+* ``pocketsphinx``: pocketsphinx with a domain language model, :mod:`models.speech.sphinx`
+  (``pocketsphinx-domain`` and ``pocketsphinx-generic`` for comparison);
+* anything a plugin registers (:mod:`models.speech.engines`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import logging
-import math
 import os
-import threading
-import urllib.error
 from collections.abc import Iterable
-from pathlib import Path
 
-import numpy as np
-
-from models.speech.domain import domain_corpus
+from models.speech.base import SAMPLE_RATE, Recognizer, Segmenting, check_audio
+from models.speech.sphinx import PocketsphinxRecognizer, PocketsphinxStream, build_domain_arpa
+from models.speech.whisper import WHISPER_SIZES, WhisperRecognizer, WhisperStream, pull_whisper, whisper_weights
 
 __all__ = [
-    "Recognizer", "PocketsphinxRecognizer", "WhisperRecognizer", "load_recognizer",
-    "pull_whisper", "whisper_weights", "WHISPER_SIZES",
+    "Recognizer", "Segmenting", "check_audio", "SAMPLE_RATE", "PocketsphinxRecognizer", "PocketsphinxStream",
+    "build_domain_arpa", "WhisperRecognizer", "WhisperStream", "WHISPER_SIZES", "load_recognizer",
+    "pull_whisper", "whisper_weights",
 ]
-
-log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
-_LN_LOGBASE = math.log(1.0001)  # pocketsphinx's log base: scores are integers in log_1.0001 units
-WHISPER_SIZES = (
-    "tiny.en", "tiny", "base.en", "base", "small.en", "small", "medium.en", "medium",
-    "large-v1", "large-v2", "large-v3", "large", "large-v3-turbo", "turbo",
-)
-
-
-class Recognizer:
-    """The interface: ``name`` and ``transcribe((T,) float32 16 kHz) -> str``."""
-
-    name: str = "recognizer"
-
-    def transcribe(self, audio: np.ndarray) -> str:
-        raise NotImplementedError
-
-
-def _check_audio(audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio)
-    if audio.ndim != 1:
-        raise ValueError(f"recognizers take mono audio of shape (T,), got shape {audio.shape}")
-    if audio.dtype.kind != "f":
-        raise ValueError(f"recognizers take float audio in [-1, 1], got {audio.dtype}")
-    return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-class _Segmenting(Recognizer):
-    """Shared VAD segmentation: ``transcribe`` decodes each speech segment with ``_decode``."""
-
-    def __init__(self, vad=None) -> None:
-        if vad is None:
-            from models.speech.vad import SileroVAD
-
-            vad = SileroVAD()
-        self.vad = vad
-        self.lock = threading.Lock()
-
-    def segments(self, audio: np.ndarray) -> list[tuple[int, int]]:
-        return self.vad.segments(audio)
-
-    def transcribe(self, audio: np.ndarray) -> str:
-        """(T,) float32 16 kHz -> text ("" for silence or noise)."""
-        audio = _check_audio(audio)
-        texts = []
-        with self.lock:
-            for start, end in self.segments(audio):
-                text = self._decode(audio[start:end])  # (t,) one speech segment
-                if text:
-                    texts.append(text)
-        return " ".join(texts)
-
-    def _decode(self, segment: np.ndarray) -> str:
-        raise NotImplementedError
-
-
-# ----------------------------------------------------------------------------- pocketsphinx
-
-
-_PAD = np.random.default_rng(1234).normal(0.0, 1e-4, 4000).astype(np.float32)  # 250 ms of faint noise
-
-
-def _pcm16_raw(audio: np.ndarray) -> bytes:
-    """(t,) float32 -> little-endian int16 bytes, level unchanged (for streaming)."""
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
-def _pcm16(audio: np.ndarray) -> bytes:
-    """(t,) float32 -> (t + 8000,) little-endian int16 bytes for pocketsphinx.
-
-    Peak-normalised to -3 dBFS and padded with 250 ms of faint noise on both sides: the
-    decoder's cepstral mean normalisation and its silence model both need some non-speech
-    around the words (speech that starts on the first sample loses its first word).
-    """
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak > 1e-4:
-        audio = audio * (0.7 / peak)
-    audio = np.concatenate([_PAD, audio, _PAD])
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
-def build_domain_arpa(sentences: Iterable[str], path: Path, discount: float = 0.3) -> Path:
-    """Write a trigram ARPA model of ``sentences`` (normalised text, one per item) to ``path``."""
-    from pocketsphinx.lm import ArpaBoLM
-
-    text = "\n".join(sentences) + "\n"
-    lm = ArpaBoLM(text=text, add_start=True, discount_mass=discount, case="lower")
-    lm.compute()
-    buf = io.StringIO()
-    lm.write(buf)
-    path.write_text(buf.getvalue(), encoding="utf-8")
-    return path
-
-
-class PocketsphinxRecognizer(_Segmenting):
-    """Pocketsphinx with the generic en-US model combined with a domain-adapted model.
-
-    ``mode``: ``"combined"`` (default: domain and generic passes, see :meth:`choose`),
-    ``"domain"`` (domain model only) or ``"generic"`` (the stock model only). ``cache_dir``
-    keeps the built domain model (keyed by a hash of its sentences).
-    """
-
-    MODES = ("combined", "domain", "generic")
-
-    def __init__(
-        self,
-        *,
-        extra_phrases: Iterable[str] = (),
-        mode: str = "combined",
-        margin: float = 2.9,
-        fluency_weight: float = 0.25,
-        domain_weight: float = 1.0,
-        cache_dir: str | os.PathLike | None = None,
-        vad=None,
-    ) -> None:
-        if mode not in self.MODES:
-            raise ValueError(f"pocketsphinx mode {mode!r}: choose one of {', '.join(self.MODES)}")
-        try:
-            import pocketsphinx
-        except ImportError as e:
-            raise RuntimeError("pocketsphinx is not installed: pip install pocketsphinx") from e
-        super().__init__(vad)
-        self.mode, self.margin = mode, float(margin)
-        self.fluency_weight, self.domain_weight = float(fluency_weight), float(domain_weight)
-        model = Path(pocketsphinx.get_model_path()) / "en-us"
-        self._ps = pocketsphinx
-        self._model = model
-        self.decoder = self._new_decoder(str(model / "en-us.lm.bin"))
-        self.generic = self.decoder.current_search()
-        self._generic_lm = self.decoder.get_lm(self.generic)
-        self.sentences: list[str] = []
-        self.skipped: list[str] = []
-        self._domain_path: Path | None = None
-        if mode != "generic":
-            self._add_domain(list(extra_phrases), cache_dir)
-        self.last_source = ""
-        self._stream_lock = threading.Lock()
-        self._stream_decoders = None  # (domain, generic) decoders for streams, made on first use
-        self._stream_warm = False  # have the streaming decoders' normalisation statistics adapted?
-        self.name = {"combined": "pocketsphinx (domain LM)", "domain": "pocketsphinx (domain LM only)", "generic": "pocketsphinx (generic LM)"}[mode]
-
-    def _add_domain(self, extra: list[str], cache_dir) -> None:
-        known, skipped = [], []
-        for sentence in domain_corpus(extra):
-            missing = [w for w in sentence.split() if self.decoder.lookup_word(w) is None]
-            (skipped if missing else known).append(sentence)
-        if skipped:
-            log.info("domain LM: %d phrases skipped (words not in the pronunciation dictionary): %s", len(skipped), skipped[:5])
-        self.sentences, self.skipped = known, skipped
-        digest = hashlib.sha256("\n".join(known).encode()).hexdigest()[:16]
-        folder = Path(cache_dir) if cache_dir else Path(os.environ.get("TMPDIR", "/tmp"))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"domain-{digest}.lm"
-        if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            build_domain_arpa(known, tmp)
-            tmp.replace(path)
-        self.decoder.add_lm_file("domain", str(path))
-        self._domain_lm = self.decoder.get_lm("domain")
-        self._domain_path = path
-
-    def _new_decoder(self, lm: str):
-        model = self._model
-        config = self._ps.Config(
-            hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"),
-            lm=lm, samprate=SAMPLE_RATE, loglevel="FATAL",
-        )
-        return self._ps.Decoder(config)
-
-    def _run(self, search: str, pcm: bytes) -> tuple[str, float, int]:
-        """Decode with one search: (text, acoustic log-likelihood per frame, frames)."""
-        d = self.decoder
-        d.activate_search(search)
-        d.start_utt()
-        d.process_raw(pcm, full_utt=True)
-        d.end_utt()
-        return _result(d)
-
-    def stream(self) -> "PocketsphinxStream":
-        """Start recognizing audio as it arrives (the microphone): see :class:`PocketsphinxStream`."""
-        return PocketsphinxStream(self)
-
-    def decode_all(self, segment: np.ndarray) -> dict[str, tuple[str, float, float, float]]:
-        """(t,) float32 -> {"generic"|"domain": (text, acoustic/frame, seconds, acoustic/frame)}.
-
-        Every search on one segment, with timings (what :meth:`choose` takes; the benchmark
-        uses it to score all three variants from one decoding)."""
-        import time
-
-        pcm = _pcm16(segment)
-        out = {}
-        for name in self._searches():
-            t = time.perf_counter()
-            text, acoustic, _ = self._run(name, pcm)
-            out["generic" if name == self.generic else name] = (text, acoustic, time.perf_counter() - t, acoustic)
-        return out
-
-    def _searches(self) -> list[str]:
-        return [self.generic] if self.mode == "generic" else [self.generic, "domain"]
-
-    def fluency(self, text: str, search: str | None = None) -> float:
-        """Mean natural-log probability per word of ``text`` under a model: the generic one
-        (default) or ``search="domain"``."""
-        words = ["<s>", *text.split(), "</s>"]
-        if len(words) == 2:
-            return -20.0
-        lm = self._generic_lm if search is None else self._domain_lm
-        total = 0.0
-        for i in range(1, len(words)):
-            # NGramModel.prob takes the word first, then its history, most recent first.
-            total += lm.prob([words[i], *reversed(words[max(0, i - 2):i])])
-        return total * _LN_LOGBASE / (len(words) - 1)
-
-    def choose(self, results: dict) -> tuple[str, str]:
-        """Pick the domain or the generic reading of one segment: (text, "domain"|"generic").
-
-        ``results`` maps "domain" and "generic" to ``(text, score, seconds, acoustic per
-        frame, ...)``. The evidence, weighed by a linear rule tuned on synthetic speech
-        (separate sentences from the benchmark's, see docs/VOICE.md):
-
-        * how close the domain reading is to what the assistant expects: its mean log
-          probability per word under the *domain* model (about -1 to -2 for a request the
-          model was built from or a near variant; -4 to -6 when open speech is forced through
-          the domain model and comes out as word salad such as "the quit wrote bottom the
-          where");
-        * how well each reading fits the sounds (acoustic log-likelihood per frame);
-        * how plausible each reading is as English (mean log probability under the generic model).
-        """
-        dom_text, gen_text = results["domain"][0], results["generic"][0]
-        if not dom_text:
-            return gen_text, "generic"
-        if not gen_text:
-            return dom_text, "domain"
-        acoustic = results["domain"][3] - results["generic"][3]
-        english = self.fluency(dom_text) - self.fluency(gen_text)
-        expected = self.fluency(dom_text, "domain")
-        score = acoustic + self.fluency_weight * english + self.domain_weight * expected + self.margin
-        return (dom_text, "domain") if score >= 0 else (gen_text, "generic")
-
-    def _decode(self, segment: np.ndarray) -> str:
-        pcm = _pcm16(segment)  # (t,) -> int16 bytes
-        if self.mode == "generic":
-            self.last_source = "generic"
-            return self._run(self.generic, pcm)[0]
-        if self.mode == "domain":
-            self.last_source = "domain"
-            return self._run("domain", pcm)[0]
-        dom, gen = self._run("domain", pcm), self._run(self.generic, pcm)
-        results = {"domain": (dom[0], dom[1], 0.0, dom[1]), "generic": (gen[0], gen[1], 0.0, gen[1])}
-        text, self.last_source = self.choose(results)
-        return text
-
-
-def _result(d) -> tuple[str, float, int]:
-    """The finished utterance of decoder ``d``: (text, acoustic log-likelihood per frame, frames)."""
-    hyp = d.hyp()
-    text = hyp.hypstr if hyp else ""
-    frames = max(1, d.n_frames())
-    # The bindings hand scores over as probabilities (exp of the log score); take logs
-    # again. The </s> entry repeats the last word's acoustic score, so it is left out.
-    ascore = sum(math.log(max(s.ascore, 1e-300)) for s in d.seg() if s.word != "</s>")
-    words = [w for w in text.split() if not w.startswith(("<", "[", "++"))]
-    return " ".join(w.split("(")[0] for w in words), ascore / frames, frames
-
-
-class PocketsphinxStream:
-    """Incremental recognition of one utterance, decoded while it is being spoken.
-
-    ``feed((n,) float32 16 kHz)`` decodes as audio arrives, with both the domain and the
-    generic model (two decoders of their own, made on first use); ``finish()`` ends the
-    utterance and returns the combined transcript, so after the speaker stops only the last
-    fraction of a second remains to decode. ``cancel()`` drops it. One stream at a time per
-    recognizer (a second waits for the first to finish).
-    """
-
-    def __init__(self, rec: "PocketsphinxRecognizer") -> None:
-        self.rec = rec
-        if not rec._stream_lock.acquire(timeout=60):
-            raise RuntimeError("pocketsphinx: another recognition stream is still open (finish or cancel it)")
-        try:
-            if rec._stream_decoders is None:
-                generic = rec._new_decoder(str(rec._model / "en-us.lm.bin"))
-                domain = rec._new_decoder(str(rec._domain_path)) if rec.mode != "generic" else None
-                rec._stream_decoders = (domain, generic)
-            self.domain, self.generic = rec._stream_decoders
-            self.active = [d for d in (self.domain, self.generic) if d is not None]
-            if rec.mode == "domain":
-                self.active = [self.domain]
-            elif rec.mode == "generic":
-                self.active = [self.generic]
-            # Live cepstral mean normalisation starts from the model's generic estimate and
-            # adapts utterance by utterance; until it has adapted once, the first utterance is
-            # decoded in one pass at the end (with whole-utterance normalisation) instead.
-            self.live = rec._stream_warm
-            self.audio: list[np.ndarray] = []
-            for d in self.active:
-                d.start_utt()
-            self._feed_pcm(_pcm16_raw(_PAD))
-            self.open = True
-        except BaseException:
-            rec._stream_lock.release()
-            raise
-
-    def _feed_pcm(self, pcm: bytes) -> None:
-        for d in self.active:
-            d.process_raw(pcm, full_utt=False)
-
-    def feed(self, audio: np.ndarray) -> None:
-        """Decode the next (n,) float32 samples at 16 kHz."""
-        if self.open and audio.size:
-            if self.live:
-                self._feed_pcm(_pcm16_raw(audio))
-            else:
-                self.audio.append(np.asarray(audio, np.float32).copy())
-
-    def _close(self) -> list[tuple[str, float, int]]:
-        self._feed_pcm(_pcm16_raw(_PAD))
-        out = []
-        for d in self.active:
-            d.end_utt()
-            out.append(_result(d))
-        self.open = False
-        self.rec._stream_lock.release()
-        return out
-
-    def finish(self) -> str:
-        """End the utterance: its transcript ("" when nothing was said)."""
-        if not self.open:
-            return ""
-        rec = self.rec
-        if not self.live:
-            self._close()
-            audio = np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
-            with rec.lock:
-                text = rec._decode(audio) if audio.size else ""
-                cmn = rec.decoder.get_cmn()
-            for d in self.active:
-                d.set_cmn(cmn)  # the streaming decoders start from what this utterance taught
-            rec._stream_warm = True
-            return text
-        results = self._close()
-        if len(results) == 1:
-            rec.last_source = rec.mode
-            return results[0][0]
-        dom, gen = results
-        text, rec.last_source = rec.choose({"domain": (dom[0], dom[1], 0.0, dom[1]), "generic": (gen[0], gen[1], 0.0, gen[1])})
-        return text
-
-    def cancel(self) -> None:
-        if self.open:
-            self._close()
-
-
-# ----------------------------------------------------------------------------- whisper
-
-
-def _whisper_root(whisper_dir: str | os.PathLike | None) -> Path:
-    if whisper_dir:
-        return Path(whisper_dir).expanduser()
-    default = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(os.getenv("XDG_CACHE_HOME", default)) / "whisper"
-
-
-def whisper_weights(size: str, whisper_dir: str | os.PathLike | None = None) -> Path | None:
-    """The local weights file of Whisper ``size``, or None when it has not been downloaded."""
-    try:
-        import whisper
-    except ImportError:
-        return None
-    url = whisper._MODELS.get(size)
-    if url is None:
-        return None
-    path = _whisper_root(whisper_dir) / os.path.basename(url)
-    return path if path.is_file() and path.stat().st_size > 0 else None
-
-
-def pull_whisper(size: str, progress: bool = True, whisper_dir: str | os.PathLike | None = None) -> Path:
-    """Download Whisper ``size`` weights into ``whisper_dir`` (default: whisper's cache).
-
-    Shows a progress bar when ``progress``; checks the SHA-256. Raises ``ValueError`` for an
-    unknown size and ``RuntimeError`` with a one-line reason when there is no network.
-    """
-    try:
-        import whisper
-    except ImportError as e:
-        raise RuntimeError("openai-whisper is not installed: pip install openai-whisper") from e
-    if size not in whisper._MODELS:
-        raise ValueError(f"unknown Whisper size {size!r}; choose one of {', '.join(whisper._MODELS)}")
-    existing = whisper_weights(size, whisper_dir)
-    if existing:
-        return existing
-    url = whisper._MODELS[size]
-    root = _whisper_root(whisper_dir)
-    try:
-        if progress:
-            path = whisper._download(url, str(root), in_memory=False)
-        else:
-            import contextlib
-
-            with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
-                path = whisper._download(url, str(root), in_memory=False)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        partial = root / os.path.basename(url)
-        if partial.exists():
-            partial.unlink()
-        reason = getattr(e, "reason", e)
-        raise RuntimeError(
-            f"cannot download Whisper {size} from openaipublic.azureedge.net ({reason}); "
-            f"this machine seems to be offline: copy {os.path.basename(url)} into {root} instead"
-        ) from e
-    return Path(path)
-
-
-class WhisperRecognizer(_Segmenting):
-    """openai-whisper on locally present weights (never downloads)."""
-
-    def __init__(self, size: str = "base", *, whisper_dir=None, language: str = "en", device: str = "cpu", vad=None) -> None:
-        path = whisper_weights(size, whisper_dir)
-        if path is None:
-            raise RuntimeError(
-                f"Whisper {size} weights are not present in {_whisper_root(whisper_dir)}; "
-                f"run `assistant models pull whisper:{size}` on a machine with network"
-            )
-        import whisper
-
-        super().__init__(vad)
-        self.model = whisper.load_model(str(path), device=device)
-        self.language = language
-        self.name = f"whisper:{size}"
-
-    def _decode(self, segment: np.ndarray) -> str:
-        # (t,) float32 -> text; whisper pads/trims to 30 s windows itself.
-        result = self.model.transcribe(
-            segment, language=self.language, fp16=False, condition_on_previous_text=False,
-            temperature=0.0, no_speech_threshold=0.6,
-        )
-        return str(result.get("text", "")).strip()
-
-
-# ----------------------------------------------------------------------------- factory
 
 
 def load_recognizer(
-    engine: str = "auto",
+    engine: str = "whisper",
     *,
-    whisper_model: str = "base",
+    whisper_model: str = "tiny.en",
     whisper_dir: str | os.PathLike | None = None,
     language: str = "en",
     extra_phrases: Iterable[str] = (),
     cache_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    engines=None,
 ) -> Recognizer:
-    """'auto' (Whisper when its weights are present, else pocketsphinx), 'pocketsphinx', 'whisper'.
+    """A built-in recognizer (or one from ``engines``, a :class:`~models.speech.engines.SpeechEngines`).
 
-    'pocketsphinx-generic' and 'pocketsphinx-domain' select the single-model variants (for
-    comparison). ``cache_dir`` keeps the built domain language model between runs.
+    ``engine``: "whisper" (or "whisper:SIZE"), "pocketsphinx", "pocketsphinx-domain",
+    "pocketsphinx-generic", "auto" (= whisper) or a registered name. ``cache_dir`` keeps the
+    pocketsphinx domain model and the record of verified weight hashes between runs.
     """
-    engine = (engine or "auto").lower()
-    if engine == "auto":
-        if whisper_weights(whisper_model, whisper_dir) is not None:
-            return WhisperRecognizer(whisper_model, whisper_dir=whisper_dir, language=language)
-        engine = "pocketsphinx"
-    if engine == "whisper" or engine.startswith("whisper:"):
-        size = engine.split(":", 1)[1] if ":" in engine else whisper_model
-        return WhisperRecognizer(size, whisper_dir=whisper_dir, language=language)
-    if engine.startswith("pocketsphinx"):
-        if language.split("-")[0].lower() != "en":
-            raise ValueError(f"pocketsphinx ships an English model only; language {language!r} needs Whisper")
-        mode = {"pocketsphinx": "combined", "pocketsphinx-domain": "domain", "pocketsphinx-generic": "generic"}.get(engine)
-        if mode is None:
-            raise ValueError(f"unknown recognizer {engine!r}; choose auto, pocketsphinx or whisper")
-        return PocketsphinxRecognizer(extra_phrases=extra_phrases, mode=mode, cache_dir=cache_dir)
-    raise ValueError(f"unknown recognizer {engine!r}; choose auto, pocketsphinx or whisper")
+    from models.speech.engines import builtin_engines
+
+    registry = engines if engines is not None else builtin_engines()
+    return registry.recognizer(engine, model=whisper_model, whisper_dir=whisper_dir, language=language,
+                               extra_phrases=list(extra_phrases), cache_dir=cache_dir, device=device)

@@ -104,6 +104,7 @@ def speakable(markdown: str) -> str:
 # ----------------------------------------------------------------------------- sentences
 
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*")
+_CLAUSE = re.compile(r"\w[,;:](?=\s+\S)")  # a clause boundary with text after it
 
 
 def _is_boundary(text: str, match: re.Match) -> bool | None:
@@ -184,12 +185,18 @@ class SentenceStream:
 
     With ``markdown=True`` (default) the text goes through :func:`speakable`; a code fence is
     held back until it closes and comes out as "(code omitted).". Sentences longer than
-    ``max_chars`` are cut at a comma or space so that audio can start early.
+    ``max_chars`` are cut at a comma or space so that audio can start early. With
+    ``first_clause=True`` (default) the reply's first piece is released at the first clause
+    boundary (", " "; " ": " after at least three words) when that comes before the end of
+    the first sentence: "Sure, here is one: ..." starts speaking after "Sure, here is one:",
+    which is what the listener waits for most.
     """
 
-    def __init__(self, *, markdown: bool = True, max_chars: int = 400) -> None:
+    def __init__(self, *, markdown: bool = True, max_chars: int = 400, first_clause: bool = True) -> None:
         self.markdown = markdown
         self.max_chars = max_chars
+        self.first_clause = first_clause
+        self._started = False  # has a piece been released yet?
         self._raw = ""  # markdown not yet converted: the unfinished line (or an open code block)
         self._ready = ""  # speakable text of finished lines, not yet released
         self._line_said = ""  # speakable prefix of the unfinished line already released
@@ -198,13 +205,13 @@ class SentenceStream:
         """Add streamed text; return the sentences now known to be complete."""
         if not self.markdown:
             self._ready += chunk
-            sentences, self._ready = _split(self._ready, final=False)
+            sentences, self._ready = self._first(*_split(self._ready, final=False))
             return self._cap(sentences)
         self._raw += chunk
         self._take_complete_lines()
         preview = self._preview()
         pending = self._ready + preview
-        sentences, rest = _split(pending, final=False)
+        sentences, rest = self._first(*_split(pending, final=False))
         consumed = len(pending) - len(rest)
         if consumed <= len(self._ready):
             self._ready = self._ready[consumed:]
@@ -212,6 +219,20 @@ class SentenceStream:
             self._line_said += preview[: consumed - len(self._ready)]
             self._ready = ""
         return self._cap(sentences)
+
+    def _first(self, sentences: list[str], rest: str) -> tuple[list[str], str]:
+        """Before anything was released: cut the first clause off ``rest`` when it is long enough."""
+        if not sentences and self.first_clause and not self._started:
+            for m in _CLAUSE.finditer(rest):
+                head = rest[:m.end()]
+                if "\n" in head:
+                    break
+                if len(head.split()) >= 3:
+                    sentences, rest = [head.strip()], rest[m.end():]
+                    break
+        if sentences:
+            self._started = True
+        return sentences, rest
 
     def _take_complete_lines(self) -> None:
         cut = self._raw.rfind("\n")
@@ -274,4 +295,5 @@ class SentenceStream:
         elif not self.markdown:
             text = self._ready
         self._raw = self._ready = self._line_said = ""
+        self._started = False
         return self._cap(split_sentences(text))

@@ -16,6 +16,14 @@ def synth():
 
 
 @pytest.fixture(scope="session")
+def whisper_rec(vad, tmp_path_factory):
+    """The default recognizer: Whisper tiny.en from its pip package (hash checked)."""
+    from models.speech.whisper import WhisperRecognizer
+
+    return WhisperRecognizer("tiny.en", vad=vad, stamp_dir=tmp_path_factory.mktemp("stamps"))
+
+
+@pytest.fixture(scope="session")
 def vad():
     from models.speech.vad import SileroVAD
 
@@ -41,7 +49,7 @@ def say16():
     def make(text: str, voice: str = "en-us", rate: int = 175) -> np.ndarray:
         key = (voice, rate)
         if key not in cache:
-            cache[key] = load_synthesizer(voice=voice, rate=rate)
+            cache[key] = load_synthesizer("espeak", voice=voice, rate=rate)
         s = cache[key]
         return soxr.resample(s.synthesize(text), s.sample_rate, 16_000).astype(np.float32)
 

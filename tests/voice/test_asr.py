@@ -1,12 +1,11 @@
-"""Recognition: round trip through eSpeak NG, silence, long audio, engine selection."""
-
-import urllib.error
+"""Pocketsphinx recognition (a selectable engine): round trip through eSpeak NG, silence, long audio,
+engine selection by name."""
 
 import numpy as np
 import pytest
 
 from models.speech import load_recognizer
-from models.speech.asr import PocketsphinxRecognizer, pull_whisper, whisper_weights
+from models.speech.asr import PocketsphinxRecognizer
 from models.speech.domain import domain_corpus, normalise, word_error_rate, word_errors
 
 from .conftest import pad
@@ -90,18 +89,19 @@ def test_bad_audio_is_a_value_error(recognizer):
         recognizer.transcribe(np.zeros(16000, np.int16))
 
 
-def test_auto_picks_pocketsphinx_without_whisper_weights(tmp_path, monkeypatch):
-    from models.speech import asr
+def test_engine_names_choose_the_engine(tmp_path, monkeypatch):
+    from models.speech import sphinx, whisper
 
     made = []
-    monkeypatch.setattr(asr, "PocketsphinxRecognizer", lambda **kw: made.append(kw) or "ps")
-    assert whisper_weights("base", tmp_path) is None
-    assert load_recognizer("auto", whisper_dir=tmp_path, extra_phrases=["hi there"]) == "ps"
-    assert made[0]["mode"] == "combined" and made[0]["extra_phrases"] == ["hi there"]
-    assert load_recognizer("pocketsphinx-generic") == "ps" and made[1]["mode"] == "generic"
-    with pytest.raises(RuntimeError, match="assistant models pull whisper:base"):
-        load_recognizer("whisper", whisper_dir=tmp_path)
-    with pytest.raises(ValueError, match="unknown recognizer"):
+    monkeypatch.setattr(sphinx, "PocketsphinxRecognizer", lambda **kw: made.append(("ps", kw)) or "ps")
+    monkeypatch.setattr(whisper, "WhisperRecognizer", lambda model, **kw: made.append(("w", model, kw)) or "w")
+    assert load_recognizer("pocketsphinx", extra_phrases=["hi there"]) == "ps"
+    assert made[-1][1]["mode"] == "combined" and made[-1][1]["extra_phrases"] == ["hi there"]
+    assert load_recognizer("pocketsphinx-generic") == "ps" and made[-1][1]["mode"] == "generic"
+    assert load_recognizer("auto") == "w" and made[-1][1] == "tiny.en"
+    assert load_recognizer("whisper:base.en", whisper_dir=tmp_path) == "w"
+    assert made[-1][1] == "base.en" and made[-1][2]["whisper_dir"] == tmp_path
+    with pytest.raises(ValueError, match="unknown recognizer 'kaldi'; choose one of whisper, pocketsphinx"):
         load_recognizer("kaldi")
     with pytest.raises(ValueError, match="English"):
         load_recognizer("pocketsphinx", language="de")
@@ -113,41 +113,3 @@ def test_extra_phrases_reach_the_domain_model(tmp_path, vad):
     assert rec.name == "pocketsphinx (domain LM)"
     assert "water the plants in the garden" in rec.sentences
     assert "frobnicate the zorblax" in rec.skipped  # words missing from the dictionary
-
-
-def test_pull_whisper_offline_fails_clearly(tmp_path, monkeypatch):
-    import whisper
-
-    def offline(url, root, in_memory):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(whisper, "_download", offline)
-    with pytest.raises(RuntimeError, match="offline") as err:
-        pull_whisper("tiny", progress=False, whisper_dir=tmp_path)
-    assert "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="unknown Whisper size"):
-        pull_whisper("gigantic", whisper_dir=tmp_path)
-
-
-def test_pull_whisper_returns_present_weights(tmp_path):
-    import os
-
-    import whisper
-
-    name = os.path.basename(whisper._MODELS["tiny"])
-    (tmp_path / name).write_bytes(b"x")
-    assert pull_whisper("tiny", whisper_dir=tmp_path) == tmp_path / name
-
-
-def test_auto_picks_whisper_when_its_weights_are_present(tmp_path, monkeypatch):
-    import os
-
-    import whisper
-
-    from models.speech import asr
-
-    (tmp_path / os.path.basename(whisper._MODELS["tiny.en"])).write_bytes(b"weights")
-    made = []
-    monkeypatch.setattr(asr, "WhisperRecognizer", lambda size, **kw: made.append((size, kw)) or "w")
-    assert load_recognizer("auto", whisper_model="tiny.en", whisper_dir=tmp_path) == "w"
-    assert made[0][0] == "tiny.en" and made[0][1]["whisper_dir"] == tmp_path

@@ -94,3 +94,19 @@ def test_stream_decimal_across_chunks_and_long_sentence_cut():
     long = SentenceStream(max_chars=50)
     parts = long.feed("word, " * 30 + "end. ") + long.flush()
     assert all(len(p) <= 50 for p in parts) and len(parts) > 3
+
+
+def _stream_words(text: str, **options) -> list[str]:
+    s = SentenceStream(**options)
+    out: list[str] = []
+    for word in text.split(" "):
+        out += s.feed(word + " ")
+    return out + s.flush()
+
+
+def test_the_first_clause_is_released_early_and_only_the_first():
+    pieces = _stream_words("Sure, here is one: why did the chicken cross the road? To get there, of course.")
+    assert pieces == ["Sure, here is one:", "why did the chicken cross the road?", "To get there, of course."]
+    assert _stream_words("Yes, 3,000 people came, and left.") == ["Yes, 3,000 people came,", "and left."]
+    assert _stream_words("The capital of France is Paris.") == ["The capital of France is Paris."]
+    assert _stream_words("Sure, here is one: a joke.", first_clause=False) == ["Sure, here is one: a joke."]
