@@ -231,3 +231,19 @@ def test_registry_builds_plugin_engines_like_built_ins():
         engines.add("x", factory, kind="voice")
     with pytest.raises(ValueError, match="unknown synthesizer 'parrot'; choose one of piper, espeak, coqui"):
         engines.synthesizer("parrot")
+
+
+def test_ten_minute_recording_is_decoded_chunk_by_chunk(whisper_rec, say16, monkeypatch):
+    minute = 60 * 16000
+    audio = np.zeros(10 * minute, np.float32)  # ten minutes, three things said in it
+    said = ["Set a timer for ten minutes.", "What time is it?", "Tell me a joke."]
+    for i, text in enumerate(said):
+        clip = say16(text, "en-us+f2", 170)
+        at = (1 + 4 * i) * minute
+        audio[at:at + len(clip)] = clip
+    sizes = []
+    real = whisper_rec.decode_chunk
+    monkeypatch.setattr(whisper_rec, "decode_chunk", lambda chunk, context=None: sizes.append(len(chunk)) or real(chunk, context))
+    text = normalise(whisper_rec.transcribe(audio))
+    assert len(sizes) == 3 and max(sizes) <= 25 * 16000  # only the speech is decoded, a bounded chunk at a time
+    assert text.index("timer") < text.index("time is it") < text.index("joke")
