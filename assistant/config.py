@@ -66,18 +66,22 @@ class ImageSettings(Section):
 
 
 class SpeechSettings(Section):
-    recognizer: str = "auto"
-    """'auto' (Whisper when its weights are present, else pocketsphinx), 'pocketsphinx', 'whisper'."""
-    whisper_model: str = "base"
-    """Whisper size: tiny, base, small, medium, large-v3, turbo (or their .en variants)."""
+    recognizer: str = "whisper"
+    """'whisper' (faster-whisper, the default), 'whisper:SIZE', 'pocketsphinx', or a recognizer a plugin registers (see `assistant plugins`)."""
+    whisper_model: str = "tiny.en"
+    """Whisper size or a local CTranslate2 folder; tiny.en ships packaged, others (base, small, large-v3, turbo...) need `assistant models pull whisper:SIZE`."""
     whisper_dir: Path | None = None
-    """Where Whisper weights live; default: whisper's own cache (~/.cache/whisper)."""
+    """Where pulled Whisper models live; default: 'whisper' in the user cache dir."""
+    device: str = "auto"
+    """Where Whisper runs: 'auto' (CUDA with float16 when present, else CPU with int8), 'cpu', 'cuda'."""
+    bias: Literal["auto", "off", "scene"] = "auto"
+    """Bias recognition toward scene-question words: 'auto' when a scene picture the fusion core reads is attached, 'off', or 'scene' (always)."""
     max_audio_seconds: float = Field(1800.0, gt=0)
     """Longer recordings are refused (they are read in blocks, so memory stays bounded)."""
-    tts: str = "espeak"
-    """Speech synthesis engine: 'espeak' (default, offline), 'coqui', 'piper'."""
-    voice: str = "en-us"
-    """Voice name for the synthesis engine."""
+    tts: str = "piper"
+    """Speech synthesis engine: 'piper' (default, the packaged en_US joe voice), 'espeak', 'coqui', or one a plugin registers."""
+    voice: str = ""
+    """Voice for the synthesis engine; empty: the engine's default (Piper: joe; eSpeak NG: en-us). Piper also takes a path to any .onnx voice."""
     rate: int = Field(175, ge=60, le=450)
     """Speaking rate in words per minute."""
     language: str = "en"
@@ -100,6 +104,8 @@ class VoiceSettings(Section):
     """Speaker by name or index; None: the system default."""
     end_silence_ms: int = Field(700, ge=100, le=5000)
     """Silence that ends an utterance."""
+    quick_end_ms: int = Field(250, ge=0, le=5000)
+    """Shorter silence that ends an utterance when its transcript so far already reads as a finished request (0: always wait end_silence_ms)."""
     preroll_ms: int = Field(300, ge=0, le=2000)
     """Audio kept from before speech was detected, so the first syllable is not cut."""
     speak_replies: bool = False

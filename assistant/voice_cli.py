@@ -1,9 +1,13 @@
-"""Voice subcommands: ``assistant say``, ``assistant listen``, ``assistant devices``.
+"""Voice subcommands: ``assistant say``, ``assistant listen``, ``assistant talk``, ``assistant devices``.
 
 * ``say "TEXT" [-o OUT.wav]``: speak text (markdown is cleaned; no generator is loaded); with ``-o`` write a WAV file,
   else play it (no speaker: written to a file in the data dir, with a one-line notice).
 * ``listen [--device D] [--seconds N] [-o OUT.wav]``: microphone to transcript, ends on
   silence (toggle: Ctrl-C stops early and transcribes what was heard).
+* ``talk [--device D] [--output-device D] [--no-barge-in] [--timings]``: hands-free
+  conversation (:class:`assistant.voice.TalkLoop`): listen, answer aloud, listen again, until
+  Ctrl-C; talking over a reply interrupts it. Without a microphone it says why in one line
+  (exit status 2): files still work.
 * ``devices [--json]``: audio inputs and outputs with their indices.
 
 ``models pull whisper:SIZE`` lives in the core CLI and calls
@@ -36,6 +40,15 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
     listen.add_argument("-o", "--output", metavar="OUT.wav", help="also save what was heard")
     listen.add_argument("--end-silence-ms", type=int, help="silence that ends the utterance (default from settings: 700)")
     listen.set_defaults(handler=cmd_listen)
+
+    talk = sub.add_parser("talk", parents=parents, help="hands-free conversation: listen, answer aloud, repeat (Ctrl-C ends)")
+    talk.add_argument("--device", help="microphone by name or index (see `assistant devices`)")
+    talk.add_argument("--output-device", help="speaker by name or index")
+    talk.add_argument("--no-barge-in", action="store_true",
+                      help="do not listen while the assistant speaks (talking over it does not interrupt)")
+    talk.add_argument("--timings", action="store_true",
+                      help="after each reply, print how long each stage took (end of speech to first sound)")
+    talk.set_defaults(handler=cmd_talk)
 
     devices = sub.add_parser("devices", parents=parents, help="list audio inputs and outputs")
     devices.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -136,6 +149,72 @@ def cmd_listen(args: argparse.Namespace) -> int:
     print(text)
     print(f"[{bot.recognizer.name}]", file=sys.stderr)
     return 0 if text else 1
+
+
+def _talk_streams():
+    """The audio devices ``talk`` uses: None, the real ones. Tests put fake devices here."""
+    return None
+
+
+FILES_STILL_WORK = "files still work: assistant ask --audio Q.wav --speak R.wav"
+
+
+def _no_microphone(reason: str) -> int:
+    reason = reason.split("; files still work")[0].split("; pick one with")[0]
+    print(f"assistant talk: cannot listen: {reason}; {FILES_STILL_WORK}", file=sys.stderr)
+    return 2
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    from assistant.voice import TalkLoop, list_devices
+
+    streams = _talk_streams()
+    if streams is None:  # real devices: say what is missing before loading any model
+        try:
+            if not any(d.inputs > 0 for d in list_devices()):
+                return _no_microphone("no microphone found (PortAudio sees no input device)")
+        except DeviceError as e:
+            return _no_microphone(str(e))
+    bot = args.load_bot()
+    out = sys.stdout
+    tty = sys.stderr.isatty()
+
+    def heard(text: str) -> None:
+        print(f"you> {text}", file=out, flush=True)
+        print("bot> ", end="", file=out, flush=True)
+
+    def chunk(text: str) -> None:
+        print(text, end="", file=out, flush=True)
+
+    def turn_done(turn) -> None:
+        print(" [interrupted]" if turn.interrupted else "", file=out, flush=True)
+        if args.timings:
+            parts = [f"{k.replace('_', ' ')} {v:.2f}s" for k, v in turn.breakdown().items() if v is not None]
+            print(f"[{' · '.join(parts)}]", file=sys.stderr, flush=True)
+
+    def state(name: str) -> None:
+        if tty and name == "listening":
+            print("\033[2m(listening…)\033[0m", file=sys.stderr, flush=True)
+
+    def problem(line: str) -> None:
+        print(f"assistant talk: {line}", file=sys.stderr, flush=True)
+
+    try:
+        loop = TalkLoop(bot, streams=streams, input_device=args.device, output_device=args.output_device,
+                        barge_in=False if args.no_barge_in else None, on_heard=heard, on_chunk=chunk,
+                        on_turn=turn_done, on_state=state, on_error=problem, on_notice=problem)
+    except ValueError as e:
+        raise InputError(f"talk: {e}") from e
+    print("speak, then pause; talk over a reply to interrupt it (Ctrl-C ends)"
+          if not args.no_barge_in else "speak, then pause (Ctrl-C ends)", file=sys.stderr, flush=True)
+    try:
+        loop.run()
+    except DeviceError as e:  # the microphone could not be opened
+        return _no_microphone(str(e))
+    if loop.error:
+        print(f"assistant talk: stopped: {loop.error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

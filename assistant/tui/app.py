@@ -72,6 +72,7 @@ SLASH_COMMANDS: list[tuple[str, str]] = [
     ("/note TEXT", "keep a note in this session"),
     ("/speak on|off", "spoken replies on or off"),
     ("/listen", "start or stop listening to the microphone"),
+    ("/talk", "hands-free conversation on or off: listen, answer aloud, listen again (F5)"),
     ("/settings", "open the settings"),
     ("/help", "this help"),
     ("/quit", "leave"),
@@ -88,6 +89,10 @@ class TurnJob:
     recording: tuple[Any, int] | None = None
     """Microphone audio behind a spoken question: stored with the turn, not sent again."""
     cancel: threading.Event = field(default_factory=threading.Event)
+    speech: Any = None
+    """The hands-free loop's speech output: the reply is spoken there, whatever ``speak_replies`` says."""
+    done: threading.Event = field(default_factory=threading.Event)
+    """Set when the turn's worker has finished (reply stored, speech over)."""
 
 
 class SynesthesiaApp(App[int]):
@@ -101,6 +106,7 @@ class SynesthesiaApp(App[int]):
         Binding("f1", "help", "Help"),
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+r", "listen", "Listen"),
+        Binding("f5", "talk", "Talk"),
         Binding("ctrl+t", "toggle_speak", "Speak replies"),
         Binding("ctrl+o", "attach", "Attach"),
         Binding("ctrl+n", "new_session", "New"),
@@ -308,11 +314,14 @@ class SynesthesiaApp(App[int]):
     # ------------------------------------------------------------------ turns
 
     def send(self, text: str, attachments: list[Pending], *, recording: tuple[Any, int] | None = None,
-             heard: bool = False) -> TurnJob:
-        """Show the user's turn and start the worker that produces (and stores) the reply."""
+             heard: bool = False, speech: Any = None, cancel: threading.Event | None = None) -> TurnJob:
+        """Show the user's turn and start the worker that produces (and stores) the reply.
+
+        ``speech`` and ``cancel``: the hands-free loop's speech output and stop signal."""
         if self.session is None:
             self.session = self.store.create_session()
-        job = TurnJob(next(self._keys), self.session.id, text, list(attachments), recording)
+        job = TurnJob(next(self._keys), self.session.id, text, list(attachments), recording,
+                      cancel=cancel or threading.Event(), speech=speech)
         waiting = "…" if self.bot is not None else "waiting for the models to load…"
         user = UserMessage(("🎤 " if heard else "") + text, job.attachments, preview=self.settings.ui.image_preview)
         turn = Turn(job.key, user, AssistantMessage(waiting=waiting))
@@ -322,12 +331,19 @@ class SynesthesiaApp(App[int]):
         chat.anchor()
         self.job = job
         self.query_one(StatusBar).busy = True
-        self.voice.stop_speaking()
+        if speech is None:
+            self.voice.stop_speaking()
         self._run_turn(job)
         return job
 
     @work(thread=True, group="turn", exit_on_error=False)
     def _run_turn(self, job: TurnJob) -> None:
+        try:
+            self._turn_worker(job)
+        finally:
+            job.done.set()
+
+    def _turn_worker(self, job: TurnJob) -> None:
         while not self._models_ready.wait(0.1):
             if job.cancel.is_set():
                 self.post_message(m.ReplyFailed(job.key, "stopped before the models were loaded", True))
@@ -352,14 +368,14 @@ class SynesthesiaApp(App[int]):
         # message queue (keys such as esc stay responsive).
         buffered: list[str] = []
         last_post = 0.0
-        speech = None
-        if self.speak_replies:
+        speech = job.speech
+        if speech is None and self.speak_replies:
             speech = self.voice.begin_reply(
                 bot, on_notice=lambda line: self.post_message(m.CommandOutput("speak", line, True)))
         try:
             for chunk in bot.stream(job.text, images=images, audio=audio, cancel=job.cancel):
                 writer.append(chunk)
-                if speech is not None:
+                if speech is not None and not job.cancel.is_set():
                     speech.feed(chunk)
                 buffered.append(chunk)
                 now = time.monotonic()
@@ -499,7 +515,11 @@ class SynesthesiaApp(App[int]):
     # ------------------------------------------------------------------ stop, voice
 
     def action_stop(self) -> None:
-        """Stop the reply and the speech (and listening) at once."""
+        """Stop the reply and the speech (and listening) at once; with nothing to stop, end hands-free talk."""
+        idle = self.job is None and not self.query_one(StatusBar).speaking
+        if idle and getattr(self.voice, "talking", False):
+            self.action_talk()
+            return
         if self.job is not None:
             self.job.cancel.set()
             if self.bot is not None:
@@ -518,6 +538,9 @@ class SynesthesiaApp(App[int]):
         self.notify(f"spoken replies {'on' if self.speak_replies else 'off'}")
 
     def action_listen(self) -> None:
+        if getattr(self.voice, "talking", False):
+            self.notify("Hands-free talk is on: just speak (F5 ends it).", title="Voice")
+            return
         if self.voice.listening:
             self.voice.stop_listening()
             self._set_listening(False)
@@ -539,6 +562,65 @@ class SynesthesiaApp(App[int]):
         meter = self.query_one(LevelMeter)
         meter.level = 0.0
         meter.display = on_
+        meter.label, meter.hint = "listening", "ctrl+r stops"
+
+    # ------------------------------------------------------------------ hands-free talk
+
+    def action_talk(self) -> None:
+        """F5 or /talk: hands-free conversation on or off (see assistant.voice.talk)."""
+        voice = self.voice
+        if getattr(voice, "talking", False):
+            voice.stop_talk()
+            self._show_talk("")
+            return
+        if not hasattr(voice, "start_talk"):
+            self.notify("hands-free talk is not available here", title="Voice", severity="warning")
+            return
+        if self.bot is None:
+            why = f"models failed to load: {self.load_error}" if self.load_error else "the models are still loading"
+            self.notify(f"Hands-free talk needs the models: {why}.", title="Voice", severity="warning")
+            return
+        if voice.listening:
+            voice.stop_listening(keep=False)
+        try:
+            voice.start_talk(
+                self.bot, respond=self._talk_respond,
+                on_state=lambda state: self.post_message(m.TalkState(state)),
+                on_level=lambda level: self.post_message(m.VoiceLevel(level)),
+                on_error=lambda line: self.post_message(m.CommandOutput("talk", line, True)),
+            )
+        except VoiceUnavailable as e:
+            self.notify(str(e), title="Voice", severity="warning")
+            return
+        self._show_talk("starting")
+
+    def _talk_respond(self, text: str, audio: Any, speech: Any, cancel: threading.Event) -> None:
+        """The loop's thread: answer a spoken request through the normal turn path and wait
+        until it has been spoken (barge-in and esc set ``cancel``)."""
+        try:
+            job = self.call_from_thread(self._talk_turn, text, audio, speech, cancel)
+        except RuntimeError:  # the app is closing
+            return
+        if job is not None:
+            job.done.wait()
+
+    def _talk_turn(self, text: str, audio: Any, speech: Any, cancel: threading.Event) -> TurnJob | None:
+        if self.job is not None:
+            self.query_one(ChatInput).value = text
+            self.notify("A reply is on its way; your words are in the input bar.", severity="warning")
+            return None
+        return self.send(text, [], recording=(audio, 16000), heard=True, speech=speech, cancel=cancel)
+
+    def _show_talk(self, state: str) -> None:
+        self.query_one(StatusBar).talk = state
+        meter = self.query_one(LevelMeter)
+        meter.display = bool(state)
+        meter.level = 0.0
+        meter.label, meter.hint = f"hands-free: {state}", "F5 ends · esc stops the reply"
+
+    def on_talk_state(self, msg: m.TalkState) -> None:
+        if self.query(StatusBar):  # not while the app closes
+            self._show_talk("" if msg.state == "stopped" else msg.state)
 
     def on_listening_changed(self, msg: m.ListeningChanged) -> None:
         self._set_listening(msg.listening)
@@ -546,7 +628,8 @@ class SynesthesiaApp(App[int]):
             self.notify(msg.error, title="Voice", severity="error")
 
     def on_voice_level(self, msg: m.VoiceLevel) -> None:
-        self.query_one(LevelMeter).level = msg.level
+        for meter in self.query(LevelMeter):  # none while the app closes (the microphone may still report)
+            meter.level = msg.level
 
     def on_heard(self, msg: m.Heard) -> None:
         """The microphone caught an utterance: transcribe it (worker), then send it as a turn."""
@@ -583,6 +666,7 @@ class SynesthesiaApp(App[int]):
         name, args = name.lower(), args.strip()
         simple = {
             "help": self.action_help, "settings": self.action_settings, "listen": self.action_listen,
+            "talk": self.action_talk,
             "quit": self.exit, "exit": self.exit, "delete": self.action_delete_session,
             "sessions": self.action_toggle_sidebar,
         }
@@ -922,6 +1006,7 @@ class SynesthesiaApp(App[int]):
         yield SystemCommand("Search history", "Full-text search over every session", self.action_search)
         yield SystemCommand("Attach file", "An image or audio file for the next message", self.action_attach)
         yield SystemCommand("Toggle listening", "Talk instead of typing (ends on silence)", self.action_listen)
+        yield SystemCommand("Toggle hands-free talk", "Listen, answer aloud, listen again (F5)", self.action_talk)
         yield SystemCommand("Toggle spoken replies", "Read replies aloud", self.action_toggle_speak)
         yield SystemCommand("Stop", "Stop the reply and the speech", self.action_stop)
         yield SystemCommand("Toggle sidebar", "Show or hide the session list", self.action_toggle_sidebar)

@@ -73,6 +73,13 @@ class ListeningChanged(Message):
 
 
 @dataclass
+class TalkState(Message):
+    """The hands-free loop's state: "listening", "thinking", "speaking", or "stopped" (off)."""
+
+    state: str
+
+
+@dataclass
 class VoiceLevel(Message):
     level: float
     """0..1 (RMS of the last block, scaled)."""

@@ -1,4 +1,5 @@
-"""The app's link to :mod:`assistant.voice`: microphone (toggle, ends on silence) and spoken replies.
+"""The app's link to :mod:`assistant.voice`: microphone (toggle, ends on silence), spoken
+replies, and the hands-free loop (:class:`assistant.voice.TalkLoop`, F5).
 
 Everything here may run without a sound card. Opening a missing device raises
 ``DeviceError`` inside the voice module; the bridge turns that into one line for a
@@ -28,6 +29,8 @@ class VoiceBridge:
         self.vad = vad
         self._listener: Any = None
         self._output: Any = None
+        self._talk: Any = None  # the running TalkLoop
+        self._talk_token: object | None = None  # set while a loop is starting or running
         self._play_stop = threading.Event()
         self._voice: Any = None
         self._why: str | None = None
@@ -99,6 +102,72 @@ class VoiceBridge:
         if listener is not None:
             threading.Thread(target=listener.stop, kwargs={"transcribe": keep}, daemon=True).start()
 
+    # -- hands-free
+
+    @property
+    def talking(self) -> bool:
+        """The hands-free loop is starting or running."""
+        return self._talk_token is not None
+
+    def start_talk(
+        self,
+        bot: Any,
+        respond: Callable[..., None],
+        on_state: Callable[[str], None],
+        on_level: Callable[[float], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        """Start the hands-free loop in the background (its models and devices load there).
+
+        ``respond(text, audio, output, cancel)`` answers each request (see
+        :data:`assistant.voice.talk.Respond`); ``on_state`` gets "listening", "thinking",
+        "speaking", and "stopped" when the loop ends (also when it could not start: then
+        ``on_error`` says why first). Callbacks run on other threads.
+        """
+        voice = self._module()
+        if self._talk_token is not None:
+            return
+        self.stop_listening(keep=False)
+        token = self._talk_token = object()
+
+        def failed(line: str) -> None:
+            on_error(line)
+            if self._talk_token is token:
+                self._talk_token = None
+                self._talk = None
+                on_state("stopped")
+
+        def state(name: str) -> None:
+            if self._talk_token is not token:
+                return  # a loop already turned off: the app knows
+            if name == "stopped":  # it ended by itself (the microphone is gone)
+                self._talk_token = None
+                self._talk = None
+            on_state(name)
+
+        def start() -> None:
+            try:
+                loop = voice.TalkLoop(
+                    bot, settings=self.settings, streams=self.streams, vad=self.vad, respond=respond,
+                    on_state=state, on_level=on_level, on_error=on_error, on_notice=on_error,
+                )
+                loop.start()
+            except Exception as e:  # DeviceError (no microphone), ModelError (no recognizer), ...
+                failed(_line(e))
+                return
+            if self._talk_token is not token:  # stopped while starting
+                loop.stop()
+                return
+            self._talk = loop
+
+        threading.Thread(target=start, name="synesthesia-talk-open", daemon=True).start()
+
+    def stop_talk(self) -> None:
+        """End the hands-free loop (in the background: it waits for its threads)."""
+        loop, self._talk, self._talk_token = self._talk, None, None
+        if loop is not None:
+            threading.Thread(target=loop.stop, daemon=True).start()
+
     # -- speaker
 
     def begin_reply(self, bot: Any, on_notice: Callable[[str], None]) -> Any:
@@ -130,10 +199,13 @@ class VoiceBridge:
             raise VoiceUnavailable(_line(e)) from e
 
     def stop_speaking(self) -> None:
-        """Silence now: the streamed reply's speech and anything :meth:`play` is playing."""
+        """Silence now: the streamed reply's speech, the hands-free reply (the loop goes on
+        listening) and anything :meth:`play` is playing."""
         self._play_stop.set()
         if self._output is not None:
             self._output.stop()
+        if self._talk is not None:
+            self._talk.interrupt()
         if self._voice is not None:
             try:
                 self._voice.stop_playback()
@@ -141,6 +213,7 @@ class VoiceBridge:
                 pass
 
     def close(self) -> None:
+        self.stop_talk()
         self.stop_listening(keep=False)
         if self._output is not None:
             self._output.close()

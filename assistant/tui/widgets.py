@@ -238,14 +238,16 @@ class LevelMeter(Static):
     """Microphone level while listening: a bar that follows the input's loudness."""
 
     level: reactive[float] = reactive(0.0)
+    label: reactive[str] = reactive("listening")
+    hint: reactive[str] = reactive("ctrl+r stops")
     WIDTH = 24
 
     def render(self) -> Text:
         filled = round(max(0.0, min(1.0, self.level)) * self.WIDTH)
-        bar = Text("● listening ", style="bold red")
+        bar = Text(f"● {self.label} ", style="bold red")
         bar.append("█" * filled, style="green" if filled < self.WIDTH * 0.8 else "yellow")
         bar.append("░" * (self.WIDTH - filled), style="dim")
-        bar.append("  ctrl+r stops", style="dim")
+        bar.append(f"  {self.hint}", style="dim")
         return bar
 
 
@@ -264,6 +266,8 @@ class StatusBar(Static):
     busy: reactive[bool] = reactive(False)
     error: reactive[str] = reactive("")
     stage: reactive[str] = reactive("")
+    talk: reactive[str] = reactive("")
+    """The hands-free loop's state ("" when off)."""
 
     def render(self) -> Text:
         # Most important first: a narrow terminal cuts the end of the line.
@@ -279,6 +283,8 @@ class StatusBar(Static):
             t.append(f"last turn: {self.timings}")
         else:
             t.append("ready", style="green")
+        if self.talk:
+            t.append(f"  │  🎙 hands-free: {self.talk} (F5 ends)", style="bold cyan")
         if self.speaking:
             t.append("  │  🔊 speaking (esc stops)", style="bold magenta")
         else:

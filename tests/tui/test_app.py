@@ -362,6 +362,21 @@ async def test_voice_key_without_voice_says_so(make_app):
         assert not app.query_one(LevelMeter).display
 
 
+async def test_hands_free_key_without_voice_says_so_and_is_in_the_help(make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f5")
+        await pilot.pause()
+        assert any("hands-free talk is not available" in m for m, _ in notes(app))
+        assert not app.query_one(LevelMeter).display and app.query_one(StatusBar).talk == ""
+        await pilot.press("f1")
+        await pilot.pause()
+        table = app.screen.query_one("#help-keys")
+        rows = [(str(table.get_row_at(i)[0]), str(table.get_row_at(i)[2])) for i in range(table.row_count)]
+        assert ("f5", "Talk") in rows and any(key == "/talk" for key, _ in rows)
+
+
 class ScriptedVoice:
     """A microphone that reports a level, then an utterance when the test says so; a speaker that records."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -66,7 +67,7 @@ class Devices:
         self.pos += n
         return block
 
-    def open_input(self, samplerate, blocksize, device, callback):
+    def open_input(self, samplerate, blocksize, device, callback, on_error=None):
         if self.no_mic:
             raise DeviceError("no microphone (test devices)")
         return _Stream("input", samplerate, blocksize, callback, self)
@@ -206,3 +207,112 @@ async def test_talk_then_hear_the_reply(make_app, settings, store):
         assert [a.name for a in turn.inputs("audio")] == ["recording.wav"]
         assert turn.reply_audio is not None and turn.reply_audio.path.is_file()
         assert np.count_nonzero(devices.speaker()) > 0
+
+
+# ------------------------------------------------------------------ hands-free talk (F5)
+
+
+class TalkingBot(SpeakingBot):
+    """Also hears: ``recognizer`` transcribes the utterances as ``heard``, in order."""
+
+    def __init__(self, replies, heard, *, seconds=0.2):
+        from tests.voice.fakes import FakeRecognizer
+
+        super().__init__(replies, seconds=seconds)
+        self.recognizer = FakeRecognizer(*heard)
+
+
+def noise_speech(seconds=0.8, level=0.3, seed=0):
+    """Loud noise (EnergyVAD calls it speech), then 1.2 s of silence."""
+    noise = (level * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+    return np.concatenate([noise, np.zeros(int(1.2 * RATE), np.float32)])
+
+
+@pytest.mark.asyncio
+async def test_hands_free_talk_answers_aloud_and_keeps_the_turns(make_app, settings, store):
+    from tests.voice.fakes import LiveStreams
+
+    from assistant.tui import messages as m
+
+    streams = LiveStreams(speed=4.0)
+    bot = TalkingBot(["It is sunny. Enjoy it.", "Bye now."], ["What is the weather?", "Thanks."])
+    app = make_app(bot, voice=VoiceBridge(settings, streams=streams, vad=EnergyVAD()))
+    seen = []
+    status = lambda: app.query_one(StatusBar)  # noqa: E731
+    with streams:
+        async with app.run_test(size=(110, 36), message_hook=seen.append) as pilot:
+            await wait_idle(pilot, app)
+            await pilot.press("f5")
+            await until(pilot, lambda: status().talk == "listening", timeout=10, what="hands-free on")
+            assert app.query_one(LevelMeter).display and "hands-free" in str(app.query_one(LevelMeter).render())
+            streams.say(noise_speech())
+            await until(pilot, lambda: bot.calls, timeout=10, what="the spoken question")
+            assert bot.calls[0][0] == "What is the weather?"
+            talk_states = lambda: [x.state for x in seen if isinstance(x, m.TalkState)]  # noqa: E731
+            await until(pilot, lambda: talk_states()[-2:] == ["speaking", "listening"], timeout=10,
+                        what="the reply to be spoken, then listening again")
+            await until(pilot, lambda: app.job is None, what="the turn to finish")
+            turn = store.turns(store.last_session().id)[0]
+            assert turn.user_text == "What is the weather?" and turn.reply_text.strip() == "It is sunny. Enjoy it."
+            assert [a.name for a in turn.inputs("audio")] == ["recording.wav"]  # stored like a /listen turn
+            assert turn.reply_audio is not None and bot.synthesizer.said == ["It is sunny.", "Enjoy it."]
+            assert np.count_nonzero(streams.speaker_audio()) > 0
+            streams.say(noise_speech(seed=1))  # it listens again
+            await until(pilot, lambda: len(bot.calls) == 2, timeout=10, what="the second question")
+            assert bot.calls[1][0] == "Thanks."
+            await until(pilot, lambda: app.job is None and status().talk == "listening", timeout=10, what="idle")
+            await pilot.press("f5")
+            await pilot.pause()
+            assert status().talk == "" and not app.voice.talking and not app.query_one(LevelMeter).display
+            await until(pilot, lambda: streams.input.closed, timeout=10, what="the microphone to close")
+
+
+@pytest.mark.asyncio
+async def test_hands_free_barge_in_and_esc(make_app, settings, store):
+    from tests.voice.fakes import LiveStreams
+
+    streams = LiveStreams(speed=4.0)
+    bot = TalkingBot(["One. Two. Three. Four.", "Five. Six. Seven. Eight."], ["Count.", "Stop that, count again."],
+                     seconds=2.0)
+    app = make_app(bot, voice=VoiceBridge(settings, streams=streams, vad=EnergyVAD()))
+    status = lambda: app.query_one(StatusBar)  # noqa: E731
+    with streams:
+        async with app.run_test(size=(110, 36)) as pilot:
+            await wait_idle(pilot, app)
+            await pilot.press("f5")
+            await until(pilot, lambda: status().talk == "listening", timeout=10, what="hands-free on")
+            streams.say(noise_speech())
+            await until(pilot, lambda: status().talk == "speaking", timeout=10, what="the reply to be spoken")
+            await asyncio.sleep(0.3)  # the echo level is learned from the first 320 ms (audio time)
+            streams.say(noise_speech(seconds=1.0, level=0.9, seed=3))  # the user talks over the reply
+            await until(pilot, lambda: len(bot.calls) == 2, timeout=10, what="the interruption as a question")
+            assert bot.calls[1][0] == "Stop that, count again."
+            assert np.count_nonzero(streams.speaker_audio()) < 4 * 2.0 * RATE  # the first reply was cut short
+            first = store.turns(store.last_session().id)[0]
+            assert first.user_text == "Count." and first.reply_text.strip() == "One. Two. Three. Four."
+            await until(pilot, lambda: status().talk == "speaking", timeout=10, what="the second reply")
+            heard = np.count_nonzero(streams.speaker_audio())
+            await pilot.press("escape")  # stops the reply and its speech; hands-free stays on
+            await until(pilot, lambda: status().talk == "listening", timeout=10, what="listening after esc")
+            assert np.count_nonzero(streams.speaker_audio()) < heard + 2.0 * RATE  # well before its end
+            await until(pilot, lambda: app.job is None, what="the turn to end")
+            await pilot.press("escape")  # nothing left to stop: hands-free ends
+            await pilot.pause()
+            assert status().talk == "" and not app.voice.talking
+
+
+@pytest.mark.asyncio
+async def test_hands_free_without_a_microphone_says_why(make_app, settings):
+    bot = TalkingBot([], ["unused"])
+    app = make_app(bot, voice=VoiceBridge(settings, streams=Devices(no_mic=True), vad=EnergyVAD()))
+    async with app.run_test(size=(110, 36), notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f5")
+        await until(pilot, lambda: any("no microphone" in n.message for n in app._notifications), timeout=10,
+                    what="the notice")
+        await until(pilot, lambda: app.query_one(StatusBar).talk == "", what="hands-free off")
+        assert not app.voice.talking
+        app.query_one("#prompt").value = "/talk"  # the command says the same
+        await pilot.press("enter")
+        await until(pilot, lambda: sum("no microphone" in n.message for n in app._notifications) == 2, timeout=10,
+                    what="the second notice")

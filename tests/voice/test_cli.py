@@ -39,9 +39,9 @@ def test_say_writes_a_wav(fake_bot, tmp_path, capsys):
 
 def test_say_with_other_voice_and_bad_voice(fake_bot, tmp_path):
     out = tmp_path / "f.wav"
-    args = parse(["say", "Hi there.", "--voice", "en-us+f3", "--rate", "140", "-o", str(out)], fake_bot)
+    args = parse(["say", "Hi there.", "--engine", "espeak", "--voice", "en-us+f3", "--rate", "140", "-o", str(out)], fake_bot)
     assert args.handler(args) == 0 and out.exists()
-    args = parse(["say", "Hi.", "--voice", "xx-nope", "-o", str(out)], fake_bot)
+    args = parse(["say", "Hi.", "--engine", "espeak", "--voice", "xx-nope", "-o", str(out)], fake_bot)
     with pytest.raises(InputError, match="no voice"):
         args.handler(args)
 
@@ -75,3 +75,70 @@ def test_devices_lists_inputs_and_outputs(fake_bot, monkeypatch, capsys):
     assert args.handler(args) == 0
     out = capsys.readouterr().out
     assert "inputs:" in out and "*  0  Built-in Mic" in out and "*  1  Speakers" in out
+
+
+# ------------------------------------------------------------------ talk, through the real entry point
+
+
+@pytest.fixture
+def no_models(monkeypatch):
+    """`assistant talk` must say what is missing before loading any model."""
+    from assistant import cli
+
+    monkeypatch.setattr(cli, "_loader", lambda args: lambda progress=None: pytest.fail("the models were loaded"))
+
+
+def test_talk_without_portaudio_says_why_in_one_line(no_portaudio, no_models, capsys):
+    from assistant.cli import main
+
+    assert main(["talk"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "cannot listen" in err and "libportaudio2" in err
+    assert "files still work: assistant ask --audio Q.wav --speak R.wav" in err
+
+
+def test_talk_without_a_microphone_says_why(monkeypatch, no_models, capsys):
+    from assistant import voice
+    from assistant.cli import main
+
+    monkeypatch.setattr(voice, "list_devices", lambda: [voice.AudioDevice(1, "Speakers", 0, 2, 48000.0)])
+    assert main(["talk", "--no-barge-in"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("assistant talk: cannot listen: no microphone") and "assistant ask --audio" in err
+
+
+def test_talk_answers_aloud_until_ctrl_c(monkeypatch, capsys, say16):
+    import _thread
+    import threading
+    import time
+
+    from assistant import cli
+
+    from .conftest import pad
+    from .fakes import FakeBot, FakeRecognizer, LiveStreams
+
+    streams = LiveStreams(speed=4.0)
+    bot = FakeBot("The capital of France is Paris.", recognizer=FakeRecognizer("What is the capital of France?"))
+    monkeypatch.setattr(voice_cli, "_talk_streams", lambda: streams)
+    monkeypatch.setattr(cli, "_loader", lambda args: lambda progress=None: bot)
+
+    def user() -> None:
+        deadline = time.monotonic() + 30
+        while (streams.input is None or not streams.input.started) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        streams.say(pad(say16("What is the capital of France?"), 0.3, 1.5))
+        played = int(0.19 * 16000)  # the tone synthesizer says each sentence for 0.2 s
+        while np.count_nonzero(streams.speaker_audio()) < played and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        _thread.interrupt_main()  # Ctrl-C
+
+    threading.Thread(target=user, daemon=True).start()
+    with streams:
+        assert cli.main(["talk", "--timings"]) == 0
+    out = capsys.readouterr()
+    assert "you> What is the capital of France?\nbot> The capital of France is Paris." in out.out
+    assert bot.synthesizer.said == ["The capital of France is Paris."]
+    assert "total" in out.err and "Traceback" not in out.err
+    assert streams.input.closed

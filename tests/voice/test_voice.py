@@ -8,24 +8,19 @@ import pytest
 
 from assistant.errors import DeviceError
 from assistant.voice import (
-    AudioDevice, Listener, Player, SpeechOutput, connect_barge_in, resolve_device, sounddevice,
+    AudioDevice, BargeIn, Listener, Player, SpeechOutput, connect_barge_in, resolve_device, sounddevice,
 )
 
 from models.speech.domain import word_errors
 
 from .conftest import pad
+from .fakes import FakeRecognizer as ScriptedRecognizer
 from .fakes import FakeStreams
 
 
-class FakeRecognizer:
-    name = "fake"
-
-    def __init__(self):
-        self.heard = []
-
-    def transcribe(self, audio):
-        self.heard.append(audio)
-        return "hello there"
+def FakeRecognizer(*texts, **kw):
+    """Transcribes whole utterances (no stream): what it hears is exactly the utterance."""
+    return ScriptedRecognizer(*texts, streaming=False, **kw)
 
 
 # ------------------------------------------------------------------ devices
@@ -60,6 +55,39 @@ def test_devices_by_index_and_name():
         resolve_device("usb", "output", DEVICES + [AudioDevice(4, "USB DAC", 0, 2, 44100.0)])
     with pytest.raises(DeviceError, match="not found"):
         resolve_device("bluetooth", "output", DEVICES)
+
+
+def test_sounddevice_microphone_that_dies_is_reported_once():
+    """Without a sound card here, sounddevice itself is faked: its stream ends by itself."""
+    from assistant.voice import SounddeviceStreams
+
+    class FakeSD:
+        class InputStream:
+            def __init__(self, **kw):
+                self.kw = kw
+                FakeSD.last = self
+
+            def start(self):
+                pass
+
+            def stop(self):
+                self.kw["finished_callback"]()  # PortAudio calls it for our own stop too
+
+            def close(self):
+                pass
+
+    streams = SounddeviceStreams.__new__(SounddeviceStreams)
+    streams.sd = FakeSD
+    errors, blocks = [], []
+    stream = streams.open_input(16000, 4, 0, blocks.append, errors.append)
+    stream.start()
+    FakeSD.last.kw["callback"](np.ones((4, 1), np.float32), 4, None, None)
+    assert blocks[0].shape == (4,)
+    FakeSD.last.kw["finished_callback"]()  # unplugged: the stream became inactive by itself
+    assert len(errors) == 1 and "stopped delivering audio" in errors[0]
+    stream.stop()
+    stream.close()
+    assert len(errors) == 1  # ending it ourselves is not an error
 
 
 # ------------------------------------------------------------------ microphone
@@ -204,6 +232,51 @@ def test_no_output_device_falls_back_to_a_file(synth, tmp_path):
     out.close()
 
 
+def test_player_times_the_first_sound_of_a_clip():
+    streams = FakeStreams()
+    player = Player(streams=streams, sample_rate=16000, blocksize=512)
+    sounded = []
+    clip = np.concatenate([np.zeros(1600, np.float32), np.full(800, 0.5, np.float32)])  # leading silence
+    player.play(clip, 16000, on_sound=lambda t: sounded.append((len(streams.played), t)))
+    for _ in range(6):
+        streams.step()
+        if len(sounded) == 0:
+            assert len(streams.played) <= 3  # blocks 1-3 hold only the clip's leading silence
+    assert len(sounded) == 1 and sounded[0][0] == 3  # fired while the 4th block was being filled
+
+
+def test_timeline_of_a_spoken_reply_and_a_stop_before_it(synth):
+    streams = FakeStreams()
+    out = SpeechOutput(synth, streams=streams)
+    out.stop()  # nothing was playing: this must not silence the next reply
+    threading.Thread(target=lambda: [streams.run(0.1) or time.sleep(0.005) for _ in range(100)], daemon=True).start()
+    reply = out.speak("Hello there. How are you?")
+    assert reply.sentences == ["Hello there.", "How are you?"] and not reply.stopped
+    t = reply.timeline
+    assert t.first_text <= t.first_sentence <= t.first_audio <= t.first_sound
+    assert out.last_spoken is reply
+    out.close()
+
+
+def test_first_sentence_first_holds_the_generator_until_it_is_synthesized():
+    from .fakes import ToneSynth
+
+    class SlowSynth(ToneSynth):
+        def synthesize(self, text):
+            time.sleep(0.2)
+            return super().synthesize(text)
+
+    out = SpeechOutput(SlowSynth(), streams=FakeStreams(), first_sentence_first=True)
+    out.feed("Hello")
+    assert out.timeline.first_sentence is None  # no sentence yet: feed did not wait
+    out.feed(" there. And then")
+    assert out.timeline.first_audio is not None  # feed returned once the first sentence was synthesized
+    out.feed(" more. And more.")  # later sentences do not hold the caller
+    reply = out.end(wait=False)
+    assert reply.sentences == ["Hello there.", "And then more.", "And more."]
+    out.close()
+
+
 def test_stop_drops_queued_sentences(synth):
     streams = FakeStreams()
     out = SpeechOutput(synth, streams=streams)
@@ -218,12 +291,12 @@ def test_stop_drops_queued_sentences(synth):
 # ------------------------------------------------------------------ barge-in
 
 
-def _barge_setup(vad, synth, mic, echo):
+def _barge_setup(vad, synth, mic, echo, barge_in=True, recognizer=None):
     streams = FakeStreams(mic, echo=echo, echo_delay=800)  # 50 ms speaker-to-mic delay
     out = SpeechOutput(synth, streams=streams)
     cancelled, transcripts = [], []
-    listener = Listener(vad=vad, streams=streams, inline=True, recognizer=FakeRecognizer(),
-                        on_transcript=transcripts.append)
+    listener = Listener(vad=vad, streams=streams, inline=True, recognizer=recognizer or FakeRecognizer(),
+                        on_transcript=transcripts.append, barge_in=barge_in)
     connect_barge_in(listener, out, cancel=lambda: cancelled.append(True))
     return streams, out, listener, cancelled, transcripts
 
@@ -244,7 +317,8 @@ def test_own_voice_does_not_trigger_barge_in(vad, synth, echo):
 def test_user_speech_interrupts_playback_and_generation(vad, synth, say16):
     user = say16("Stop, what is the shape of the green object?", voice="en-us+m3", rate=160)
     mic = pad(user, before=1.5, after=0.0)  # the user starts talking 1.5 s into the reply
-    streams, out, listener, cancelled, transcripts = _barge_setup(vad, synth, mic, echo=0.3)
+    rec = FakeRecognizer()
+    streams, out, listener, cancelled, transcripts = _barge_setup(vad, synth, mic, echo=0.3, recognizer=rec)
     listener.start()
     out.speak(REPLY, wait=False)
     streams.run(4.0)
@@ -253,6 +327,116 @@ def test_user_speech_interrupts_playback_and_generation(vad, synth, say16):
     assert np.all(streams.played[-1] == 0)  # the speaker fell silent
     streams.run(1.5)
     assert transcripts == ["hello there"]  # what the user said is still heard as a request
+    # ... from its first word: the utterance holds all of the user's speech, not only what
+    # followed the moment barge-in fired (it keeps the pre-roll of the interrupting speech).
+    assert len(rec.heard[0]) >= len(user)
+
+
+def test_barge_in_off_keeps_the_microphone_deaf_while_speaking(vad, synth, say16):
+    user = say16("Stop, what is the shape of the green object?", voice="en-us+m3", rate=160)
+    streams, out, listener, cancelled, transcripts = _barge_setup(vad, synth, pad(user, 1.5, 0.0), echo=0.3,
+                                                                  barge_in=False)
+    listener.start()
+    out.speak(REPLY, wait=False)
+    streams.run(4.0)
+    assert cancelled == [] and listener.barge_ins == 0 and out.player.is_playing
+    assert transcripts == []  # talking over the reply is not heard at all
+
+
+class _Playing:
+    """A player that has been playing a steady tone (the reference for echo gating)."""
+
+    is_playing = True
+
+    def recent(self, n):
+        return np.full(n, 0.1, np.float32)
+
+
+def test_barge_in_hands_back_the_speech_with_its_preroll():
+    barge = BargeIn(_Playing(), threshold=0.85, min_ms=96, margin_db=4.0, preroll_ms=64)  # 3 frames, 2 of pre-roll
+    quiet = [np.full(512, 0.05 * (i + 1) / 20, np.float32) for i in range(20)]  # echo-like, below the tone
+    for frame in quiet:
+        assert barge.update(frame, 0.2) is None
+    loud = [np.full(512, 0.9, np.float32) * (1 + i / 100) for i in range(3)]  # the user, far above the echo
+    got = [barge.update(frame, 0.99) for frame in loud]
+    assert got[:2] == [None, None] and got[2] is not None
+    expected = np.concatenate(quiet[-2:] + loud)  # the pre-roll, then every frame of the interruption
+    assert np.array_equal(got[2], expected)
+
+
+# ------------------------------------------------------------------ end of turn, timings, lost microphone
+
+
+@pytest.mark.parametrize("text, partial_after_s, quick_ms, rule", [
+    ("What is the capital of France?", 0.1, 250, "quick"),  # reads as finished: a short pause ends it
+    ("What is the", 0.1, 250, "silence"),  # not finished: wait for the full silence
+    ("What is the capital of France?", None, 250, "silence"),  # no transcript ready at the short pause
+    ("What is the capital of France?", 0.1, 0, "silence"),  # quick end off
+], ids=["complete", "dangling", "not-ready", "off"])
+def test_end_of_turn_rule(vad, say16, text, partial_after_s, quick_ms, rule):
+    speech = say16("What is the capital of France?")
+    streams = FakeStreams(pad(speech, 0.5, 0.0, noise=0.002))
+    rec = ScriptedRecognizer(text, partial_after_s=partial_after_s)
+    heard = []
+    listener = Listener(recognizer=rec, vad=vad, streams=streams, inline=True, end_silence_ms=700,
+                        quick_end_ms=quick_ms, on_heard=heard.append)
+    listener.start()
+    steps = 0
+    while not heard and steps < 400:
+        streams.step()
+        steps += 1
+    assert len(heard) == 1 and heard[0].text == text
+    t = heard[0].timings
+    assert t.rule == rule
+    assert t.speech_start <= t.speech_end <= t.turn_end <= t.transcript
+    # The recognizer heard the speech flagged as speech and the pause after it as silence.
+    flags = rec.streams[0].flags
+    assert flags[0] and flags[len(flags) // 2]
+    trailing = len(flags) - max(i for i, f in enumerate(flags) if f) - 1
+    waited_ms = trailing * 32
+    assert (250 <= waited_ms < 450) if rule == "quick" else (700 <= waited_ms < 800), waited_ms
+
+
+def test_microphone_unplugged_mid_utterance_keeps_what_was_said(vad, say16):
+    speech = say16("Is the blue object on the left or right of the image?")
+    streams = FakeStreams(pad(speech, 0.5, 0.0))
+    rec, transcripts, errors, states = FakeRecognizer(), [], [], []
+    listener = Listener(recognizer=rec, vad=vad, streams=streams, inline=True, on_transcript=transcripts.append,
+                        on_error=errors.append, on_state=states.append)
+    listener.start()
+    streams.run(1.5)
+    assert listener.state == "speech"
+    streams.unplug()
+    assert len(errors) == 1 and "kept what was said so far" in errors[0] and "\n" not in errors[0]
+    assert transcripts == ["hello there"] and 0.8 * 16000 < len(rec.heard[0]) < 1.5 * 16000
+    assert not listener.listening and states[-1] == "idle" and listener.last.timings.rule == "device"
+    streams.run(0.5)  # nothing more arrives, nothing breaks
+
+
+def test_microphone_unplugged_while_silent_says_so(vad):
+    streams = FakeStreams(np.zeros(16000, np.float32))
+    transcripts, errors = [], []
+    listener = Listener(recognizer=FakeRecognizer(), vad=vad, streams=streams, inline=True,
+                        on_transcript=transcripts.append, on_error=errors.append)
+    listener.start()
+    streams.run(0.5)
+    streams.unplug()
+    assert transcripts == [] and len(errors) == 1 and "listening stopped" in errors[0] and not listener.listening
+
+
+def test_a_microphone_that_stops_delivering_is_treated_as_unplugged(vad, say16):
+    speech = say16("Is the blue object on the left or right of the image?")
+    streams = FakeStreams(pad(speech, 0.5, 0.0))
+    transcripts, errors = [], []
+    listener = Listener(recognizer=FakeRecognizer(), vad=vad, streams=streams, stall_s=0.3,
+                        on_transcript=transcripts.append, on_error=errors.append)
+    listener.start()
+    streams.run(1.5)  # then silence from the device: no blocks at all, and no error signal either
+    deadline = time.monotonic() + 20
+    while not transcripts and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert transcripts == ["hello there"] and "no audio" in errors[0] and "kept" in errors[0]
+    assert not listener.listening
 
 
 def test_microphone_transcript_is_decoded_while_speaking(vad, recognizer, say16):

@@ -1,0 +1,173 @@
+"""The hands-free loop (assistant.voice.talk) on fake devices, a fake recognizer and a fake bot.
+
+The devices run on a clock thread four times faster than real time; speech is loud noise and
+the VAD calls loud frames speech, so no model is loaded. Nothing here asserts how fast
+anything was: only what happened, in which order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from assistant.voice import TalkLoop
+
+from .fakes import EnergyVAD, FakeBot, FakeRecognizer, LiveStreams, ToneSynth
+
+RATE = 16_000
+
+
+def speech(seconds: float = 0.8, level: float = 0.3, seed: int = 0) -> np.ndarray:
+    """``seconds`` of "speech" (loud noise) followed by 1.2 s of silence."""
+    noise = level * np.random.default_rng(seed).standard_normal(int(seconds * RATE))
+    return np.concatenate([noise.astype(np.float32), np.zeros(int(1.2 * RATE), np.float32)])
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Talk:
+    """A loop on live fake devices, recording every callback."""
+
+    def __init__(self, bot: FakeBot, *, echo: float = 0.0, **kw):
+        self.streams = LiveStreams(echo=echo, echo_delay=400)
+        self.states, self.heard, self.chunks, self.errors, self.turns = [], [], [], [], []
+        self.loop = TalkLoop(bot, streams=self.streams, vad=EnergyVAD(), on_state=self.states.append,
+                             on_heard=self.heard.append, on_chunk=self.chunks.append,
+                             on_error=self.errors.append, on_turn=self.turns.append, **kw)
+
+    def __enter__(self) -> "Talk":
+        self.streams.start()
+        self.loop.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.stop()
+        self.streams.stop()
+
+
+def test_a_spoken_question_is_answered_aloud_then_it_listens_again():
+    rec = FakeRecognizer("What is the capital of France?", "Thanks!")
+    bot = FakeBot("The capital of France is Paris. It is big.", "You are welcome.", recognizer=rec)
+    with Talk(bot) as talk:
+        talk.streams.say(speech())
+        wait_for(lambda: talk.turns, what="the first answer")
+        assert bot.calls == ["What is the capital of France?"] and talk.heard == bot.calls
+        assert "".join(talk.chunks).split() == "The capital of France is Paris. It is big.".split()
+        assert bot.synthesizer.said == ["The capital of France is Paris.", "It is big."]
+        assert np.count_nonzero(talk.streams.speaker_audio()) > 0
+        turn = talk.turns[0]
+        assert turn.reply == "The capital of France is Paris. It is big." and not turn.interrupted
+        timings = turn.breakdown()
+        assert all(v is not None for v in timings.values()), timings  # every stage was reached and timed
+        wait_for(lambda: talk.loop.state == "listening", what="listening again")
+        talk.streams.say(speech(seed=1))  # the loop listens again: a second request
+        wait_for(lambda: len(talk.turns) == 2, what="the second answer")
+        assert bot.calls[1] == "Thanks!"
+    assert talk.states[:4] == ["listening", "thinking", "speaking", "listening"]
+    assert talk.states[-1] == "stopped" and talk.streams.input.closed and talk.errors == []
+
+
+def test_noise_that_transcribes_to_nothing_is_ignored():
+    bot = FakeBot(recognizer=FakeRecognizer("", "Hello?"))
+    with Talk(bot) as talk:
+        talk.streams.say(speech())
+        wait_for(lambda: len(bot.recognizer.heard) == 1, what="the first utterance")
+        talk.streams.say(speech(seed=2))
+        wait_for(lambda: talk.turns, what="an answer")
+        assert bot.calls == ["Hello?"]
+
+
+@pytest.mark.parametrize("echo", [0.5, 1.5])
+def test_its_own_voice_does_not_interrupt_it(echo):
+    bot = FakeBot("One. Two. Three.", recognizer=FakeRecognizer("Count to three."),
+                  synthesizer=ToneSynth(seconds=0.6, level=0.3))
+    with Talk(bot, echo=echo) as talk:
+        talk.streams.say(speech())
+        wait_for(lambda: talk.turns, what="the answer")
+        assert not talk.turns[0].interrupted and bot.synthesizer.said == ["One.", "Two.", "Three."]
+        assert talk.loop.listener.barge_ins == 0 and bot.calls == ["Count to three."]
+
+
+def test_talking_over_the_reply_stops_it_and_becomes_the_next_question():
+    rec = FakeRecognizer("Tell me a long story.", "Stop, what time is it?")
+    bot = FakeBot("Once upon a time there was a fox. It ran. It ran more. It slept.", "It is noon.",
+                  recognizer=rec, synthesizer=ToneSynth(seconds=1.5, level=0.2))
+    with Talk(bot, echo=0.5) as talk:
+        talk.streams.say(speech())
+        wait_for(lambda: talk.loop.state == "speaking", what="the reply to be spoken")
+        time.sleep(0.3)  # let the echo level be learned (320 ms of playback at 4x speed is enough)
+        talk.streams.say(speech(seconds=1.0, level=0.9, seed=3))  # much louder than the echo
+        wait_for(lambda: len(talk.turns) == 2, what="the interruption to be answered")
+        first, second = talk.turns
+        assert first.interrupted and first.said_anything
+        assert talk.loop.listener.barge_ins == 1 and bot.cancels >= 1
+        assert bot.calls == ["Tell me a long story.", "Stop, what time is it?"]
+        assert second.reply == "It is noon." and not second.interrupted
+        wait_for(lambda: talk.loop.state == "listening", what="the second answer to be spoken")
+    # Five sentences of 1.5 s were synthesized; the first reply's last ones never reached the speaker.
+    assert np.count_nonzero(talk.streams.speaker_audio()) < 4 * 1.5 * RATE
+
+
+def test_with_barge_in_off_talking_over_the_reply_is_not_heard():
+    rec = FakeRecognizer("Tell me a story.", "Interrupting!")
+    bot = FakeBot("Once upon a time. The end.", recognizer=rec, synthesizer=ToneSynth(seconds=1.0, level=0.2))
+    with Talk(bot, echo=0.5, barge_in=False) as talk:
+        talk.streams.say(speech())
+        wait_for(lambda: talk.loop.state == "speaking", what="the reply to be spoken")
+        talk.streams.say(speech(seconds=0.5, level=0.9, seed=3)[: int(0.5 * RATE)])
+        wait_for(lambda: talk.turns, what="the reply to end")
+        assert not talk.turns[0].interrupted and bot.synthesizer.said == ["Once upon a time.", "The end."]
+        assert talk.loop.listener.barge_ins == 0 and bot.calls == ["Tell me a story."]
+
+
+def test_a_request_that_arrives_while_thinking_is_asked_together_with_the_first():
+    rec = FakeRecognizer("What is the capital", "of France?")
+    bot = FakeBot(FakeBot.HOLD, "Paris.", recognizer=rec)  # the first reply is slow to start
+    with Talk(bot) as talk:
+        talk.streams.say(speech())
+        wait_for(lambda: bot.calls, what="the first request")
+        talk.streams.say(speech(seed=4))
+        wait_for(lambda: len(talk.turns) == 2, what="the combined request")
+        assert bot.calls == ["What is the capital", "What is the capital of France?"]
+        assert talk.turns[0].interrupted and talk.turns[1].reply == "Paris."
+
+
+def test_microphone_unplugged_mid_question_answers_what_was_heard_then_ends():
+    bot = FakeBot("Paris.", recognizer=FakeRecognizer("What is the capital of"))
+    talk = Talk(bot)
+    with talk:
+        talk.streams.say(np.concatenate([speech(seconds=2.0)[: int(2.0 * RATE)]]))
+        wait_for(lambda: talk.loop.listener.state == "speech", what="speech")
+        time.sleep(0.2)
+        talk.streams.unplug()
+        wait_for(lambda: talk.turns, what="the kept question to be answered")
+        wait_for(lambda: talk.loop.state == "stopped", what="the loop to end")
+    assert bot.calls == ["What is the capital of"] and talk.turns[0].reply == "Paris."
+    assert any("kept what was said so far" in e for e in talk.errors)
+    assert talk.loop.error and "fake unplug" in talk.loop.error
+
+
+def test_stop_mid_reply_ends_everything():
+    bot = FakeBot("One. Two. Three. Four. Five.", recognizer=FakeRecognizer("Count."),
+                  synthesizer=ToneSynth(seconds=2.0))
+    talk = Talk(bot)
+    with talk:
+        talk.streams.say(speech())
+        wait_for(lambda: talk.loop.state == "speaking", what="speech")
+    assert talk.loop.state == "stopped" and not talk.loop.listener.listening and bot.cancels >= 1
+    assert talk.turns and talk.turns[0].interrupted
+
+
+def test_without_a_synthesizer_it_says_why():
+    bot = FakeBot()
+    bot.synthesizer = None
+    with pytest.raises(ValueError, match="synthesizer"):
+        TalkLoop(bot, streams=LiveStreams(), vad=EnergyVAD())
