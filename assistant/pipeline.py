@@ -199,16 +199,7 @@ class Assistant:
     def speech_engines(self):
         """The speech engines to choose from: the built-ins and those plugins register."""
         if self._engines is None:
-            from models.speech.engines import builtin_engines
-
-            engines = builtin_engines()
-            for spec in (getattr(self.plugins, "speech_engines", None) or {}).values():
-                try:
-                    engines.add(spec.name, spec.factory, kind=spec.kind, description=spec.description,
-                                source=f"plugin {spec.plugin}")
-                except ValueError as e:
-                    self._notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
-            self._engines = engines
+            self._engines = speech_engines(self.plugins, self._notify)
         return self._engines
 
     @property
@@ -613,6 +604,20 @@ def _load_plugin_host(settings: Settings):
     except ImportError:
         return None
     return load_plugins(settings.plugins, enabled=settings.plugins.enabled)
+
+
+def speech_engines(plugins, notify):
+    """The registry of speech engines: the built-ins plus those the plugin host ``plugins``
+    (or None) registered; a plugin engine whose name is taken is skipped with a notice."""
+    from models.speech.engines import builtin_engines
+
+    engines = builtin_engines()
+    for spec in (getattr(plugins, "speech_engines", None) or {}).values():
+        try:
+            engines.add(spec.name, spec.factory, kind=spec.kind, description=spec.description, source=f"plugin {spec.plugin}")
+        except ValueError as e:
+            notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
+    return engines
 
 
 def _first_line(e: BaseException) -> str:

@@ -28,9 +28,9 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
     say = sub.add_parser("say", parents=parents, help="speak text aloud or into a WAV file")
     say.add_argument("text", help="what to say ('-' reads standard input); markdown is cleaned")
     say.add_argument("-o", "--output", metavar="OUT.wav", help="write the speech to this file instead of playing it")
-    say.add_argument("--voice", help="voice of the synthesis engine (e.g. en-us, en-gb, en-us+f3)")
+    say.add_argument("--voice", help="voice: joe (Piper, the default) or a Piper .onnx file; with --engine espeak: en-us, en-gb, en-us+f3, ...")
     say.add_argument("--rate", type=int, help="speaking rate in words per minute")
-    say.add_argument("--engine", help="synthesis engine: espeak, coqui, piper")
+    say.add_argument("--engine", help="synthesis engine: piper (default), espeak, coqui, or one a plugin registers")
     say.add_argument("--output-device", help="speaker by name or index (see `assistant devices`)")
     say.set_defaults(handler=cmd_say)
 
@@ -71,18 +71,31 @@ def _settings(args: argparse.Namespace):
 
 
 def _synthesizer(args: argparse.Namespace):
-    """A synthesizer from the settings, with --engine/--voice/--rate applied."""
-    from assistant.errors import ModelError
-    from models.speech import load_synthesizer
+    """A synthesizer from the settings, with --engine/--voice/--rate applied; engines that
+    plugins register are chosen by name like the built-in ones (no generator is loaded)."""
+    from assistant import paths
+    from assistant.errors import InstallError, ModelError
+    from assistant.pipeline import speech_engines
+    from models.speech.weights import WeightsError
+    from plugins.manager import load_plugins
 
-    s = _settings(args).speech
+    settings = _settings(args)
+    s = settings.speech
+    host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not getattr(args, "no_plugins", False))
+    engines = speech_engines(host, lambda message, severity: print(f"{severity}: {message}", file=sys.stderr))
     engine, voice, rate = args.engine or s.tts, args.voice or s.voice, args.rate or s.rate
     try:
-        return load_synthesizer(engine, voice=voice, rate=rate)
+        synth = engines.synthesizer(engine, voice=voice, rate=rate, language=s.language,
+                                    cache_dir=paths.cache_dir() / "speech")
+    except WeightsError as e:
+        raise InstallError(str(e)) from e
     except ValueError as e:
         raise InputError(f"say: {e}") from e
     except (RuntimeError, OSError) as e:
         raise ModelError(f"say: {e}") from e
+    if getattr(synth, "fallback_reason", None):
+        print(f"speaking with {synth.name}: {synth.fallback_reason}", file=sys.stderr)
+    return synth
 
 
 def cmd_say(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ The microphone path ends a turn after a long silence (``voice.end_silence_ms``),
 short one (``voice.quick_end_ms``) when the transcript of what was said so far already reads
 as complete. Whisper punctuates, so "What is the capital of France?" ends with a question
 mark; "What is the capital of" does not, and neither does a sentence that ends on a word
-that needs a continuation ("and", "the", "of", "um").
+that needs a continuation ("and", "the", "of", "um"). These rules were written by hand, not
+fitted to any recordings.
 """
 
 from __future__ import annotations
@@ -21,13 +22,25 @@ _DANGLING = frozenset(
 _FINAL = re.compile(r"[.?!]['\")\]]*$")
 
 
+_STARTERS = frozenset(
+    """what who whom whose where when why how which is are was were do does did can could will would
+    should shall may might tell give show read describe set start stop remind play find list open
+    explain summarise summarize translate count name define say""".split()
+)
+
+
 def looks_complete(text: str) -> bool:
-    """True when ``text`` ends like a finished sentence: final punctuation, at least two words
-    (or one word that is a whole request, such as "Stop."), and no dangling last word."""
+    """True when ``text`` ends like a finished request.
+
+    With final punctuation: at least one word and no dangling last word. Without it (Whisper
+    sometimes leaves a short command bare: "Tell me a joke"): at least three words, starting
+    like a question or a command, with no dangling last word."""
     text = (text or "").strip()
-    if not text or text.endswith("...") or text.endswith("…") or not _FINAL.search(text):
+    if not text or text.endswith("...") or text.endswith("…"):
         return False
     words = re.findall(r"[A-Za-z0-9']+", text.lower())
-    if not words:
+    if not words or words[-1] in _DANGLING:
         return False
-    return words[-1] not in _DANGLING
+    if _FINAL.search(text):
+        return True
+    return len(words) >= 3 and words[0] in _STARTERS
