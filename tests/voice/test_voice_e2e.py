@@ -77,6 +77,10 @@ def test_speech_engines_from_a_plugin_are_chosen_by_settings(tmp_path):
     assert json.loads(p.stdout)["transcript"] == ["what is the capital of france"]
     audio, rate = sf.read(reply_wav, dtype="float32")
     assert rate == 8000 and len(audio) >= 1600
+    said = tmp_path / "said.wav"
+    p = run_cli("--config", str(config), "say", "Hello there.", "-o", str(said))  # `say` loads no generator
+    assert p.returncode == 0, p.stderr.decode()
+    assert sf.info(str(said)).samplerate == 8000 and "beep" in p.stdout.decode()
     p = run_cli("--config", str(config), "models", "--json")
     slots = {m["slot"]: m for m in json.loads(p.stdout)}
     assert slots["speech-in"]["name"] == "parrot" and slots["speech-out"]["name"] == "beep"
