@@ -17,9 +17,10 @@ Whisper's encoder is trained on 30 s windows, but most of what people say to an 
 lasts two or three seconds, and encoding 30 s costs about 0.5 s on two cores. CTranslate2
 accepts a shorter window: we encode ``max(10 s, the chunk + 1 s)``, which takes about 0.07 s.
 Windows much shorter than 10 s make tiny.en loop ("the the the ..."); 10 s measured as
-accurate as 30 s on held-out voices (docs/VOICE.md). A decode that still comes out
+accurate as 30 s on the tuning voices (docs/VOICE.md). A decode that still comes out
 repetitive (gzip compression ratio above 2.4, Whisper's own test) is redone on the full 30 s
-window, and the number of tokens is bounded by the audio's length.
+window, the number of tokens is bounded by the audio's length, and a sentence written twice
+in a row is kept once (:func:`drop_repeats`).
 
 Bias
 ----
@@ -41,6 +42,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import re
 import threading
 import zlib
 from pathlib import Path
@@ -117,6 +119,20 @@ def pull_whisper(size: str, progress: bool = True, whisper_dir: str | os.PathLik
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise RuntimeError(f"cannot download Whisper {size} from the Hugging Face hub ({reason}); "
                            f"this machine seems to be offline") from e
+
+
+def drop_repeats(text: str) -> str:
+    """Keep one copy of a sentence Whisper wrote twice or more in a row ("Open the settings.
+    Open the settings."): tiny.en does this on short utterances, mostly after a prompt, and a
+    person saying the same sentence twice in one breath is rarer than that slip."""
+    sentences = re.findall(r"[^.?!]+[.?!]*\s*", text)
+    kept: list[str] = []
+    for sentence in sentences:
+        key = re.sub(r"[^a-z0-9 ]", "", sentence.lower()).split()
+        if kept and key and key == re.sub(r"[^a-z0-9 ]", "", kept[-1].lower()).split():
+            continue
+        kept.append(sentence)
+    return "".join(kept).strip()
 
 
 def _compression_ratio(text: str) -> float:
@@ -220,7 +236,7 @@ class WhisperRecognizer(Segmenting):
         logprob = float(result.scores[0])  # CTranslate2 divides the sum by the length (length_penalty 1)
         if result.no_speech_prob > 0.6 and logprob < -1.0:  # Whisper's own rule: no speech here
             return "", logprob
-        return text, logprob
+        return drop_repeats(text), logprob
 
     def chunks(self, audio: np.ndarray) -> list[tuple[int, int]]:
         """Speech segments (VAD) packed into chunks of at most 25 s: [(start, end)] sample ranges."""

@@ -250,3 +250,13 @@ def test_ten_minute_recording_is_decoded_chunk_by_chunk(whisper_rec, say16, monk
     text = normalise(whisper_rec.transcribe(audio))
     assert len(sizes) == 3 and max(sizes) <= 25 * 16000  # only the speech is decoded, a bounded chunk at a time
     assert text.index("timer") < text.index("time is it") < text.index("joke")
+
+
+def test_a_sentence_written_twice_in_a_row_is_kept_once():
+    from models.speech.whisper import drop_repeats
+
+    assert drop_repeats("Open the settings. Open the settings.") == "Open the settings."
+    assert drop_repeats("Your password has been changed. Your password has been changed! Your password has been changed.") \
+        == "Your password has been changed."
+    assert drop_repeats("No. Yes. No.") == "No. Yes. No."  # not in a row: kept
+    assert drop_repeats("What is the shape of the red object?") == "What is the shape of the red object?"
