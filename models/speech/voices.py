@@ -2,7 +2,7 @@
 
 Anything the project tunes or trains on synthetic speech (the pocketsphinx domain model's
 combination rule, the spoken Sort-of-CLEVR questions of ``models.train.make_spoken``, the
-voices of ``benchmarks/bench_voice.py``) uses :data:`TUNING_VOICES`. Accuracy is reported on
+voices of the former pocketsphinx benchmark, removed when Whisper became the default) uses :data:`TUNING_VOICES`. Accuracy is reported on
 voices that were never used for any of that: :data:`EVAL_VOICES` (other eSpeak NG accents and
 variants) and :data:`PIPER_EVAL_VOICE` (the assistant's own Piper voice, for the round trip
 "spoken by the assistant, transcribed back"), and on real human recordings
@@ -44,11 +44,11 @@ class Voice:
 
 
 TUNING_VOICES: tuple[Voice, ...] = (
-    Voice("en-us", 175, "American English, default variant (make_spoken, bench_voice)"),
-    Voice("en-us+f3", 160, "American English, female variant 3 (make_spoken, bench_voice)"),
+    Voice("en-us", 175, "American English, default variant (make_spoken, the pocketsphinx benchmark)"),
+    Voice("en-us+f3", 160, "American English, female variant 3 (make_spoken, the pocketsphinx benchmark)"),
     Voice("en-gb-x-rp", 175, "British English, Received Pronunciation (make_spoken)"),
-    Voice("en-us+m3", 140, "American English, male variant 3 (make_spoken, bench_voice)"),
-    Voice("en", 190, "British English, default variant (bench_voice)"),
+    Voice("en-us+m3", 140, "American English, male variant 3 (make_spoken, the pocketsphinx benchmark)"),
+    Voice("en", 190, "British English, default variant (the pocketsphinx benchmark)"),
 )
 """Every eSpeak NG voice the project has used to tune or train anything. ``make_spoken`` also
 draws rates 140/175/200 and pitches 35/50/70 for its voices: any rate of these voices counts
