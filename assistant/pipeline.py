@@ -526,7 +526,17 @@ class Assistant:
         self.last_reply = None
         self._pending_context.clear()
         self._last_labels = []
-        self.generator.forget()
+        self.generator.forget(keep=[self._system_message()])
+
+    def _system_message(self) -> dict:
+        return {"role": "system", "content": self.settings.generator.system_prompt}
+
+    def warm_up(self) -> None:
+        """Get ready for a first question now (e.g. while the user is still speaking): the
+        system prompt is run through the generator once and its keys and values cached."""
+        prefill = getattr(self.generator, "prefill", None)
+        if prefill is not None and not self.history:
+            prefill([self._system_message()])
 
     # ------------------------------------------------------------------ speech
 

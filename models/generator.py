@@ -303,9 +303,40 @@ class Generator:
             cache.crop(-extra)  # drop the tokens past the shared prefix
         return cache, shared
 
-    def forget(self) -> None:
-        """Drop the cached conversation prefix (after reset)."""
+    def forget(self, keep: list[dict] | None = None) -> None:
+        """Drop the cached conversation (after reset), except the part every later prompt starts
+        with: ``keep`` (e.g. ``[system message]``), whose keys and values stay cached so the
+        next turn need not prefill them again (0.2-0.3 s of SmolLM2 on two CPU cores)."""
+        if keep and self._cache is not None:
+            head = self.tokenizer.apply_chat_template(keep, tokenize=False, add_generation_prompt=False)
+            head_ids = self.encode(head)
+            shared = 0
+            for a, b in zip(self._cache_ids, head_ids):
+                if a != b:
+                    break
+                shared += 1
+            if shared >= 8:
+                extra = self._cache.get_seq_length() - shared
+                if extra > 0:
+                    self._cache.crop(-extra)
+                self._cache_ids = self._cache_ids[:shared]
+                return
         self._cache, self._cache_ids = None, []
+
+    @torch.inference_mode()
+    def prefill(self, messages: list[dict]) -> None:
+        """Cache the keys and values of ``messages`` (rendered without the assistant's opening),
+        e.g. the system prompt while the user is still speaking; later prompts that start the
+        same way reuse them."""
+        from transformers import DynamicCache
+
+        with self._lock:
+            ids = self.encode(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
+            if len(ids) < 8 or self._cache_ids[:len(ids)] == ids:
+                return
+            cache = DynamicCache()
+            self._forward(input_ids=torch.tensor([ids], device=self.device), cache=cache)  # (1, T)
+            self._cache, self._cache_ids = cache, ids
 
 
 def _cached_smollm2(cache_dir: Path | None, say: Callable[[str], None]) -> Path:

@@ -169,6 +169,9 @@ class TalkLoop:
                 self.output.player.open()  # early: the first reply does not wait for the device
         except DeviceError as e:
             self._notice(f"{str(e).split(';')[0]}; spoken replies are written to files")
+        warm_up = getattr(self.bot, "warm_up", None)
+        if warm_up is not None:  # the system prompt's keys and values, cached while the user speaks
+            threading.Thread(target=_quietly, args=(warm_up,), name="synesthesia-warm-up", daemon=True).start()
         self._worker = threading.Thread(target=self._run, name="synesthesia-talk", daemon=True)
         self._worker.start()
         self._set_state("listening")
@@ -297,3 +300,11 @@ class TalkLoop:
         self.state = state
         if self.on_state:
             self.on_state(state)
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    """Run an optional speed-up; its failure only costs the time it would have saved."""
+    try:
+        fn()
+    except Exception:
+        pass

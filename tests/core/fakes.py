@@ -43,8 +43,9 @@ class FakeGenerator:
                 return
             yield word + " "
 
-    def forget(self):
+    def forget(self, keep=None):
         self.forgotten += 1
+        self.kept = keep
 
 
 class FakeRecognizer:

@@ -112,3 +112,18 @@ def test_embed_text_masks_padding(gen):
 def test_missing_hub_model_offline(tmp_path):
     with pytest.raises(RuntimeError, match="downloads are off"):
         Generator.load("nobody/no-such-model-xyz", cache_dir=tmp_path, offline=True)
+
+
+def test_forget_can_keep_the_system_prompt_and_prefill_caches_it(tiny_generator):
+    gen = tiny_generator
+    system = {"role": "system", "content": "You are a terse assistant who answers in one word."}
+    gen.forget()
+    gen.prefill([system])
+    kept = list(gen._cache_ids)
+    assert len(kept) >= 8
+    list(gen.stream([system, {"role": "user", "content": "hi"}], sampling=Sampling(max_new_tokens=3)))
+    assert gen.reused_tokens >= len(kept) - 1  # the turn started from the cached system prompt
+    gen.forget(keep=[system])
+    assert gen._cache_ids == kept and gen._cache.get_seq_length() == len(kept)
+    gen.forget()
+    assert gen._cache is None and gen._cache_ids == []
