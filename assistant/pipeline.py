@@ -533,7 +533,11 @@ class Assistant:
 
     def warm_up(self) -> None:
         """Get ready for a first question now (e.g. while the user is still speaking): the
-        system prompt is run through the generator once and its keys and values cached."""
+        plugins' intent router is loaded, and the system prompt is run through the generator
+        once and its keys and values cached."""
+        router = getattr(self.plugins, "warm_up", None)
+        if router is not None:  # the tools' intent router loads its sentence encoder (about 3 s)
+            router()
         prefill = getattr(self.generator, "prefill", None)
         if prefill is not None and not self.history:
             prefill([self._system_message()])
