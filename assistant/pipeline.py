@@ -489,14 +489,21 @@ class Assistant:
         With ``speak=True`` the reply also comes back as audio, synthesized sentence by
         sentence while the generator is still writing (as the voice loop does);
         ``timings["first_audio_s"]`` is the time from the start of the turn (the input audio
-        in hand) to the first reply sample ready to play."""
+        in hand, the speech engines loaded: their first load is ``speech_load_s``) to the first
+        reply sample ready to play."""
+        t_load = time.perf_counter()
+        if audio or (turn is not None and turn.audio):
+            _ = self.recognizer  # engines load before the clock starts (their time is speech_load_s)
+        synthesizer = self.synthesizer if speak else None
+        load_s = time.perf_counter() - t_load
         t0 = time.perf_counter()
         out, first = None, []
         if speak:
             from assistant.voice import SpeechOutput
 
-            out = SpeechOutput(self.synthesizer, play=False, on_notice=lambda line: self._notify(line, "warning"),
-                               on_sentence=lambda sentence: first or first.append(time.perf_counter()))
+            out = SpeechOutput(synthesizer, play=False, on_notice=lambda line: self._notify(line, "warning"),
+                               on_sentence=lambda sentence: first or first.append(time.perf_counter()),
+                               first_sentence_first=True)
         try:
             for chunk in self.stream(text, images, audio, cancel=cancel, turn=turn):
                 if on_text is not None:
@@ -511,6 +518,8 @@ class Assistant:
                 reply.timings["speak"] = time.perf_counter() - t_end + spoken.synth_s
                 if first:
                     reply.timings["first_audio_s"] = first[0] - t0
+            if load_s > 0.01:
+                reply.timings["speech_load_s"] = load_s
         finally:
             if out is not None:
                 out.close()

@@ -180,6 +180,16 @@ class WhisperRecognizer(Segmenting):
         self.source = source
         self._ct2 = ctranslate2
         self._prompts: dict[str | None, list[int]] = {}
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run the VAD and the model once on silence: their first call is the slow one (the
+        VAD's TorchScript graph is optimised then), and it belongs to loading, not to a turn."""
+        try:
+            self.vad.probabilities(np.zeros(4 * 512, np.float32))
+        except AttributeError:  # a stand-in VAD without probabilities()
+            pass
+        self.decode_chunk(np.zeros(SAMPLE_RATE // 2, np.float32))
 
     @staticmethod
     def _locate(model: str, whisper_dir, stamp_dir) -> tuple[Path, str]:
