@@ -15,6 +15,7 @@ from assistant.tui.testing import FakeAssistant
 from assistant.tui.voice_bridge import VoiceBridge, VoiceUnavailable
 from assistant.tui.widgets import LevelMeter, StatusBar
 from tests.tui.conftest import until, wait_idle
+from tests.voice.fakes import EnergyVAD
 
 RATE = 16000
 
@@ -79,16 +80,6 @@ class Devices:
 
     def speaker(self):
         return np.concatenate(self.played) if self.played else np.zeros(0, np.float32)
-
-
-class EnergyVAD:
-    """Speech = loud frames (stands in for Silero)."""
-
-    def reset(self):
-        pass
-
-    def frame_probability(self, frame):
-        return 1.0 if float(np.sqrt(np.mean(frame ** 2))) > 0.05 else 0.0
 
 
 class ToneSynth:
