@@ -11,11 +11,10 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, is_dataclass
-from pathlib import Path
 
 from assistant.errors import ConfigError, InputError, ModelError
 
-DEFAULT_SPOKEN = Path("configs/clevr_spoken.json")
+SAMPLE_RATE = 16_000
 
 
 def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -28,10 +27,14 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
     q = sub.add_parser("eval", parents=parents, help="accuracy per question type on held-out Sort-of-CLEVR scenes")
     q.add_argument("--per-type", type=int, default=50, help="questions per question type (default 50)")
     q.add_argument("--first-seed", type=int, default=1_000_000, help="first held-out scene seed")
-    q.add_argument("--spoken", default=None,
-                   help=f"spoken-question transcripts (JSON from models.train --make-spoken; default {DEFAULT_SPOKEN} if present; '' for none)")
     q.add_argument("--paraphrase", action="store_true", help="ask paraphrases instead of the canonical forms")
     q.add_argument("--only", choices=("typed", "spoken"), help="run only the typed or only the spoken questions")
+    q.add_argument("--voices", choices=("eval", "tuning", "both"), default="eval",
+                   help="who speaks the spoken questions: the evaluation voices (default; never used for training "
+                        "transcripts), the tuning voices the training transcripts were made with (for comparison), or both")
+    q.add_argument("--compare", metavar="FILE",
+                   help="results of an earlier run (--output) on the same questions, shown beside these "
+                        "(e.g. the typed run, for the spoken / typed ratio)")
     q.add_argument("--head-only", action="store_true", help="answer head only (no generator replies)")
     q.add_argument("--output", help="also write the results as JSON here")
     q.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -64,20 +67,43 @@ def make_answer_fn(bot):
     return answer
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from models.evaluate import format_table, run_evaluation, save_results
-    from models.train import load_spoken
+def make_spoken_fn(bot, *, reply: bool = True):
+    """Each spoken question in a fresh conversation, through the application's own path:
+    (audio (T,) float32 16 kHz, image) -> (transcript, reply). ``bot.ask(audio=..., images=...)``
+    recognizes with the context the app picks for the picture (the scene bias for a scene), then
+    fuses and generates. With ``reply=False`` only the recognition runs (``bot.encode``, the same
+    recognition step), for the answer head alone."""
 
-    if args.spoken is None:  # not given: the repository's transcripts when run from a checkout
-        spoken_path = str(DEFAULT_SPOKEN) if DEFAULT_SPOKEN.is_file() else ""
-    else:  # given; "" turns the spoken evaluation off
-        spoken_path = args.spoken
-    if args.only == "spoken" and not spoken_path:
-        raise InputError(f"--only spoken needs spoken-question transcripts ({DEFAULT_SPOKEN} is not here; pass --spoken FILE)")
-    try:
-        spoken = load_spoken(spoken_path, "eval") if spoken_path else None
-    except FileNotFoundError as e:
-        raise InputError(str(e)) from e
+    def spoken(audio, image):
+        bot.reset()
+        if not reply:
+            turn = bot.encode(bot.prepare(images=[image], audio=[(audio, SAMPLE_RATE)]))
+            return (turn.transcript[0] if turn.transcript else ""), None
+        out = bot.ask(audio=[(audio, SAMPLE_RATE)], images=[image])
+        return (out.transcript[0] if out.transcript else ""), out.text
+
+    return spoken
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from models.evaluate import SPOKEN, SPOKEN_TUNING, format_table, load_results, run_evaluation, save_results
+
+    variants = []
+    if args.only != "spoken":
+        variants.append("typed")
+    if args.only != "typed":
+        variants += {"eval": [SPOKEN], "tuning": [SPOKEN_TUNING], "both": [SPOKEN, SPOKEN_TUNING]}[args.voices]
+    setup = {"per_type": args.per_type, "first_seed": args.first_seed, "paraphrase": args.paraphrase}
+    compare = {}
+    if args.compare:
+        try:
+            compare, old_meta = load_results(args.compare)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{args.compare}: not a results file from `assistant eval --output` ({e})") from e
+        differs = [k for k, v in setup.items() if k in old_meta and old_meta[k] != v]
+        if differs:
+            raise InputError(f"{args.compare}: asked other questions ({', '.join(f'{k}={old_meta[k]}' for k in differs)}); "
+                             f"compare runs with the same --per-type, --first-seed and --paraphrase")
     bot = args.load_bot()
     core = getattr(bot, "fusion", None)
     if core is None and args.head_only:
@@ -91,16 +117,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         None if args.head_only else make_answer_fn(bot),
         core=core, image_encoder=bot.image_encoder,
         text_encoder=(lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens)) if core else None,
-        first_seed=args.first_seed, n_per_type=args.per_type, spoken=spoken, paraphrase=args.paraphrase, progress=progress,
-        variants=(args.only,) if args.only else ("typed", "spoken"),
+        first_seed=args.first_seed, n_per_type=args.per_type, paraphrase=args.paraphrase, progress=progress,
+        variants=tuple(variants), spoken_fn=make_spoken_fn(bot, reply=not args.head_only),
     )
-    meta = {"per_type": args.per_type, "first_seed": args.first_seed, "spoken": spoken_path, "paraphrase": args.paraphrase,
-            "only": args.only,
+    meta = {**setup, "only": args.only, "voices": args.voices if args.only != "typed" else None,
             "models": [asdict(m) if is_dataclass(m) else str(m) for m in bot.models()]}
     if args.output:
         save_results(args.output, results, meta)
+    shown = {**{k: v for k, v in compare.items() if k not in results}, **results}
     if args.json:
-        print(json.dumps({k: asdict(v) for k, v in results.items()}, indent=1))
+        print(json.dumps({k: asdict(v) for k, v in shown.items()}, indent=1))
     else:
-        print(format_table(results))
+        print(format_table(shown))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -181,3 +182,92 @@ def test_every_training_config_in_the_repository_is_valid():
         if cfg.init_from:  # a later stage names the folder an earlier config writes
             earlier = [TrainConfig.from_file(p).output_dir for p in paths if p != path]
             assert any(cfg.init_from.startswith(d) for d in earlier), path
+
+
+# ------------------------------------------------------------------------------ spoken questions
+
+
+class _FakeRecognizer:
+    """Hears the words the fake synthesizer encoded (one sample per character), records the context."""
+
+    name = "fake-whisper"
+
+    def __init__(self):
+        self.contexts = []
+
+    def transcribe(self, audio, context=None):
+        self.contexts.append(context)
+        assert audio.dtype == np.float32 and audio.ndim == 1
+        return " " + "".join(chr(int(round(x * 1000))) for x in audio[::10]) + " "
+
+
+def _fake_synth(made):
+    class Synth:
+        sample_rate = 16000
+
+        def __init__(self, voice, rate, pitch):
+            made.append((voice, rate, pitch))
+
+        def synthesize(self, text):  # each character as 10 samples at ord / 1000 (under 0.13)
+            return np.repeat(np.array([ord(c) / 1000 for c in text], np.float32), 10)
+
+    return Synth
+
+
+def test_make_spoken_uses_tuning_voices_the_scene_context_and_resumes(tmp_path):
+    from models.train import load_spoken, make_spoken, spoken_questions
+
+    rec, made = _FakeRecognizer(), []
+    path = make_spoken(tmp_path / "s.json", voices=["en-a", ("en-b", 150)], renditions=3, limit=4, recognizer=rec,
+                       synthesizer=_fake_synth(made), snr_db=(200.0, 200.0), log=lambda m: None)
+    data = json.loads(path.read_text())
+    assert data["recognizer"] == "fake-whisper" and data["context"] == "scene" and data["voices"] == ["en-a", "en-b"]
+    questions = spoken_questions()[:4]
+    assert list(data["transcripts"]) == questions
+    assert rec.contexts == ["scene"] * 12  # as the app recognizes a question about a scene picture
+    for q in questions:
+        assert data["transcripts"][q] == [q] * 3  # stripped, as the app strips
+        assert [s["voice"] for s in data["settings"][q]][:2] in (["en-a", "en-b"], ["en-b", "en-a"])
+    assert {r for _v, r, _p in made} <= {140, 175, 200} and {p for _v, _r, p in made} <= {35, 50, 70}
+    assert load_spoken(str(path), "train")[questions[0]] == [questions[0]] * 2
+    assert load_spoken(str(path), "eval")[questions[0]] == [questions[0]]
+    make_spoken(path, voices=["en-a"], renditions=3, limit=4, recognizer=rec, synthesizer=_fake_synth(made),
+                log=lambda m: None)
+    assert len(rec.contexts) == 12  # resumed: nothing recognized twice
+    other = _FakeRecognizer()
+    other.name = "another"
+    make_spoken(path, voices=["en-a"], renditions=1, limit=1, recognizer=other, synthesizer=_fake_synth(made),
+                log=lambda m: None)
+    assert json.loads(path.read_text())["recognizer"] == "another"  # another recognizer: made again
+    assert len(json.loads(path.read_text())["transcripts"]) == 1
+
+
+def test_make_spoken_covers_paraphrases_and_refuses_evaluation_voices(tmp_path):
+    from models.speech.voices import EVAL_VOICES
+    from models.train import make_spoken, spoken_questions, voice_spec
+
+    forms = spoken_questions()
+    assert len(forms) == sum(len(f) * (1 if k == clevr.DESCRIBE else 6) for k, f in clevr.TEMPLATES.items())
+    assert "What shape is the red object?" in forms and "Describe the picture." in forms
+    assert len(spoken_questions(canonical_only=True)) == 37
+    with pytest.raises(ValueError, match="evaluation voice"):
+        make_spoken(tmp_path / "s.json", voices=["en-a", voice_spec(EVAL_VOICES[0])[0]], recognizer=_FakeRecognizer(),
+                    synthesizer=_fake_synth([]), log=lambda m: None)
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_the_repository_spoken_questions_come_from_whisper_and_tuning_voices_only():
+    from pathlib import Path
+
+    from models.speech.voices import EVAL_VOICES, TUNING_VOICES
+    from models.train import load_spoken, spoken_questions, voice_spec
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "clevr_spoken.json"
+    data = json.loads(path.read_text())
+    assert data["recognizer"].startswith("whisper") and data["context"] == "scene"
+    used = {s["voice"] for settings in data["settings"].values() for s in settings}
+    assert used <= {voice_spec(v)[0] for v in TUNING_VOICES}
+    assert not used & {voice_spec(v)[0] for v in EVAL_VOICES}
+    assert list(data["transcripts"]) == spoken_questions()
+    train = load_spoken(str(path), "train")
+    assert sum(map(len, train.values())) >= 2 * len(train)
