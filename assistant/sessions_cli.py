@@ -18,10 +18,13 @@ from assistant.storage import SessionStore
 
 def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sessions", help="list, search, export, rename or delete saved sessions")
-    p.set_defaults(handler=cmd_list, json=False)
+    p.set_defaults(handler=cmd_list, json=False, limit=None, match="")
     ss = p.add_subparsers(dest="sessions_command", metavar="COMMAND")
 
     q = ss.add_parser("list", parents=parents, help="saved sessions, most recent first")
+    q.add_argument("--limit", type=int, default=None, metavar="N", help="only the N most recent")
+    q.add_argument("--match", default="", metavar="WORDS",
+                   help="only sessions whose title holds every word (or with this id)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(handler=cmd_list)
 
@@ -57,8 +60,8 @@ def _when(t: float) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with SessionStore.open() as store:
-        sessions = store.list_sessions()
-    if getattr(args, "json", False):
+        sessions = store.list_sessions(args.limit, match=args.match)
+    if args.json:
         print(json.dumps([asdict(s) for s in sessions], indent=2, ensure_ascii=False))
         return 0
     if not sessions:

@@ -148,6 +148,26 @@ def m003_turn_error(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE turns ADD COLUMN stop_reason TEXT")
 
 
+@migration
+def m004_session_list(db: sqlite3.Connection) -> None:
+    # The session list reads a page of the most recent sessions with their turn counts: an index
+    # in that order, and a count kept by triggers, so neither grows with sessions or turns.
+    _script(
+        db,
+        """
+        ALTER TABLE sessions ADD COLUMN turn_count INTEGER NOT NULL DEFAULT 0;
+        UPDATE sessions SET turn_count = (SELECT COUNT(*) FROM turns WHERE turns.session_id = sessions.id);
+        CREATE TRIGGER turns_count_ai AFTER INSERT ON turns BEGIN
+            UPDATE sessions SET turn_count = turn_count + 1 WHERE id = new.session_id;
+        END;
+        CREATE TRIGGER turns_count_ad AFTER DELETE ON turns BEGIN
+            UPDATE sessions SET turn_count = turn_count - 1 WHERE id = old.session_id;
+        END;
+        CREATE INDEX sessions_recent ON sessions(updated DESC, id DESC);
+        """
+    )
+
+
 # ----------------------------------------------------------------------------- records
 
 
@@ -285,16 +305,35 @@ class SessionStore:
             )
         return Session(cur.lastrowid, title, now, now, 0)
 
-    def list_sessions(self, limit: int | None = None) -> list[Session]:
-        """Sessions, the most recently used first."""
-        sql = (
-            "SELECT s.id, s.title, s.created, s.updated, COUNT(t.id) AS n FROM sessions s "
-            "LEFT JOIN turns t ON t.session_id = s.id GROUP BY s.id ORDER BY s.updated DESC, s.id DESC"
-        )
+    def list_sessions(self, limit: int | None = None, *, after: Session | None = None,
+                      match: str = "") -> list[Session]:
+        """Sessions, the most recently used first.
+
+        ``limit``: at most this many; ``after``: the ones that come after this session in that
+        order (the last one of the previous page); ``match``: only those whose title holds every
+        word of it (or whose id it is, as ``42`` or ``#42``). A page costs the same however many
+        sessions there are.
+        """
+        where, params = _session_filter(match)
+        if after is not None:
+            where.append("(s.updated < ? OR (s.updated = ? AND s.id < ?))")
+            params += [after.updated, after.updated, after.id]
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions s"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY s.updated DESC, s.id DESC"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += " LIMIT ?"
+            params.append(int(limit))
         with self._lock:
-            return [Session(r[0], r[1], r[2], r[3], r[4]) for r in self._db.execute(sql)]
+            return [Session(*r) for r in self._db.execute(sql, params)]
+
+    def count_sessions(self, match: str = "") -> int:
+        """How many sessions there are (with ``match``: how many :meth:`list_sessions` would list)."""
+        where, params = _session_filter(match)
+        sql = "SELECT COUNT(*) FROM sessions s" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._lock:
+            return self._db.execute(sql, params).fetchone()[0]
 
     def get_session(self, session_id: int | str) -> Session:
         """The session, or :class:`InputError` naming the id when there is none."""
@@ -303,14 +342,10 @@ class SessionStore:
         except (TypeError, ValueError):
             raise InputError(f"{session_id!r}: not a session id (see `assistant sessions list`)") from None
         with self._lock:
-            r = self._db.execute(
-                "SELECT s.id, s.title, s.created, s.updated, "
-                "(SELECT COUNT(*) FROM turns WHERE session_id = s.id) FROM sessions s WHERE s.id = ?",
-                (sid,),
-            ).fetchone()
+            r = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.id = ?", (sid,)).fetchone()
         if r is None:
             raise InputError(f"session {sid}: no such session (see `assistant sessions list`)")
-        return Session(r[0], r[1], r[2], r[3], r[4])
+        return Session(*r)
 
     def last_session(self) -> Session | None:
         """The most recently used session (what the app resumes on start)."""
@@ -446,29 +481,36 @@ class SessionStore:
         for (rel,) in rows:
             (self.root / rel).unlink(missing_ok=True)
 
-    def turns(self, session_id: int) -> list[Turn]:
+    def turns(self, session_id: int, *, last: int | None = None) -> list[Turn]:
+        """The session's turns, oldest first; ``last``: only the latest ``last`` of them."""
+        where, params = "session_id = ?", [session_id]
+        if last is not None:
+            where = "id IN (SELECT id FROM turns WHERE session_id = ? ORDER BY id DESC LIMIT ?)"
+            params.append(int(last))
         with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM turns WHERE session_id = ? ORDER BY id", (session_id,)
-            ).fetchall()
+            rows = self._db.execute(f"SELECT * FROM turns WHERE {where} ORDER BY id", params).fetchall()
             atts = self._db.execute(
-                "SELECT a.* FROM attachments a JOIN turns t ON t.id = a.turn_id "
-                "WHERE t.session_id = ? ORDER BY a.id",
-                (session_id,),
+                f"SELECT * FROM attachments WHERE turn_id IN (SELECT id FROM turns WHERE {where}) ORDER BY id",
+                params,
             ).fetchall()
+        return self._with_attachments(rows, atts)
+
+    def get_turn(self, turn_id: int) -> Turn:
+        """One turn with its attachments (reads that turn only, however long its session)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchall()
+            atts = self._db.execute("SELECT * FROM attachments WHERE turn_id = ? ORDER BY id", (turn_id,)).fetchall()
+        if not rows:
+            raise InputError(f"turn {turn_id}: no such turn")
+        return self._with_attachments(rows, atts)[0]
+
+    def _with_attachments(self, rows: list[sqlite3.Row], atts: list[sqlite3.Row]) -> list[Turn]:
         by_turn: dict[int, list[Attachment]] = {}
         for a in atts:
             by_turn.setdefault(a["turn_id"], []).append(
                 Attachment(a["id"], a["role"], a["kind"], a["name"], self.root / a["path"])
             )
         return [self._turn(r, by_turn.get(r["id"], [])) for r in rows]
-
-    def get_turn(self, turn_id: int) -> Turn:
-        with self._lock:
-            r = self._db.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
-        if r is None:
-            raise InputError(f"turn {turn_id}: no such turn")
-        return next(t for t in self.turns(r["session_id"]) if t.id == turn_id)
 
     @staticmethod
     def _turn(r: sqlite3.Row, attachments: list[Attachment]) -> Turn:
@@ -487,19 +529,34 @@ class SessionStore:
             attachments=attachments,
         )
 
-    def history(self, session_id: int) -> list[dict[str, str]]:
-        """The session as chat messages ({role, content}), for resuming a conversation."""
-        messages: list[dict[str, str]] = []
-        for t in self.turns(session_id):
-            user = t.user_text
-            if t.transcript:
-                user = (user + "\n" if user else "") + " ".join(f"[audio: {x}]" for x in t.transcript)
-            if not user and not t.reply_text:
-                continue
-            messages.append({"role": "user", "content": user})
-            if t.reply_text:
-                messages.append({"role": "assistant", "content": t.reply_text})
-        return messages
+    def history(self, session_id: int, *, max_chars: int | None = None,
+                max_turns: int | None = None) -> list[dict[str, str]]:
+        """The session as chat messages ({role, content}), for resuming a conversation.
+
+        The latest turns, oldest first: at most ``max_turns`` of them, and at most ``max_chars``
+        characters of message text in all (a turn that would pass it ends the history there).
+        Turns are read newest first and reading stops at the bound, so resuming a long session
+        costs no more than resuming one that just fits.
+        """
+        sql = "SELECT user_text, reply_text, transcript FROM turns WHERE session_id = ? ORDER BY id DESC"
+        params: list[Any] = [session_id]
+        if max_turns is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(max_turns)))
+        newest_first: list[list[dict[str, str]]] = []
+        size = 0
+        with self._lock:
+            rows = self._db.execute(sql, params)
+            try:
+                for user_text, reply_text, transcript in rows:
+                    messages = _turn_messages(user_text, reply_text, json.loads(transcript))
+                    size += sum(len(m["content"]) for m in messages)
+                    if max_chars is not None and size > max_chars:
+                        break
+                    newest_first.append(messages)
+            finally:
+                rows.close()  # stop reading at the bound
+        return [m for messages in reversed(newest_first) for m in messages]
 
     # -- search
 
@@ -684,6 +741,35 @@ class TurnWriter:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+_SESSION_COLUMNS = "s.id, s.title, s.created, s.updated, s.turn_count"
+"""The columns of a :class:`Session`, in its field order."""
+
+
+def _session_filter(match: str) -> tuple[list[str], list[Any]]:
+    """SQL conditions (on sessions ``s``) for :meth:`SessionStore.list_sessions`'s ``match``."""
+    words = match.split()
+    if not words:
+        return [], []
+    ident = re.fullmatch(r"#?(\d+)", match.strip())
+    like = " AND ".join(r"s.title LIKE ? ESCAPE '\'" for _ in words)
+    params: list[Any] = ["%" + re.sub(r"([\\%_])", r"\\\1", w) + "%" for w in words]
+    if ident:
+        return [f"(({like}) OR s.id = ?)"], params + [int(ident.group(1))]
+    return [f"({like})"], params
+
+
+def _turn_messages(user: str, reply: str, transcript: list[str]) -> list[dict[str, str]]:
+    """A stored turn as chat messages: what the user said (typed, and heard in audio), then the reply."""
+    if transcript:
+        user = (user + "\n" if user else "") + " ".join(f"[audio: {x}]" for x in transcript)
+    if not user and not reply:
+        return []
+    messages = [{"role": "user", "content": user}]
+    if reply:
+        messages.append({"role": "assistant", "content": reply})
+    return messages
 
 
 def _plain_snippet(snippet: str) -> str:

@@ -23,12 +23,13 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, ListView
+from textual.widgets import Footer, Header
 
 from assistant.errors import AssistantError, Cancelled, InputError
 from assistant.storage import SearchHit, Session, SessionStore
 from assistant.tui import messages as m
 from assistant.tui.attachments import Pending, as_attachment, split_paths
+from assistant.tui.resume import resume_conversation
 from assistant.tui.screens import (
     ConfirmScreen,
     FilePickerScreen,
@@ -37,6 +38,7 @@ from assistant.tui.screens import (
     SearchScreen,
     SettingsScreen,
 )
+from assistant.tui.sidebar import SessionList, Sidebar
 from assistant.tui.voice_bridge import VoiceBridge, VoiceUnavailable
 from assistant.tui.widgets import (
     AssistantMessage,
@@ -44,7 +46,6 @@ from assistant.tui.widgets import (
     ChatInput,
     ChatLog,
     LevelMeter,
-    SessionList,
     StatusBar,
     SystemLine,
     Turn,
@@ -154,9 +155,7 @@ class SynesthesiaApp(App[int]):
     def compose(self):
         yield Header(show_clock=False, icon="◆")
         with Horizontal(id="body"):
-            with Vertical(id="sidebar"):
-                yield Label("Sessions", id="sidebar-title")
-                yield SessionList(id="sessions")
+            yield Sidebar(self.store, id="sidebar")
             with Vertical(id="main"):
                 yield ChatLog(id="chat")
                 yield AttachmentBar(id="attachments")
@@ -255,13 +254,11 @@ class SynesthesiaApp(App[int]):
         self.notify(msg.error, title="Models failed to load", severity="error", timeout=30)
 
     def _resume_conversation(self) -> None:
-        """Give the assistant this session's earlier turns as its conversation."""
+        """Give the assistant this session's latest turns (those that can fit) as its conversation."""
         if self.bot is None:
             return
-        self.bot.reset()
-        history = getattr(self.bot, "history", None)
-        if self.session is not None and isinstance(history, list):
-            history.extend(self.store.history(self.session.id))
+        resume_conversation(self.bot, self.store, self.session.id if self.session else None,
+                            getattr(self.bot, "settings", self.settings))
 
     # ------------------------------------------------------------------ input
 
@@ -774,12 +771,11 @@ class SynesthesiaApp(App[int]):
         self.turns.clear()
         self.sub_title = self.session.title if self.session else "new session"
         if self.session is not None:
-            stored = self.store.turns(self.session.id)
-            if len(stored) > SHOWN_TURNS:
-                chat.mount(SystemLine(f"… {len(stored) - SHOWN_TURNS} earlier turns (in the export)",
-                                      classes="system"))
+            earlier = self.session.turns - SHOWN_TURNS
+            if earlier > 0:
+                chat.mount(SystemLine(f"… {earlier} earlier turns (in the export)", classes="system"))
             widgets = []
-            for t in stored[-SHOWN_TURNS:]:
+            for t in self.store.turns(self.session.id, last=SHOWN_TURNS):
                 atts = [Pending(a.kind, a.path) for a in t.attachments if a.role == "user" and a.path.exists()]
                 user = UserMessage(t.user_text, atts, preview=self.settings.ui.image_preview,
                                    transcript=t.transcript)
@@ -796,7 +792,7 @@ class SynesthesiaApp(App[int]):
             except InputError:
                 self.session = None
         self.sub_title = self.session.title if self.session else "new session"
-        self.query_one(SessionList).fill(self.store.list_sessions(), self.session.id if self.session else None)
+        self.query_one(Sidebar).show(self.session.id if self.session else None)
 
     def switch_session(self, session_id: int | None) -> bool:
         if self.job is not None:
@@ -815,10 +811,10 @@ class SynesthesiaApp(App[int]):
         self._show_session()
         self._resume_conversation()
 
-    @on(ListView.Selected, "#sessions")
-    def _session_chosen(self, event: ListView.Selected) -> None:
-        session = getattr(event.item, "session", None)
-        if session is not None and (self.session is None or session.id != self.session.id):
+    @on(SessionList.Chosen)
+    def _session_chosen(self, event: SessionList.Chosen) -> None:
+        session = event.session
+        if self.session is None or session.id != self.session.id:
             self.switch_session(session.id)
         self.query_one(ChatInput).focus()
 

@@ -1,4 +1,5 @@
-"""The widgets of the chat screen: messages, previews, attachment chips, meters, the status bar."""
+"""The widgets of the chat screen: messages, previews, attachment chips, meters, the status bar
+(the sessions sidebar is :mod:`assistant.tui.sidebar`)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,13 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Input, Label, ListItem, ListView, Markdown, Static
+from textual.widgets import Input, Markdown, Static
 
-from assistant.storage import Session
 from assistant.tui.attachments import Pending, as_attachment
 
 # ----------------------------------------------------------------------------- image previews
@@ -299,64 +298,8 @@ def format_timings(timings: dict[str, float], limit: int = 5) -> str:
     return " · ".join(f"{k.replace('_', ' ')} {v:.2f}s" for k, v in items)
 
 
-# ----------------------------------------------------------------------------- sessions
-
-
-class SessionItem(ListItem):
-    def __init__(self, session: Session) -> None:
-        super().__init__(classes="session")
-        self.session = session
-
-    def compose(self):
-        yield Label(Text(self.session.title, overflow="ellipsis", no_wrap=True), classes="session-title")
-        n = self.session.turns
-        yield Label(Text(f"#{self.session.id} · {n} turn{'' if n == 1 else 's'}"), classes="session-meta")
-
-
-class SessionList(ListView):
-    """Sessions, most recent first. Enter opens; r renames; d deletes; e exports; n starts a new one."""
-
-    BINDINGS = [
-        Binding("r", "rename", "Rename"),
-        Binding("d,delete", "delete", "Delete"),
-        Binding("e", "export", "Export"),
-        Binding("n", "new", "New"),
-    ]
-
-    class Act(Message):
-        def __init__(self, action: str, session: Session | None) -> None:
-            super().__init__()
-            self.action = action
-            self.session = session
-
-    def fill(self, sessions: list[Session], current: int | None) -> None:
-        self.clear()
-        items = [SessionItem(s) for s in sessions]
-        self.extend(items)
-        for i, s in enumerate(sessions):
-            if s.id == current:
-                self.index = i
-                break
-
-    def _selected(self) -> Session | None:
-        item = self.highlighted_child
-        return item.session if isinstance(item, SessionItem) else None
-
-    def action_rename(self) -> None:
-        self.post_message(self.Act("rename", self._selected()))
-
-    def action_delete(self) -> None:
-        self.post_message(self.Act("delete", self._selected()))
-
-    def action_export(self) -> None:
-        self.post_message(self.Act("export", self._selected()))
-
-    def action_new(self) -> None:
-        self.post_message(self.Act("new", None))
-
-
 __all__ = [
     "AssistantMessage", "AttachmentBar", "ChatInput", "ChatLog", "HalfBlockImage", "LevelMeter",
-    "SessionItem", "SessionList", "StatusBar", "SystemLine", "Turn", "UserMessage", "as_attachment",
+    "StatusBar", "SystemLine", "Turn", "UserMessage", "as_attachment",
     "format_timings", "image_preview",
 ]

@@ -12,6 +12,7 @@ from assistant.config import Settings
 from assistant.errors import ModelError
 from assistant.tui.app import SynesthesiaApp
 from assistant.tui.screens import HelpScreen, SearchScreen, SettingsScreen
+from assistant.tui.sidebar import SessionList
 from assistant.tui.testing import FailAfter, FakeAssistant
 from assistant.tui.widgets import (
     AssistantMessage,
@@ -19,7 +20,6 @@ from assistant.tui.widgets import (
     ChatInput,
     HalfBlockImage,
     LevelMeter,
-    SessionList,
     StatusBar,
     SystemLine,
     UserMessage,

@@ -37,6 +37,13 @@ def test_list_plain_and_bare(filled, capsys):
     assert "Paris trip" in out and "Cats" in out
 
 
+def test_list_the_most_recent_or_by_title(filled, capsys):
+    assert main("sessions", "list", "--limit", "1", "--json") == 0
+    assert [d["title"] for d in json.loads(capsys.readouterr().out)] == ["Cats"]
+    assert main("sessions", "list", "--match", "paris", "--json") == 0
+    assert [d["title"] for d in json.loads(capsys.readouterr().out)] == ["Paris trip"]
+
+
 def test_export_search_rename_delete(filled, tmp_path, capsys):
     a, b = filled
     assert main("sessions", "export", str(a), str(tmp_path / "bundle")) == 0

@@ -1,0 +1,262 @@
+"""Growth benchmark: how costs grow with the work (sessions stored, turns in a session, history resumed).
+
+    python benchmarks/bench_growth.py [--sessions 10,1000,10000] [--turns 1,1000,5000]
+                                      [--resume 0,100,1000] [--only tui,save,resume] [--out FILE]
+
+One function a family of rows, each returning :class:`Row`s for the same table (add new
+families beside them):
+
+  * :func:`tui_ready_rows`: the terminal UI with N sessions stored (a fresh database built
+    through :class:`SessionStore`, one turn a session, the latest resumed), started in a child
+    process on the scripted stand-in model; wall time from starting the child until the input
+    bar has the focus and the session list is filled (Python start and imports included), and
+    the child's peak RSS.
+  * :func:`save_turn_rows`: :meth:`SessionStore.begin_turn` and :meth:`TurnWriter.finish` of the
+    N-th turn of a session (median of ``--repeats x 5``).
+  * :func:`resume_rows`: the real offline assistant (``Assistant.load``, plugins on, as
+    ``assistant`` loads it); a stored session of N turns resumed as the terminal UI resumes it
+    (:func:`assistant.tui.resume.resume_conversation`), then a question: seconds from the resume
+    to the first reply chunk, beside the same question in a fresh conversation (median of
+    ``--repeats``, alternating).
+
+Prints a Markdown table (for the README) and writes it to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+QUESTION = "What is the capital of France?"
+REPLY = ("The number {i} is a whole number. It comes after {j} and before {k}, and like every whole "
+         "number it can be written as a sum of ones. People use it to count, to label and to measure.")
+
+
+@dataclass
+class Row:
+    cost: str
+    size: str
+    time: str
+    memory: str = "—"
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sizes(text: str) -> list[int]:
+    return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def add_turns(store, session_id: int, first: int, last: int) -> None:
+    """Store turns ``first``..``last - 1`` of a conversation about numbers."""
+    for i in range(first, last):
+        store.record_turn(session_id, f"Tell me one fact about the number {i}.",
+                          REPLY.format(i=i, j=i - 1, k=i + 1))
+
+
+# ----------------------------------------------------------------------------- terminal UI start
+
+
+def build_sessions(db: Path, n: int) -> None:
+    """A database of ``n`` sessions with one turn each, through the store's API."""
+    from assistant.storage import SessionStore
+
+    with SessionStore.open(db) as store:
+        for i in range(n):
+            session = store.create_session(f"Session {i + 1}: numbers")
+            add_turns(store, session.id, i, i + 1)
+
+
+def tui_child(db: str) -> None:
+    """Run in the child: start the app on ``db`` (headless) and report once it is ready."""
+    import asyncio
+
+    from assistant.config import Settings
+    from assistant.storage import SessionStore
+    from assistant.tui.app import SynesthesiaApp
+    from assistant.tui.sidebar import SessionList
+    from assistant.tui.testing import FakeAssistant
+    from assistant.tui.widgets import ChatInput
+
+    async def when_ready(pilot) -> None:
+        app = pilot.app
+        while not (isinstance(app.focused, ChatInput) and app.query_one(SessionList).option_count):
+            await asyncio.sleep(0.005)
+        drawn = asyncio.Event()
+        app.call_after_refresh(drawn.set)
+        await drawn.wait()  # the frame with them is drawn
+        listed = app.query_one(SessionList).option_count
+        print(json.dumps({"peak_mb": peak_mb(), "listed": listed}), flush=True)
+        app.exit()
+
+    with SessionStore.open(db) as store:
+        app = SynesthesiaApp(Settings(), FakeAssistant, store, cursor_blink=False)
+        app.run(headless=True, size=(120, 40), auto_pilot=when_ready)
+
+
+def tui_ready_rows(counts: list[int]) -> list[Row]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in counts:
+            db = Path(tmp) / f"sessions-{n}" / "sessions.db"
+            t0 = time.perf_counter()
+            build_sessions(db, n)
+            print(f"  built {n:,} sessions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            t0 = time.perf_counter()
+            child = subprocess.Popen([sys.executable, __file__, "--tui-child", str(db)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True)
+            line = child.stdout.readline()
+            ready = time.perf_counter() - t0
+            child.wait()
+            if not line:
+                raise SystemExit(f"bench_growth: the terminal UI did not start ({n} sessions)")
+            report = json.loads(line)
+            rows.append(Row("terminal UI ready", f"{n:,} sessions ({report['listed']} listed)",
+                            f"{ready:.2f} s", f"{report['peak_mb']:.0f} MB"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- saving a turn
+
+
+def save_turn_rows(lengths: list[int], repeats: int) -> list[Row]:
+    from assistant.storage import SessionStore
+
+    begin_rows, finish_rows = [], []
+    with tempfile.TemporaryDirectory() as tmp, SessionStore.open(Path(tmp) / "sessions.db") as store:
+        session = store.create_session("long")
+        stored = 0
+        for n in sorted(lengths):
+            add_turns(store, session.id, stored, n - 1)  # the measured turn is the n-th
+            stored = max(stored, n - 1)
+            begin, finish = [], []
+            for _ in range(repeats * 5):
+                t0 = time.perf_counter()
+                writer = store.begin_turn(session.id, "One more question?")
+                t1 = time.perf_counter()
+                writer.append("One more answer.")
+                t2 = time.perf_counter()
+                writer.finish("One more answer.")
+                t3 = time.perf_counter()
+                store.delete_turn(writer.turn_id)
+                begin.append(t1 - t0)
+                finish.append(t3 - t2)
+            begin_rows.append(Row("save a turn: `begin_turn`", f"turn {n:,}", ms(statistics.median(begin))))
+            finish_rows.append(Row("save a turn: `TurnWriter.finish`", f"turn {n:,}", ms(statistics.median(finish))))
+    return finish_rows + begin_rows
+
+
+# ----------------------------------------------------------------------------- resuming a session
+
+
+def first_chunk(bot, store, session_id: int | None, settings) -> tuple[float, int, int]:
+    """(seconds from the resume to the first reply chunk, messages resumed, messages of them in the prompt)."""
+    from assistant.tui.resume import resume_conversation
+
+    t0 = time.perf_counter()
+    given = resume_conversation(bot, store, session_id, settings)
+    chunks = bot.stream(QUESTION)
+    next(chunks)
+    elapsed = time.perf_counter() - t0
+    chunks.close()  # the pipeline keeps what fitted, plus the question and the partial reply
+    return elapsed, given, max(0, len(bot.history) - 2)
+
+
+def resume_rows(lengths: list[int], repeats: int) -> list[Row]:
+    from assistant.config import Settings
+    from assistant.pipeline import Assistant
+    from assistant.storage import SessionStore
+
+    settings = Settings()
+    settings.offline = True
+    t0 = time.perf_counter()
+    bot = Assistant.load(settings)
+    print(f"  assistant loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, SessionStore.open(Path(tmp) / "sessions.db") as store:
+        sessions = {}
+        for n in lengths:
+            sessions[n] = store.create_session(f"{n} turns").id
+            add_turns(store, sessions[n], 0, n)
+        bot.ask("Hello")  # warm-up: plugins' router, first forward pass
+        fresh: list[float] = []
+        timed: dict[int, list[tuple[float, int, int]]] = {n: [] for n in lengths}
+        for _ in range(repeats):
+            fresh.append(first_chunk(bot, store, None, settings)[0])
+            for n in lengths:
+                timed[n].append(first_chunk(bot, store, sessions[n], settings))
+        base = statistics.median(fresh)
+        rows.append(Row("first reply chunk: fresh conversation", "—", f"{base:.2f} s"))
+        for n in lengths:
+            t = statistics.median(x[0] for x in timed[n])
+            given, kept = timed[n][-1][1], timed[n][-1][2]
+            rows.append(Row("first reply chunk: after resuming", f"{n:,} turns ({given} messages read, {kept} in the prompt)",
+                            f"{t:.2f} s ({t - base:+.2f} s vs fresh)"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| cost | size | time | peak memory |", "|---|---|---|---|"]
+    lines += [f"| {r.cost} | {r.size} | {r.time} | {r.memory} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", default="10,1000,10000", help="session counts for the terminal UI start")
+    ap.add_argument("--turns", default="1,1000,5000", help="session lengths for saving a turn")
+    ap.add_argument("--resume", default="0,100,1000", help="session lengths for resuming")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", default="tui,save,resume", help="which families of rows to measure")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_growth.md"))
+    ap.add_argument("--tui-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.tui_child:
+        tui_child(args.tui_child)
+        return
+
+    import torch
+
+    families = {
+        "tui": lambda: tui_ready_rows(sizes(args.sessions)),
+        "save": lambda: save_turn_rows(sizes(args.turns), args.repeats),
+        "resume": lambda: resume_rows(sizes(args.resume), args.repeats),
+    }
+    rows: list[Row] = []
+    for name in args.only.split(","):
+        print(f"measuring {name}…", file=sys.stderr)
+        rows += families[name.strip()]()
+    head = (f"Machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, "
+            f"medians of {args.repeats} (saving a turn: {args.repeats * 5}).\n\n")
+    print(head + table(rows))
+    Path(args.out).write_text(head + table(rows), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

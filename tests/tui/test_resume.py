@@ -1,0 +1,61 @@
+"""Resuming a session gives the assistant only the latest turns that can fit in its prompt."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from assistant.tui.app import SHOWN_TURNS
+from assistant.tui.resume import MAX_CHARS_PER_TOKEN, prompt_budget, resume_conversation
+from assistant.tui.widgets import SystemLine, UserMessage
+from tests.tui.conftest import wait_idle
+
+TURNS = 300
+
+
+@pytest.fixture
+def small_budget(settings):
+    settings.generator.context_tokens = 256
+    settings.generator.max_new_tokens = 56  # 200 tokens for the conversation
+    return settings
+
+
+@pytest.fixture
+def long_session(store):
+    session = store.create_session("long")
+    for i in range(TURNS):
+        store.record_turn(session.id, f"question {i}", f"answer {i}: " + "words " * 6)
+    return session.id
+
+
+def test_resume_gives_the_latest_turns_within_the_budget(small_budget, store, bot, long_session):
+    given = resume_conversation(bot, store, long_session, small_budget)
+    assert 0 < given < 2 * TURNS and given == len(bot.history)
+    assert bot.history == store.history(long_session)[-given:]  # the tail, whole turns, in order
+    assert bot.history[-1]["content"].startswith(f"answer {TURNS - 1}:")
+    assert sum(len(m["content"]) for m in bot.history) <= 200 * MAX_CHARS_PER_TOKEN
+
+
+def test_resume_without_a_session_starts_afresh(small_budget, store, bot, long_session):
+    resume_conversation(bot, store, long_session, small_budget)
+    assert resume_conversation(bot, store, None, small_budget) == 0 and bot.history == []
+
+
+def test_the_budget_is_the_smaller_of_the_setting_and_the_model_window(small_budget):
+    bot = SimpleNamespace(generator=SimpleNamespace(context_window=128))
+    assert prompt_budget(small_budget, bot) == 128 - 56
+    assert prompt_budget(small_budget, object()) == 256 - 56
+
+
+@pytest.mark.asyncio
+async def test_the_app_resumes_a_long_session_within_the_budget(make_app, small_budget, store, bot, long_session):
+    app = make_app()
+    async with app.run_test(size=(110, 36)) as pilot:
+        await wait_idle(pilot, app)
+        assert app.session.id == long_session
+        assert 0 < len(bot.history) < 2 * TURNS and bot.history[-1]["content"].startswith(f"answer {TURNS - 1}:")
+        shown = [m.text for m in app.query(UserMessage)]
+        assert len(shown) == SHOWN_TURNS and shown[-1] == f"question {TURNS - 1}"
+        earlier = [str(line.render()) for line in app.query(SystemLine)]
+        assert any(f"{TURNS - SHOWN_TURNS} earlier turns" in line for line in earlier)
