@@ -5,6 +5,7 @@
     assistant chat                     a line REPL with history
     assistant models [--json]          each model slot and where its weights came from
     assistant models pull whisper:base download Whisper weights (needs network)
+    assistant serve [--host H] [--port P] [--api-key KEY]   an OpenAI-compatible HTTP API
 
 Common options: --config FILE, --offline / --online, --no-plugins. A user's mistake is
 printed as one line on stderr (exit status 2 for bad input); never a traceback.
@@ -21,7 +22,8 @@ from typing import Callable
 
 from assistant.errors import AssistantError, InputError
 
-FEATURE_MODULES = ["assistant.voice_cli", "assistant.sessions_cli", "assistant.plugins_cli", "assistant.train_cli"]
+FEATURE_MODULES = ["assistant.voice_cli", "assistant.sessions_cli", "assistant.plugins_cli", "assistant.train_cli",
+                   "assistant.serve.cli"]
 """Modules that add subcommands with ``add_commands(sub, parents)``."""
 
 
