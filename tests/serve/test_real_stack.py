@@ -25,6 +25,11 @@ def test_real_pipeline_through_the_api(real_bot, generator):
                   {"role": "user", "content": "What is the capital of France?"}]
         assert r.usage.prompt_tokens == generator.count_tokens(prompt)
         assert r.usage.completion_tokens == generator.generated_tokens > 0
+        follow_up = prompt[1:] + [{"role": "assistant", "content": r.choices[0].message.content},
+                                  {"role": "user", "content": "And of Germany?"}]
+        r = client.chat.completions.create(model="synesthesia", messages=follow_up)
+        assert "Berlin" in r.choices[0].message.content
+        assert generator.reused_tokens > 20  # the conversation so far came from the KV cache
 
         wav = client.audio.speech.create(model="tts-1", voice="alloy", input="What animal is in this photo?",
                                          response_format="wav").read()
