@@ -123,7 +123,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         text = data  # bytes: check_text reports invalid UTF-8 with its position
     if not text and not args.image and not args.audio:
         raise InputError("ask: give a question, an --image or an --audio file")
-    from assistant.pipeline import prepare_turn
+    from assistant.pipeline import MessageTooLong, prepare_turn
 
     settings = load_settings(args)
     turn = prepare_turn(settings, text, args.image, args.audio)  # bad input fails before loading models
@@ -136,7 +136,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     # With --speak the reply is synthesized sentence by sentence while it is generated.
-    reply = bot.ask(turn=turn, speak=bool(args.speak), on_text=None if args.json else show)
+    try:
+        reply = bot.ask(turn=turn, speak=bool(args.speak), on_text=None if args.json else show)
+    except MessageTooLong as e:
+        if args.json:  # the work done so far (a transcript) is printed, not lost
+            print(json.dumps({"error": str(e), "transcript": e.transcript,
+                              "transcript_file": str(e.saved_to) if e.saved_to else None,
+                              "tokens": e.tokens, "budget": e.budget}, ensure_ascii=False, indent=2))
+        raise
     if not args.json:
         sys.stdout.write("\n")
     if args.speak:
@@ -261,7 +268,10 @@ def _chat_turn(bot, store, session_id: int, text: str, images: list[str], audio:
         writer.finish(bot.last_reply, partial=True, stop_reason="cancelled")
         print(" [stopped]", end="")
     except AssistantError as e:
-        if writer.text:
+        kept = getattr(e, "reply", None)  # a transcript too long to answer about: keep it in the session
+        if kept is not None:
+            writer.finish(kept, partial=True, stop_reason=str(e))
+        elif writer.text:
             writer.abort(str(e))  # keep what was said, marked partial
         else:
             store.delete_turn(writer.turn_id)

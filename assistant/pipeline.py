@@ -98,6 +98,21 @@ class Reply:
         }
 
 
+class MessageTooLong(InputError):
+    """The turn does not fit the generator's context budget. Work already done is kept:
+    ``transcript`` (one string per audio input) and, when there was one, ``saved_to`` (a text
+    file holding it); ``reply`` is a partial :class:`Reply` carrying them (for the session store)."""
+
+    def __init__(self, message: str, *, tokens: int | None = None, budget: int | None = None,
+                 transcript: list[str] | None = None, saved_to: Path | None = None, reply: "Reply | None" = None):
+        super().__init__(message)
+        self.tokens = tokens
+        self.budget = budget
+        self.transcript = list(transcript or [])
+        self.saved_to = saved_to
+        self.reply = reply
+
+
 def packaged_fusion_dir() -> Path | None:
     """The trained fusion weights shipped inside the package, if any."""
     folder = Path(str(resources.files("models").joinpath("weights/fusion")))
@@ -107,13 +122,20 @@ def packaged_fusion_dir() -> Path | None:
 class Assistant:
     """The loaded models and one conversation. Build it with :meth:`load`."""
 
-    def __init__(self, settings: Settings, *, generator, image_encoder, fusion=None, fusion_source: str = "", plugins=None):
+    def __init__(self, settings: Settings, *, generator, image_encoder=None, fusion=None, fusion_source: str = "",
+                 plugins=None, progress=None):
+        """``image_encoder``: a loaded encoder (then ``fusion``, None meaning off, and
+        ``fusion_source`` are taken as given), or None to load both on the first image turn."""
         self.settings = settings
         self.generator = generator
-        self.image_encoder = image_encoder
-        self.fusion = fusion
-        self.fusion_source = fusion_source
         self.plugins = plugins
+        self._say = progress or (lambda message: None)
+        if image_encoder is None:
+            self._image_slot = _Slot(self._load_image_encoder)
+            self._fusion_slot = _Slot(lambda: self._load_fusion(self.settings, self.generator, self.image_encoder.feature_dim))
+        else:
+            self._image_slot = _Slot.ready(image_encoder)
+            self._fusion_slot = _Slot.ready((fusion, fusion_source))
         self.history: list[dict] = []
         """The conversation as sent to the chat template (without the system message)."""
         self.last_reply: Reply | None = None
@@ -131,6 +153,8 @@ class Assistant:
         self._recognizer = None
         self._synthesizer = None
         self._engines = None
+        self._speech_lock = threading.RLock()
+        self._typical_label: str | None = None
         self._cancel = threading.Event()
         self._lock = threading.Lock()
 
@@ -145,7 +169,6 @@ class Assistant:
             settings.offline = offline
         say = progress or (lambda message: None)
         from models.generator import Generator
-        from models.image import load_image_encoder
 
         try:
             generator = Generator.load(
@@ -154,17 +177,61 @@ class Assistant:
             )
         except (RuntimeError, ValueError) as e:
             raise ModelError(str(e)) from e
-        say("loading image encoder")
-        try:
-            image_encoder = load_image_encoder(settings.image.model, device=generator.device, offline=settings.offline)
-        except (RuntimeError, ValueError) as e:
-            raise ModelError(str(e)) from e
-        fusion, fusion_source = cls._load_fusion(settings, generator, image_encoder.feature_dim)
         host = None
         if plugins:
             host = _load_plugin_host(settings)
-        return cls(settings, generator=generator, image_encoder=image_encoder, fusion=fusion,
-                   fusion_source=fusion_source, plugins=host)
+        # The image encoder and the fusion core load on the first image turn, the speech
+        # engines on the first audio or spoken turn, the intent router on the first request a
+        # tool's check accepts: a text question pays for none of them (see :meth:`preload`).
+        return cls(settings, generator=generator, plugins=host, progress=progress)
+
+    def _load_image_encoder(self):
+        from models.image import load_image_encoder
+
+        self._say("loading image encoder")
+        s = self.settings
+        try:
+            return load_image_encoder(s.image.model, device=self.generator.device, offline=s.offline)
+        except (RuntimeError, ValueError) as e:
+            raise ModelError(str(e)) from e
+
+    @property
+    def image_encoder(self):
+        """The image encoder, loaded on first use."""
+        return self._image_slot.get()
+
+    @property
+    def fusion(self):
+        """The fusion core (None when off or untrained), loaded on first use."""
+        return self._fusion_slot.get()[0]
+
+    @property
+    def fusion_source(self) -> str:
+        """Where the fusion weights came from, or why fusion is off."""
+        return self._fusion_slot.get()[1]
+
+    def loaded(self) -> dict[str, bool]:
+        """Which models are in memory now (the generator always is; the rest load on first use)."""
+        router = getattr(self.plugins, "router_ready", None)
+        return {
+            "generator": True,
+            "image": self._image_slot.loaded,
+            "fusion": self._fusion_slot.loaded,
+            "speech-in": self._recognizer is not None,
+            "speech-out": self._synthesizer is not None,
+            "router": bool(router()) if callable(router) else False,
+        }
+
+    def preload(self, *, images: bool = True, speech: bool = False, router: bool = False) -> None:
+        """Load now what later turns would load on first use (e.g. in a background thread
+        while the user types): the image encoder and fusion core, the speech engines, the
+        plugins' intent router."""
+        if images:
+            _ = self.fusion  # loads the image encoder first
+        if speech:
+            _ = self.recognizer, self.synthesizer
+        if router and hasattr(self.plugins, "warm_up"):
+            self.plugins.warm_up()
 
     @staticmethod
     def _load_fusion(settings: Settings, generator, image_dim: int = 320):
@@ -205,27 +272,31 @@ class Assistant:
     @property
     def recognizer(self):
         """The speech recognizer, loaded on first use."""
-        if self._recognizer is None:
-            s = self.settings.speech
-            with self._speech_error(f"speech recognizer {s.recognizer!r}"):
-                self._recognizer = self.speech_engines.recognizer(
-                    s.recognizer, model=s.whisper_model, whisper_dir=s.whisper_dir, language=s.language,
-                    device=s.device, extra_phrases=self._domain_phrases(), cache_dir=paths.cache_dir() / "speech",
-                )
+        with self._speech_lock:
+            if self._recognizer is None:
+                s = self.settings.speech
+                self._say("loading speech recognizer")
+                with self._speech_error(f"speech recognizer {s.recognizer!r}"):
+                    self._recognizer = self.speech_engines.recognizer(
+                        s.recognizer, model=s.whisper_model, whisper_dir=s.whisper_dir, language=s.language,
+                        device=s.device, extra_phrases=self._domain_phrases(), cache_dir=paths.cache_dir() / "speech",
+                    )
         return self._recognizer
 
     @property
     def synthesizer(self):
         """The speech synthesizer, loaded on first use (says once why when it falls back to eSpeak NG)."""
-        if self._synthesizer is None:
-            s = self.settings.speech
-            with self._speech_error(f"speech synthesizer {s.tts!r}"):
-                self._synthesizer = self.speech_engines.synthesizer(
-                    s.tts, voice=s.voice, rate=s.rate, language=s.language, cache_dir=paths.cache_dir() / "speech",
-                )
-            reason = getattr(self._synthesizer, "fallback_reason", None)
-            if reason:
-                self._notify(f"speaking with {self._synthesizer.name}: {reason}", "warning")
+        with self._speech_lock:
+            if self._synthesizer is None:
+                s = self.settings.speech
+                self._say("loading voice")
+                with self._speech_error(f"speech synthesizer {s.tts!r}"):
+                    self._synthesizer = self.speech_engines.synthesizer(
+                        s.tts, voice=s.voice, rate=s.rate, language=s.language, cache_dir=paths.cache_dir() / "speech",
+                    )
+                reason = getattr(self._synthesizer, "fallback_reason", None)
+                if reason:
+                    self._notify(f"speaking with {self._synthesizer.name}: {reason}", "warning")
         return self._synthesizer
 
     @contextlib.contextmanager
@@ -300,7 +371,7 @@ class Assistant:
         """Turn encoder outputs into evidence for the generator (and fusion tokens when trained)."""
         t0 = time.perf_counter()
         answered: set[int] = set()
-        if self.fusion is not None and turn.images:
+        if turn.images and self.fusion is not None:  # (a turn without images does not load the fusion core)
             answered = self._run_fusion(turn)
         for i, labels in enumerate(turn.labels):
             if i in answered:  # the scene analysis speaks for this image; labels would only distract
@@ -436,6 +507,7 @@ class Assistant:
         from models.generator import Sampling
 
         start = time.perf_counter()
+        self.check_fits(turn)  # before any encoder runs
         self.fuse(self.encode(turn))
         if turn.labels:
             self._last_labels = turn.labels[-1]
@@ -448,12 +520,12 @@ class Assistant:
         g = self.settings.generator
         sampling = Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
                             top_k=g.top_k, repetition_penalty=g.repetition_penalty)
-        budget = min(g.context_tokens, self.generator.context_window) - g.max_new_tokens
+        budget = self.budget()
         system = [{"role": "system", "content": g.system_prompt}]
         try:
             messages = self.generator.fit(system + self.history + [{"role": "user", "content": plain}], budget)
         except ValueError as e:
-            raise InputError(f"message: {e}") from e
+            raise self._too_long(turn, e, budget) from e
         if turn.fusion_tokens:
             messages[-1] = {"role": "user", "content": self.user_message(turn, with_fusion=True)}
         t0 = time.perf_counter()
@@ -481,6 +553,79 @@ class Assistant:
                                     timings=turn.timings, partial=partial, images=turn.image_names,
                                     audio_inputs=turn.audio_names, tool=tool)
 
+    # ------------------------------------------------------------------ context budget
+
+    def budget(self) -> int:
+        """Tokens the system prompt and the user's message may take: the context budget less
+        the room kept for the reply (older turns are dropped to make room, never this one)."""
+        g = self.settings.generator
+        return min(g.context_tokens, self.generator.context_window) - g.max_new_tokens
+
+    def check_fits(self, turn: Turn) -> None:
+        """Refuse a turn that cannot fit the context budget before any encoder works on it.
+
+        The message is measured as the generator will see it, with each image's note
+        estimated (its exact line with ``image.top_k`` labels of typical length: the labels
+        are not known before encoding) and each recording's transcript left out (unknowable
+        before recognition). A turn near the limit passes and is measured exactly after
+        encoding; one clearly over it is refused in one line naming the limit."""
+        if not (turn.images or turn.audio) or (self.plugins is not None and turn.text.lstrip().startswith("/")):
+            return  # a text-only turn costs nothing to encode; generator.fit measures it
+        budget = self.budget()
+        system = {"role": "system", "content": self.settings.generator.system_prompt}
+
+        def size(n_images: int) -> int:
+            probe = Turn(text=turn.text, image_names=turn.image_names[:n_images], audio_names=turn.audio_names,
+                         transcript=["" for _ in turn.audio], context=self._pending_context + turn.context)
+            probe.images = [None] * n_images
+            probe.evidence = [self._estimated_image_note(i, probe.image_names[i]) for i in range(n_images)]
+            if turn.text.strip():
+                probe.evidence += [f"Audio {i + 1} ({name}) says: " for i, name in enumerate(turn.audio_names)]
+            return self.generator.count_tokens([system, {"role": "user", "content": self.user_message(probe)}])
+
+        total = size(len(turn.images))
+        if total <= budget:
+            return
+        if not turn.images:
+            raise MessageTooLong(f"message: {total:,} tokens before the recording is even transcribed; the model's "
+                                 f"context budget is {budget:,} tokens (shorten the text)", tokens=total, budget=budget)
+        base = size(0)
+        each = (total - base) / len(turn.images)
+        fits = max(0, int((budget - base) // each)) if base <= budget else 0
+        n = len(turn.images)
+        where = "the text alone is too long" if base > budget else f"send at most {fits} image{'s' * (fits != 1)} per message"
+        raise MessageTooLong(
+            f"message: {n} images need about {total - base:,} tokens of notes (about {each:.0f} each) and the text "
+            f"{base:,}; the model's context budget is {budget:,} tokens (generator.context_tokens less "
+            f"max_new_tokens): {where}", tokens=total, budget=budget)
+
+    def _estimated_image_note(self, index: int, name: str) -> str:
+        """What ``fuse`` will probably write about an image, before it is encoded: its line
+        with ``image.top_k`` labels of median length (in tokens) among the ImageNet labels."""
+        if self._typical_label is None:
+            from models.image import imagenet_labels
+
+            encode = getattr(self.generator, "encode", None) or str.split
+            names = sorted({label.split(",")[0] for label in imagenet_labels()})
+            ordered = sorted(names, key=lambda n: (len(encode(f" {n} (10%),")), n))
+            self._typical_label = ordered[len(ordered) // 2]
+        shares = [45, 20, 10] + [5] * max(0, self.settings.image.top_k - 3)
+        seen = ", ".join(f"{self._typical_label} ({p}%)" for p in shares[:self.settings.image.top_k])
+        return f"Image {index + 1} ({name}) shows, by an ImageNet classifier: {seen}"
+
+    def _too_long(self, turn: Turn, error: ValueError, budget: int) -> MessageTooLong:
+        """The measured message is over the budget: keep what took time to make (the transcript)."""
+        message = f"message: {error}"
+        if not any(t.strip() for t in turn.transcript):
+            return MessageTooLong(message, budget=budget)
+        saved = _save_transcript(turn)
+        names = ", ".join(turn.audio_names)
+        reply = Reply(text="", transcript=turn.transcript, evidence=turn.evidence, timings=turn.timings, partial=True,
+                      images=turn.image_names, audio_inputs=turn.audio_names)
+        return MessageTooLong(
+            f"{message}; the transcript of {names} was kept in {saved} (too long to answer about at once: ask about "
+            f"a part of it, e.g. `/read {saved}`)", budget=budget, transcript=turn.transcript, saved_to=saved, reply=reply)
+
     def ask(self, text: str | bytes = "", images: Sequence = (), audio: Sequence = (), *,
             speak: bool = False, cancel: threading.Event | None = None, turn: Turn | None = None,
             on_text=None) -> Reply:
@@ -491,8 +636,12 @@ class Assistant:
         ``timings["first_audio_s"]`` is the time from the start of the turn (the input audio
         in hand, the speech engines loaded: their first load is ``speech_load_s``) to the first
         reply sample ready to play."""
+        if turn is None and (images or audio):
+            turn = self.prepare(text, images, audio)
+        if turn is not None:
+            self.check_fits(turn)  # before the engines load and the encoders run
         t_load = time.perf_counter()
-        if audio or (turn is not None and turn.audio):
+        if turn is not None and turn.audio:
             _ = self.recognizer  # engines load before the clock starts (their time is speech_load_s)
         synthesizer = self.synthesizer if speak else None
         load_s = time.perf_counter() - t_load
@@ -562,8 +711,8 @@ class Assistant:
         bias = self.settings.speech.bias
         if bias != "auto":
             return None if bias == "off" else bias
-        if self.fusion is None or turn.image_tokens is None or not self.fusion.cfg.domain_threshold:
-            return None
+        if turn.image_tokens is None or self.fusion is None or not self.fusion.cfg.domain_threshold:
+            return None  # (an audio-only turn does not load the fusion core)
         import torch
 
         with torch.inference_mode():
@@ -618,6 +767,47 @@ def _name(item, kind: str, index: int) -> str:
     if isinstance(item, (str, os.PathLike)):
         return Path(item).name
     return getattr(item, "filename", None) and Path(item.filename).name or f"{kind} {index + 1}"
+
+
+def _save_transcript(turn: Turn) -> Path:
+    """Write a turn's transcript to ``transcripts/`` in the data dir -> the file."""
+    folder = paths.data_dir() / "transcripts"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = Path(turn.audio_names[0]).stem if turn.audio_names else "audio"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40] or "audio"
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.txt"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}-{n}.txt"
+    parts = [said if len(turn.transcript) == 1 else f"[{name}]\n{said}"
+             for name, said in zip(turn.audio_names, turn.transcript)]
+    path.write_text("\n\n".join(parts).strip() + "\n", encoding="utf-8")
+    return path
+
+
+class _Slot:
+    """A model filled on first use, once, whichever thread asks first (the others wait)."""
+
+    def __init__(self, load):
+        self._load = load
+        self._value = None
+        self.loaded = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def ready(cls, value) -> "_Slot":
+        slot = cls(lambda: value)
+        slot._value, slot.loaded = value, True
+        return slot
+
+    def get(self):
+        if not self.loaded:
+            with self._lock:
+                if not self.loaded:
+                    self._value = self._load()
+                    self.loaded = True
+        return self._value
 
 
 def _load_plugin_host(settings: Settings):

@@ -535,6 +535,11 @@ class PluginHost:
                                       guard_timeout_s=self.timeout_s)
             return self._router
 
+    def router_ready(self) -> bool:
+        """Whether the router's sentence encoder is loaded (on the first request a tool's check
+        accepts, or by :meth:`warm_up`); text turns that no check accepts never load it."""
+        return self._router is not None and self._router.ready
+
     def _guard_failed(self, tool: Tool, error: BaseException) -> None:
         what = "did not finish in time" if isinstance(error, PluginTimeout) else f"raised {_describe(error)}"
         self._report(f"tool {tool.name} (plugin {tool.plugin}): its guard {what}; tool skipped",

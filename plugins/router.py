@@ -143,6 +143,11 @@ class Router:
         self._matrix = None  # (E, D) embeddings of every example, built on first use
         self._lock = threading.Lock()
 
+    @property
+    def ready(self) -> bool:
+        """Whether the encoder is loaded and the examples embedded."""
+        return self._matrix is not None
+
     def prepare(self) -> None:
         """Load the encoder and embed the examples (done on the first request otherwise)."""
         with self._lock:

@@ -58,3 +58,57 @@ class FakeRecognizer:
     def transcribe(self, audio):
         self.calls += 1
         return self.text if abs(audio).max() > 0.01 else ""
+
+
+class FakeImageEncoder:
+    """Counts its calls; every image gets the same feature tokens and three one-word labels
+    (as long, in the fake generator's tokens, as the median ImageNet label)."""
+
+    name = "fake-image"
+    feature_dim = 320
+
+    def __init__(self):
+        self.calls = 0
+        self.images_seen = 0
+
+    def encode(self, images, top_k=3, min_probability=0.0):
+        from models.image import ImageFeatures
+
+        self.calls += 1
+        self.images_seen += len(images)
+        labels = [[("tabby", 0.45), ("lynx", 0.2), ("ox", 0.1)][:top_k] for _ in images]
+        return ImageFeatures(tokens=torch.zeros(len(images), 49, self.feature_dim), labels=labels)
+
+
+class FakeSynthesizer:
+    name = "fake-tts"
+    sample_rate = 16000
+
+    def __init__(self):
+        self.said: list[str] = []
+
+    def synthesize(self, text):
+        import numpy as np
+
+        self.said.append(text)
+        return np.zeros(1600, np.float32)
+
+
+def fake_speech_engines(recognizer=None, synthesizer=None, built=None):
+    """A speech-engine registry whose 'whisper' and 'piper' build the fakes (and count it in ``built``)."""
+    from models.speech.engines import SpeechEngines
+
+    built = built if built is not None else []
+    engines = SpeechEngines()
+
+    def make_recognizer(**options):
+        built.append("recognizer")
+        return recognizer or FakeRecognizer()
+
+    def make_synthesizer(**options):
+        built.append("synthesizer")
+        return synthesizer or FakeSynthesizer()
+
+    engines.add("whisper", make_recognizer, kind="recognizer", description="fake recognizer")
+    engines.add("piper", make_synthesizer, kind="synthesizer", description="fake voice")
+    return engines
