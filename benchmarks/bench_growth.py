@@ -17,7 +17,8 @@ families beside them):
     ``assistant`` loads it); a stored session of N turns resumed as the terminal UI resumes it
     (:func:`assistant.tui.resume.resume_conversation`), then a question: seconds from the resume
     to the first reply chunk, beside the same question in a fresh conversation (median of
-    ``--repeats``, alternating).
+    ``--repeats``, alternating); and the same question asked after ``Assistant.warm_up()``,
+    which the terminal UI runs in the background after resuming (clock from the question).
 
 Prints a Markdown table (for the README) and writes it to ``--out``.
 """
@@ -172,12 +173,18 @@ def save_turn_rows(lengths: list[int], repeats: int) -> list[Row]:
 # ----------------------------------------------------------------------------- resuming a session
 
 
-def first_chunk(bot, store, session_id: int | None, settings) -> tuple[float, int, int]:
-    """(seconds from the resume to the first reply chunk, messages resumed, messages of them in the prompt)."""
+def first_chunk(bot, store, session_id: int | None, settings, *, warm: bool = False) -> tuple[float, int, int]:
+    """(seconds from the resume to the first reply chunk, messages resumed, messages of them in the prompt).
+
+    ``warm``: the question comes after ``bot.warm_up()`` (which the terminal UI runs in the
+    background after a resume, while the user types); the clock starts at the question."""
     from assistant.tui.resume import resume_conversation
 
     t0 = time.perf_counter()
     given = resume_conversation(bot, store, session_id, settings)
+    if warm:
+        bot.warm_up()
+        t0 = time.perf_counter()
     chunks = bot.stream(QUESTION)
     next(chunks)
     elapsed = time.perf_counter() - t0
@@ -204,16 +211,22 @@ def resume_rows(lengths: list[int], repeats: int) -> list[Row]:
         bot.ask("Hello")  # warm-up: plugins' router, first forward pass
         fresh: list[float] = []
         timed: dict[int, list[tuple[float, int, int]]] = {n: [] for n in lengths}
+        warmed: dict[int, list[float]] = {n: [] for n in lengths}
         for _ in range(repeats):
             fresh.append(first_chunk(bot, store, None, settings)[0])
             for n in lengths:
                 timed[n].append(first_chunk(bot, store, sessions[n], settings))
+                warmed[n].append(first_chunk(bot, store, sessions[n], settings, warm=True)[0])
         base = statistics.median(fresh)
         rows.append(Row("first reply chunk: fresh conversation", "—", f"{base:.2f} s"))
         for n in lengths:
             t = statistics.median(x[0] for x in timed[n])
             given, kept = timed[n][-1][1], timed[n][-1][2]
             rows.append(Row("first reply chunk: after resuming", f"{n:,} turns ({given} messages read, {kept} in the prompt)",
+                            f"{t:.2f} s ({t - base:+.2f} s vs fresh)"))
+        for n in lengths:
+            t = statistics.median(warmed[n])
+            rows.append(Row("first reply chunk: after resuming and `warm_up`", f"{n:,} turns",
                             f"{t:.2f} s ({t - base:+.2f} s vs fresh)"))
     return rows
 

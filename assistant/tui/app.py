@@ -254,11 +254,23 @@ class SynesthesiaApp(App[int]):
         self.notify(msg.error, title="Models failed to load", severity="error", timeout=30)
 
     def _resume_conversation(self) -> None:
-        """Give the assistant this session's latest turns (those that can fit) as its conversation."""
+        """Give the assistant this session's latest turns (those that can fit) as its conversation,
+        then let it get ready for the next question in the background (:meth:`_warm_up`)."""
         if self.bot is None:
             return
         resume_conversation(self.bot, self.store, self.session.id if self.session else None,
                             getattr(self.bot, "settings", self.settings))
+        if callable(getattr(self.bot, "warm_up", None)):
+            self._warm_up(self.bot)
+
+    @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False)
+    def _warm_up(self, bot: Any) -> None:
+        """``bot.warm_up()`` while the user types: what the assistant can compute before the
+        question (its prompt so far). A speed-up only: a failure is logged, nothing else."""
+        try:
+            bot.warm_up()
+        except Exception:
+            log.warning("warm-up failed", exc_info=True)
 
     # ------------------------------------------------------------------ input
 

@@ -89,12 +89,16 @@ class SessionList(OptionList):
         if len(self.sessions) >= self.total or not self.sessions:
             return
         page = self.store.list_sessions(PAGE, after=self.sessions[-1], match=self.match)
+        if len(page) < PAGE:  # the last page (sessions were deleted since the count)
+            self.total = len(self.sessions) + len(page)
+        seen = {s.id for s in self.sessions}
+        page = [s for s in page if s.id not in seen]
         first_new = len(self.sessions)
         self.remove_option(MORE)
         self.sessions += page
         self.add_options([Option(session_prompt(s), id=str(s.id)) for s in page])
         self._add_more_line()
-        self.highlighted = first_new if page else self.highlighted
+        self.highlighted = first_new if page else len(self.sessions) - 1
 
     def _add_more_line(self) -> None:
         left = self.total - len(self.sessions)

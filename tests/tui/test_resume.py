@@ -8,8 +8,9 @@ import pytest
 
 from assistant.tui.app import SHOWN_TURNS
 from assistant.tui.resume import MAX_CHARS_PER_TOKEN, prompt_budget, resume_conversation
+from assistant.tui.testing import FakeAssistant
 from assistant.tui.widgets import SystemLine, UserMessage
-from tests.tui.conftest import wait_idle
+from tests.tui.conftest import until, wait_idle
 
 TURNS = 300
 
@@ -59,3 +60,46 @@ async def test_the_app_resumes_a_long_session_within_the_budget(make_app, small_
         assert len(shown) == SHOWN_TURNS and shown[-1] == f"question {TURNS - 1}"
         earlier = [str(line.render()) for line in app.query(SystemLine)]
         assert any(f"{TURNS - SHOWN_TURNS} earlier turns" in line for line in earlier)
+
+
+class WarmingAssistant(FakeAssistant):
+    """Records the conversation it had each time it was asked to warm up."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        super().__init__()
+        self.warmed: list[list[dict]] = []
+        self.fail = fail
+
+    def warm_up(self) -> None:
+        self.warmed.append(list(self.history))
+        if self.fail:
+            raise RuntimeError("no warm-up today")
+
+
+@pytest.mark.asyncio
+async def test_the_app_warms_the_assistant_up_after_each_resume(make_app, store):
+    session = store.create_session("short")
+    store.record_turn(session.id, "hi", "hello")
+    bot = WarmingAssistant()
+    app = make_app(bot)
+    async with app.run_test(size=(110, 36)) as pilot:
+        await wait_idle(pilot, app)
+        await until(pilot, lambda: bot.warmed, what="the warm-up")
+        assert bot.warmed == [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]]
+        app.new_session()
+        await until(pilot, lambda: len(bot.warmed) == 2, what="the second warm-up")
+        assert bot.warmed[1] == []
+
+
+@pytest.mark.asyncio
+async def test_a_failed_warm_up_changes_nothing(make_app, store):
+    store.record_turn(store.create_session().id, "hi", "hello")
+    bot = WarmingAssistant(fail=True)
+    app = make_app(bot)
+    async with app.run_test(size=(110, 36)) as pilot:
+        await wait_idle(pilot, app)
+        await until(pilot, lambda: bot.warmed, what="the warm-up")
+        app.query_one("#prompt").value = "still here?"
+        await pilot.press("enter")
+        await wait_idle(pilot, app)
+        assert bot.calls[-1][0] == "still here?" and app.load_error is None
