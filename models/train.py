@@ -785,7 +785,8 @@ def _lazy_generator(cfg: TrainConfig, log):
             from models.generator import Generator
 
             log(f"loading the frozen generator ({cfg.generator})")
-            holder["g"] = Generator.load(cfg.generator, device="auto", cache_dir=cfg.generator_cache_dir or None, progress=log)
+            holder["g"] = Generator.load(cfg.generator, device="auto", runtime="torch",
+                                         cache_dir=cfg.generator_cache_dir or None, progress=log)
         return holder["g"]
 
     return get

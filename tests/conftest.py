@@ -34,7 +34,8 @@ DATA = os.path.join(os.path.dirname(__file__), "data")
 
 @pytest.fixture(scope="session")
 def generator():
-    """The real SmolLM2-135M-Instruct (converted once into the test cache)."""
+    """The real SmolLM2-135M-Instruct on the default runtime (the 4-bit ONNX graph on a CPU,
+    built once into the test cache)."""
     from models.generator import Generator
 
     return Generator.load(cache_dir=TEST_CACHE)

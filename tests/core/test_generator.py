@@ -1,26 +1,37 @@
-"""The generator loop on a tiny random Llama with SmolLM2's real tokenizer and chat template."""
+"""The generator loop on a tiny random Llama with SmolLM2's real tokenizer and chat template,
+run by both runtimes: transformers ("torch") and the 4-bit ONNX Runtime graph ("onnx")."""
 
 from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 
 from models.generator import FUSION_MARKER, Generator, Sampling
+from models.llm_onnx import greedy
 
 
 @pytest.fixture(scope="module")
-def tiny_generator(generator):
+def tiny_folder(generator, tmp_path_factory):
+    """A tiny random Llama saved as a Hugging Face folder (safetensors + SmolLM2's tokenizer)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    folder = tmp_path_factory.mktemp("tiny-llama")
     tok = generator.tokenizer
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                       eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
-    return Generator(model, tok, name="tiny", source="random")
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def tiny_generator(request, tiny_folder, tmp_path_factory):
+    return Generator.load(str(tiny_folder), device="cpu", runtime=request.param, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture
@@ -32,13 +43,19 @@ def gen(tiny_generator):
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 
 
-def test_stream_matches_transformers_greedy(gen):
+def test_stream_matches_a_plain_greedy_loop(gen):
+    """The reply equals a greedy loop written against the runtime itself (transformers'
+    generate for torch, the ONNX session token by token for onnx)."""
     chunks = list(gen.stream(MSGS, sampling=Sampling(max_new_tokens=12)))
     assert len(chunks) > 1  # streamed, not one block
-    ids = torch.tensor([gen.encode(gen.render(MSGS))])
-    ref = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
-                             eos_token_id=list(gen.eos_ids), pad_token_id=gen.tokenizer.pad_token_id)
-    assert "".join(chunks) == gen.tokenizer.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+    prompt = gen.encode(gen.render(MSGS))
+    if gen.runtime == "torch":
+        ids = torch.tensor([prompt])
+        ref = gen.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                                 eos_token_id=list(gen.eos_ids), pad_token_id=gen.tokenizer.pad_token_id)[0, len(prompt):].tolist()
+    else:
+        ref = greedy(gen.runner.decoder, prompt, 12, gen.eos_ids)
+    assert "".join(chunks) == gen.tokenizer.decode(ref, skip_special_tokens=True)
     assert gen.stop_reason in ("length", "eos")
 
 
@@ -82,6 +99,19 @@ def test_fit_drops_oldest_turns(gen):
     assert "answer 29" in fitted[-2]["content"]  # the newest turns stay
 
 
+def test_fit_keeps_the_prompt_start_while_the_conversation_grows(gen):
+    """Turns are dropped in large steps, so the prompt's start (and the KV cache of it) stays
+    the same over many turns instead of changing every turn once the budget is full."""
+    system, history, firsts = MSGS[0], [], []
+    for i in range(60):
+        history += [{"role": "user", "content": f"question {i} " + "word " * 10},
+                    {"role": "assistant", "content": f"answer {i} " + "word " * 10}]
+        fitted = gen.fit([system] + history + [{"role": "user", "content": "next?"}], budget=400)
+        assert gen.count_tokens(fitted) <= 400
+        firsts.append(fitted[1]["content"])
+    changes = sum(a != b for a, b in zip(firsts, firsts[1:]))
+    assert 1 <= changes <= 12  # full from about turn 12 on: one change per turn would be 48
+
 def test_fit_refuses_a_message_longer_than_the_context(gen):
     with pytest.raises(ValueError, match="tokens long"):
         gen.fit([MSGS[0], {"role": "user", "content": "word " * 500}], budget=200)
@@ -91,13 +121,13 @@ def test_fusion_inserts(gen):
     msgs = [{"role": "user", "content": f"Look: {FUSION_MARKER} what is it?"}]
     soft = torch.randn(4, gen.hidden_size)
     prompt = gen.render(msgs)
-    embeds = gen._prompt_embeddings(prompt, [soft])  # (1, T, hidden)
+    embeds = gen._prompt_embeddings(prompt, [soft])  # (T, hidden)
     before = gen.encode(prompt.split(FUSION_MARKER)[0])
-    assert embeds.shape[1] == len(before) + 4 + len(gen.encode(prompt.split(FUSION_MARKER)[1]))
-    assert torch.equal(embeds[0, len(before):len(before) + 4], soft)  # spliced where the marker stood
+    assert embeds.shape[0] == len(before) + 4 + len(gen.encode(prompt.split(FUSION_MARKER)[1]))
+    assert np.array_equal(embeds[len(before):len(before) + 4], soft.numpy())  # spliced where the marker stood
     other = gen._prompt_embeddings(prompt, [torch.randn(4, gen.hidden_size)])
-    with torch.no_grad():
-        assert not torch.allclose(gen.model(inputs_embeds=embeds).logits[0, -1], gen.model(inputs_embeds=other).logits[0, -1])
+    first = gen.runner.forward(gen.runner.new_cache(), embeds)
+    assert not np.allclose(first, gen.runner.forward(gen.runner.new_cache(), other))
     assert list(gen.stream(msgs, inserts=[soft], sampling=Sampling(max_new_tokens=3)))
     with pytest.raises(ValueError, match="1 fusion markers in the prompt but 2"):
         list(gen.stream(msgs, inserts=[soft, soft]))
@@ -124,6 +154,6 @@ def test_forget_can_keep_the_system_prompt_and_prefill_caches_it(tiny_generator)
     list(gen.stream([system, {"role": "user", "content": "hi"}], sampling=Sampling(max_new_tokens=3)))
     assert gen.reused_tokens >= len(kept) - 1  # the turn started from the cached system prompt
     gen.forget(keep=[system])
-    assert gen._cache_ids == kept and gen._cache.get_seq_length() == len(kept)
+    assert gen._cache_ids == kept and len(gen._cache) == len(kept)
     gen.forget()
     assert gen._cache is None and gen._cache_ids == []

@@ -1,0 +1,542 @@
+"""The generator's CPU runtime: a Llama-family decoder with 4-bit weights on ONNX Runtime.
+
+Decoding a small model on a CPU is bound by memory bandwidth: fp32 weights make every token
+read about 540 MB for SmolLM2-135M. Here the weights stay 4-bit (8-bit for the embedding
+table and the output layer) and run through ONNX Runtime's ``MatMulNBits`` kernels, which
+quantize the activations to int8 per block of 32, as llama.cpp does.
+
+Where the weights come from:
+
+* **GGUF** (the shipped SmolLM2 Q4_1 file): the blocks are used as they are, nothing is
+  re-quantized. A Q4_1 block holds 32 weights ``w = q * d + m`` (q in 0..15). ONNX Runtime's
+  fast kernels take an integer zero point, not the float offset ``m``, so each linear layer
+  is split in two exact parts::
+
+      x @ W.T  =  MatMulNBits(x; q, d, zero point 8)  +  blocksum(x) @ (m + 8 d).T
+
+  where ``blocksum(x)`` adds each block of 32 inputs, a (T, K/32) matrix: a small fp32 matmul.
+* **Hugging Face safetensors** (any Llama-architecture checkpoint, e.g. a larger SmolLM2):
+  each block of 32 is quantized the same way on load (round to nearest, min/max), so one
+  graph serves both.
+
+The graph (built with the ``onnx`` helpers, cached as ``model.onnx`` + external data) takes
+input embeddings, not token ids: the fusion core's soft tokens go in the same way as text,
+and the embedding lookup is a numpy gather from the int8 table. Attention is ONNX Runtime's
+``GroupQueryAttention`` with rotary embeddings; the KV cache lives outside the graph as
+numpy arrays, so reusing a conversation's prefix is slicing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 32
+"""Weights per quantization block (GGUF's Q4_1/Q8_0 and MatMulNBits alike)."""
+GRAPH_VERSION = 2
+"""Bumped whenever the graph layout changes, so cached graphs are rebuilt."""
+ACTIVATIONS = ("fp32", "int8")
+"""How the 4-bit layers multiply (MatMulNBits ``accuracy_level`` 0 or 4). "fp32" computes
+with float activations and reproduces the dequantized model (the same replies as
+transformers on the GGUF). "int8" rounds activations to int8 per block of 32, as llama.cpp
+does: faster, but a 135M model's greedy reply flips where two tokens are nearly tied
+("What is the capital of France?" -> "L'Alcazabal, ..."); benchmarks/bench_speed.py measures both."""
+RESCORE = 64
+"""The output layer always runs on int8 activations (its fp32 path is very slow); the
+RESCORE most likely tokens are then scored again exactly (fp32 dot products with their
+rows), so greedy choices and top-k/top-p sampling see exact logits."""
+
+
+@dataclass
+class LlamaShape:
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    context: int
+    rope_theta: float
+    eps: float
+    interleaved_rope: bool
+    """GGUF stores q/k rows permuted for pairwise (interleaved) rotary; HF for half-split."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+@dataclass
+class QLinear:
+    """A linear layer y = x @ W.T with W (N, K) in blocks of 32 along K:
+    W[n, b*32 + j] = q[n, b, j] * d[n, b] + m[n, b]  (4-bit q in 0..15; m is 0 for 8-bit)."""
+
+    q: np.ndarray  # (N, K/32, 32) uint8: 0..15 for 4 bits, 0..255 (int8 + 128) for 8 bits
+    d: np.ndarray  # (N, K/32) float32 scales
+    m: np.ndarray | None  # (N, K/32) float32 offsets (4-bit only)
+    bits: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.q.shape[0], self.q.shape[1] * BLOCK
+
+    def dequantize(self) -> np.ndarray:
+        """(N, K) float32, for tests and the embedding lookup."""
+        if self.bits == 8:
+            w = (self.q.astype(np.float32) - 128.0) * self.d[..., None]
+        else:
+            w = self.q.astype(np.float32) * self.d[..., None] + self.m[..., None]
+        return w.reshape(self.shape)
+
+    @staticmethod
+    def stack(parts: list["QLinear"]) -> "QLinear":
+        """Concatenate layers with the same input along N (q, k, v -> one qkv matmul)."""
+        m = None if parts[0].m is None else np.concatenate([p.m for p in parts])
+        return QLinear(np.concatenate([p.q for p in parts]), np.concatenate([p.d for p in parts]), m, parts[0].bits)
+
+
+# ---------------------------------------------------------------------- quantization
+
+
+def quantize4(w: np.ndarray) -> QLinear:
+    """(N, K) float -> 4-bit blocks, min/max round to nearest (the same form as GGUF Q4_1)."""
+    n, k = w.shape
+    blocks = w.astype(np.float32).reshape(n, k // BLOCK, BLOCK)
+    lo, hi = blocks.min(-1), blocks.max(-1)
+    d = (hi - lo) / 15.0
+    safe = np.where(d > 0, d, 1.0)
+    q = np.clip(np.rint((blocks - lo[..., None]) / safe[..., None]), 0, 15).astype(np.uint8)
+    return QLinear(q, d.astype(np.float32), lo.astype(np.float32), 4)
+
+
+def quantize8(w: np.ndarray) -> QLinear:
+    """(N, K) float -> symmetric 8-bit blocks (the same form as GGUF Q8_0)."""
+    n, k = w.shape
+    blocks = w.astype(np.float32).reshape(n, k // BLOCK, BLOCK)
+    d = np.abs(blocks).max(-1) / 127.0
+    safe = np.where(d > 0, d, 1.0)
+    q = np.clip(np.rint(blocks / safe[..., None]), -127, 127).astype(np.int16) + 128
+    return QLinear(q.astype(np.uint8), d.astype(np.float32), None, 8)
+
+
+def _from_gguf_blocks(raw: np.ndarray, kind: str, k: int) -> QLinear:
+    """A GGUF tensor's raw rows (N, bytes) -> QLinear, bit-exact.
+    Q4_1 block: f16 d, f16 m, 16 bytes (low nibble: weight j, high nibble: weight j + 16).
+    Q8_0 block: f16 d, 32 int8."""
+    n, kb = raw.shape[0], k // BLOCK
+    if kind == "Q4_1":
+        b = raw.reshape(n, kb, 20)
+        d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        m = b[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        qs = b[..., 4:]
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)  # (N, kb, 32) in weight order
+        return QLinear(q.astype(np.uint8), d, m, 4)
+    if kind == "Q8_0":
+        b = raw.reshape(n, kb, 34)
+        d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+        q = b[..., 2:].copy().view(np.int8).astype(np.int16) + 128
+        return QLinear(q.astype(np.uint8), d, None, 8)
+    if kind in ("F32", "F16"):
+        return quantize4(np.asarray(raw, dtype=np.float32).reshape(n, k))
+    raise ValueError(f"GGUF tensor type {kind} is not supported by the ONNX runtime (Q4_1, Q8_0, F32 and F16 are)")
+
+
+# ---------------------------------------------------------------------- weight sources
+
+
+@dataclass
+class Weights:
+    shape: LlamaShape
+    embed: QLinear  # (vocab, hidden) 8-bit: the input embedding table
+    head: QLinear  # (vocab, hidden) 8-bit: the output layer (the same table when tied)
+    final_norm: np.ndarray  # (hidden,)
+    layers: list[dict]  # per layer: attn_norm, ffn_norm (hidden,), qkv, o, gate_up, down (QLinear)
+
+
+def read_gguf(path: str | Path) -> Weights:
+    """Weights of a llama-architecture GGUF, blocks kept as stored."""
+    meta, tensors = scan_gguf(path)
+    if meta.get("general.architecture") != "llama":
+        raise ValueError(f"{path}: architecture {meta.get('general.architecture')!r}; "
+                         "the ONNX runtime runs llama-family GGUF files")
+
+    def linear(name: str) -> QLinear:
+        kind, dims, raw = tensors[name]
+        return _from_gguf_blocks(raw, kind, dims[0])  # GGUF lists (K, N)
+
+    def vector(name: str) -> np.ndarray:
+        kind, dims, raw = tensors[name]
+        return np.asarray(raw, dtype=np.float32).reshape(-1).copy()
+
+    embed = linear("token_embd.weight")
+    if embed.bits != 8:
+        embed = quantize8(embed.dequantize())
+    head = linear("output.weight") if "output.weight" in tensors else embed
+    if head.bits != 8:
+        head = quantize8(head.dequantize())
+    shape = LlamaShape(
+        vocab=embed.shape[0], hidden=int(meta["llama.embedding_length"]), layers=int(meta["llama.block_count"]),
+        heads=int(meta["llama.attention.head_count"]), kv_heads=int(meta["llama.attention.head_count_kv"]),
+        ffn=int(meta["llama.feed_forward_length"]), context=int(meta.get("llama.context_length", 2048)),
+        rope_theta=float(meta.get("llama.rope.freq_base", 10000.0)),
+        eps=float(meta.get("llama.attention.layer_norm_rms_epsilon", 1e-5)), interleaved_rope=True,
+    )
+    layers = []
+    for i in range(shape.layers):
+        p = f"blk.{i}."
+        layers.append({
+            "attn_norm": vector(p + "attn_norm.weight"), "ffn_norm": vector(p + "ffn_norm.weight"),
+            "qkv": QLinear.stack([linear(p + "attn_q.weight"), linear(p + "attn_k.weight"), linear(p + "attn_v.weight")]),
+            "o": linear(p + "attn_output.weight"),
+            "gate_up": QLinear.stack([linear(p + "ffn_gate.weight"), linear(p + "ffn_up.weight")]),
+            "down": linear(p + "ffn_down.weight"),
+        })
+    return Weights(shape, embed, head, vector("output_norm.weight"), layers)
+
+
+def scan_gguf(path: str | Path) -> tuple[dict, dict]:
+    """A GGUF file's scalar metadata and its tensors, read without parsing the metadata arrays.
+
+    ``gguf.GGUFReader`` builds a Python object for each of the ~100,000 strings of the
+    tokenizer's vocabulary and merges (5-20 s for the 98 MB SmolLM2 file on two cores); the
+    weights need none of them, so they are skipped here (about 0.1 s). Returns
+    ``({key: int | float | str | bool}, {name: (type name, dims (K, N, ...), raw rows)})``
+    where raw rows are a read-only memory map of shape (N, bytes per row)."""
+    import struct
+
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    data = np.memmap(str(path), dtype=np.uint8, mode="r")
+    buf = memoryview(data)
+    if bytes(buf[:4]) != b"GGUF":
+        raise ValueError(f"{path}: not a GGUF file")
+    version, n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
+    if version < 2:
+        raise ValueError(f"{path}: GGUF version {version} is too old")
+    pos = 24
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def string() -> str:
+        nonlocal pos
+        (n,) = struct.unpack_from("<Q", buf, pos)
+        pos += 8 + n
+        return bytes(buf[pos - n:pos]).decode("utf-8", errors="replace")
+
+    def value(kind: int):
+        nonlocal pos
+        if kind == 8:
+            return string()
+        if kind == 9:  # array: skip its elements
+            item, count = struct.unpack_from("<IQ", buf, pos)
+            pos += 12
+            if item in scalar:
+                pos += struct.calcsize("<" + scalar[item]) * count
+            else:
+                for _ in range(count):
+                    value(item)
+            return None
+        fmt = "<" + scalar[kind]
+        (v,) = struct.unpack_from(fmt, buf, pos)
+        pos += struct.calcsize(fmt)
+        return v
+
+    meta = {}
+    for _ in range(n_kv):
+        key = string()
+        (kind,) = struct.unpack_from("<I", buf, pos)
+        pos += 4
+        meta[key] = value(kind)
+    infos = []
+    for _ in range(n_tensors):
+        name = string()
+        (n_dims,) = struct.unpack_from("<I", buf, pos)
+        dims = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
+        kind, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * n_dims)
+        pos += 4 + 8 * n_dims + 12
+        infos.append((name, dims, GGMLQuantizationType(kind), offset))
+    align = int(meta.get("general.alignment", 32))
+    start = (pos + align - 1) // align * align
+    tensors = {}
+    for name, dims, kind, offset in infos:
+        block, nbytes = GGML_QUANT_SIZES[kind]
+        rows = int(np.prod(dims[1:])) if len(dims) > 1 else 1
+        row_bytes = dims[0] // block * nbytes
+        raw = data[start + offset:start + offset + rows * row_bytes].reshape(rows, row_bytes)
+        if kind.name in ("F32", "F16"):
+            raw = raw.view(np.float32 if kind.name == "F32" else np.float16)
+        tensors[name] = (kind.name, tuple(int(d) for d in dims), raw)
+    return meta, tensors
+
+
+def read_hf(folder: str | Path) -> Weights:
+    """Weights of a Hugging Face Llama-architecture folder (config.json + safetensors),
+    quantized on load: 4-bit linear layers, 8-bit embedding table and output layer."""
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_type") not in ("llama", "smollm", "smollm2"):
+        raise ValueError(f"{folder}: model type {config.get('model_type')!r}; the ONNX runtime runs Llama-architecture models")
+    tensors: dict[str, np.ndarray] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        tensors.update(_load_safetensors_float(file, load_file))
+    hidden = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    shape = LlamaShape(
+        vocab=int(config["vocab_size"]), hidden=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
+        kv_heads=int(config.get("num_key_value_heads", heads)), ffn=int(config["intermediate_size"]),
+        context=int(config.get("max_position_embeddings", 2048)), rope_theta=float(config.get("rope_theta", 10000.0)),
+        eps=float(config.get("rms_norm_eps", 1e-5)), interleaved_rope=False,
+    )
+    pre = "model." if "model.embed_tokens.weight" in tensors else ""
+    embed = quantize8(tensors[pre + "embed_tokens.weight"])
+    head = quantize8(tensors["lm_head.weight"]) if "lm_head.weight" in tensors else embed
+    layers = []
+    for i in range(shape.layers):
+        p = f"{pre}layers.{i}."
+        w = lambda name: tensors[p + name]  # noqa: E731
+        layers.append({
+            "attn_norm": w("input_layernorm.weight"), "ffn_norm": w("post_attention_layernorm.weight"),
+            "qkv": quantize4(np.concatenate([w("self_attn.q_proj.weight"), w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight")])),
+            "o": quantize4(w("self_attn.o_proj.weight")),
+            "gate_up": quantize4(np.concatenate([w("mlp.gate_proj.weight"), w("mlp.up_proj.weight")])),
+            "down": quantize4(w("mlp.down_proj.weight")),
+        })
+    return Weights(shape, embed, head, tensors[pre + "norm.weight"], layers)
+
+
+def _load_safetensors_float(file: Path, load_file) -> dict[str, np.ndarray]:
+    """float32 arrays from a safetensors file; bf16 (which numpy lacks) goes through torch."""
+    try:
+        return {k: v.astype(np.float32) for k, v in load_file(str(file)).items()}
+    except (TypeError, ValueError):
+        from safetensors.torch import load_file as load_torch
+
+        return {k: v.float().numpy() for k, v in load_torch(str(file)).items()}
+
+
+# ---------------------------------------------------------------------- the graph
+
+
+def build_graph(weights: Weights, path: Path, activations: str = "fp32") -> None:
+    """Write the decoder as an ONNX graph (``path`` + ``path.data``).
+
+    Inputs: embeds (1, T, hidden) float32; past_key_i / past_value_i (1, kv_heads, P, head_dim);
+    seqlens_k (1,) int32 = P + T - 1; total_len () int32 = P + T.
+    Outputs: logits (1, vocab) and the final normed hidden state (1, hidden) of the last
+    position; present_key_i / present_value_i (1, kv_heads, P + T, head_dim).
+    """
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"activations {activations!r}: choose one of {', '.join(ACTIVATIONS)}")
+    level = 0 if activations == "fp32" else 4
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    s = weights.shape
+    nodes, inits = [], []
+
+    def const(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(op: str, inputs: list[str], output: str | list[str], domain: str = "", **attrs):
+        outputs = [output] if isinstance(output, str) else output
+        nodes.append(helper.make_node(op, inputs, outputs, name=outputs[0], domain=domain, **attrs))
+        return output
+
+    const("block_shape", np.array([0, 0, -1, BLOCK], dtype=np.int64))
+    const("last_axis", np.array([-1], dtype=np.int64))
+
+    def linear(name: str, x: str, w: QLinear) -> str:
+        """(1, T, K) -> (1, T, N) with the weights of ``w``."""
+        n, k = w.shape
+        packed = w.q if w.bits == 8 else (w.q[..., 0::2] | (w.q[..., 1::2] << 4))  # two 4-bit weights a byte
+        y = node("MatMulNBits", [x, const(name + ".q", packed.astype(np.uint8)), const(name + ".d", w.d.reshape(-1))],
+                 name, domain="com.microsoft", K=k, N=n, bits=w.bits, block_size=BLOCK,
+                 accuracy_level=4 if w.bits == 8 else level)
+        if w.m is None:
+            return y
+        # The kernel subtracts the default zero point 8; add back m + 8 d per block: blocksum(x) @ offsets.
+        offsets = (w.m + 8.0 * w.d).T.astype(np.float32)  # (K/32, N)
+        sums = node("ReduceSum", [node("Reshape", [x, "block_shape"], name + ".blocks"), "last_axis"],
+                    name + ".sums", keepdims=0)  # (1, T, K/32)
+        shift = node("MatMul", [sums, const(name + ".m", offsets)], name + ".shift")  # (1, T, N)
+        return node("Add", [y, shift], name + ".out")
+
+    def rmsnorm(name: str, x: str, gamma: np.ndarray) -> str:
+        return node("SimplifiedLayerNormalization", [x, const(name, gamma.astype(np.float32))], name + ".out",
+                    axis=-1, epsilon=s.eps)
+
+    inv = 1.0 / (s.rope_theta ** (np.arange(0, s.head_dim, 2, dtype=np.float64) / s.head_dim))
+    angles = np.outer(np.arange(s.context, dtype=np.float64), inv)  # (context, head_dim / 2)
+    const("cos", np.cos(angles).astype(np.float32))
+    const("sin", np.sin(angles).astype(np.float32))
+    const("gate_split", np.array([s.ffn, s.ffn], dtype=np.int64))
+
+    graph_inputs = [
+        helper.make_tensor_value_info("embeds", TensorProto.FLOAT, [1, "T", s.hidden]),
+        helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
+        helper.make_tensor_value_info("total_len", TensorProto.INT32, []),
+    ]
+    graph_outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, s.vocab]),
+                     helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, s.hidden])]
+    h = "embeds"
+    for i, layer in enumerate(weights.layers):
+        p = f"l{i}."
+        for kind, dims in (("key", "P"), ("value", "P")):
+            graph_inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, [1, s.kv_heads, dims, s.head_dim]))
+            graph_outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, [1, s.kv_heads, "P+T", s.head_dim]))
+        qkv = linear(p + "qkv", rmsnorm(p + "attn_norm", h, layer["attn_norm"]), layer["qkv"])  # (1, T, (H + 2 Hkv) * D)
+        attn = node(
+            "GroupQueryAttention",
+            [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_len", "cos", "sin"],
+            [p + "attn", f"present_key_{i}", f"present_value_{i}"], domain="com.microsoft",
+            num_heads=s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=int(s.interleaved_rope),
+        )[0]  # (1, T, H * D)
+        h = node("Add", [h, linear(p + "o", attn, layer["o"])], p + "h1")
+        gate, up = node("Split", [linear(p + "gate_up", rmsnorm(p + "ffn_norm", h, layer["ffn_norm"]), layer["gate_up"]),
+                                  "gate_split"], [p + "gate", p + "up"], axis=-1)  # 2 x (1, T, ffn)
+        act = node("Mul", [node("Mul", [gate, node("Sigmoid", [gate], p + "sig")], p + "silu"), up], p + "act")
+        h = node("Add", [h, linear(p + "down", act, layer["down"])], p + "h2")
+    const("last_start", np.array([-1], dtype=np.int64))
+    const("last_end", np.array([np.iinfo(np.int64).max], dtype=np.int64))
+    const("seq_axis", np.array([1], dtype=np.int64))
+    last = node("Slice", [rmsnorm("final_norm", h, weights.final_norm), "last_start", "last_end", "seq_axis"], "last")  # (1, 1, hidden)
+    logits = linear("head", last, weights.head)  # (1, 1, vocab)
+    const("logits_shape", np.array([1, s.vocab], dtype=np.int64))
+    const("hidden_shape", np.array([1, s.hidden], dtype=np.int64))
+    node("Reshape", [logits, "logits_shape"], "logits")
+    node("Reshape", [last, "hidden_shape"], "hidden")
+
+    graph = helper.make_graph(nodes, "decoder", graph_inputs, graph_outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=1024)
+
+
+# ---------------------------------------------------------------------- cache on disk
+
+
+def prepare(weights_loader, stamp: dict, folder: Path, activations: str = "fp32") -> Path:
+    """Build the graph into ``folder`` once (``stamp`` identifies the source) and return it.
+    ``weights_loader(tmp)`` is only called when the cached graph is missing or stale; it returns
+    the :class:`Weights` and may write files of its own (the tokenizer) into ``tmp``."""
+    from safetensors.numpy import save_file
+
+    stamp = {**stamp, "graph_version": GRAPH_VERSION, "activations": activations}
+    if is_current(folder, stamp, "model.onnx"):
+        return folder
+    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        weights: Weights = weights_loader(tmp)
+        build_graph(weights, tmp / "model.onnx", activations)
+        tables = {"q": weights.embed.q, "d": weights.embed.d}
+        if weights.head is not weights.embed:
+            tables.update(head_q=weights.head.q, head_d=weights.head.d)
+        save_file(tables, str(tmp / "embed.safetensors"))
+        (tmp / "shape.json").write_text(json.dumps(asdict(weights.shape), indent=2))
+        (tmp / "source.json").write_text(json.dumps(stamp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def is_current(folder: Path, stamp: dict, required: str) -> bool:
+    """Whether ``folder`` holds ``required`` and was made from the source ``stamp`` describes."""
+    try:
+        return (folder / required).is_file() and json.loads((folder / "source.json").read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def greedy(decoder: "OnnxDecoder", prompt: list[int], max_new_tokens: int, stop: set[int]) -> list[int]:
+    """The plainest greedy loop over the session (a reference for tests and benchmarks)."""
+    reply: list[int] = []
+    cache, x = decoder.new_cache(), decoder.embed(prompt)
+    for _ in range(max_new_tokens):
+        token = int(decoder.forward(x, cache).argmax())
+        if token in stop:
+            break
+        reply.append(token)
+        x = decoder.embed([token])
+    return reply
+
+
+# ---------------------------------------------------------------------- runtime
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far: per layer (1, kv_heads, length, head_dim) arrays."""
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int):
+        empty = np.zeros((1, kv_heads, 0, head_dim), dtype=np.float32)
+        self.keys = [empty] * layers
+        self.values = [empty] * layers
+
+    def __len__(self) -> int:
+        return self.keys[0].shape[2]
+
+    def crop(self, length: int) -> None:
+        """Keep the first ``length`` positions."""
+        self.keys = [k[:, :, :length] for k in self.keys]
+        self.values = [v[:, :, :length] for v in self.values]
+
+
+class OnnxDecoder:
+    """The built graph in an ONNX Runtime session, plus the embedding table."""
+
+    def __init__(self, folder: Path, threads: int | None = None):
+        import onnxruntime as ort
+        from safetensors.numpy import load_file
+
+        self.shape = LlamaShape(**json.loads((folder / "shape.json").read_text()))
+        table = load_file(str(folder / "embed.safetensors"))
+        self._embed_q, self._embed_d = table["q"], table["d"]  # (vocab, hidden/32, 32) uint8, (vocab, hidden/32)
+        self._head_q, self._head_d = table.get("head_q", table["q"]), table.get("head_d", table["d"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def embed(self, ids) -> np.ndarray:
+        """Token ids (T,) -> (T, hidden) float32 input embeddings (the 8-bit table, dequantized)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = (self._embed_q[ids].astype(np.float32) - 128.0) * self._embed_d[ids][..., None]
+        return rows.reshape(len(ids), self.shape.hidden)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.shape.layers, self.shape.kv_heads, self.shape.head_dim)
+
+    def forward(self, embeds: np.ndarray, cache: KVCache) -> np.ndarray:
+        """(T, hidden) embeddings after ``cache`` -> logits (vocab,) of the last position; extends ``cache``."""
+        t = embeds.shape[0]
+        total = len(cache) + t
+        if total > self.shape.context:
+            raise ValueError(f"{total} tokens exceed the model's context of {self.shape.context}")
+        feed = {
+            "embeds": np.ascontiguousarray(embeds, dtype=np.float32)[None],
+            "seqlens_k": np.array([total - 1], dtype=np.int32),
+            "total_len": np.array(total, dtype=np.int32),
+        }
+        for i in range(self.shape.layers):
+            feed[f"past_key_{i}"] = cache.keys[i]
+            feed[f"past_value_{i}"] = cache.values[i]
+        out = self.session.run(self._outputs, feed)
+        logits, hidden = out[0][0], out[1][0]  # (vocab,), (hidden,)
+        cache.keys, cache.values = out[2::2], out[3::2]
+        top = np.argpartition(logits, -RESCORE)[-RESCORE:]
+        rows = (self._head_q[top].astype(np.float32) - 128.0) * self._head_d[top][..., None]  # (RESCORE, hidden/32, 32)
+        logits[top] = rows.reshape(len(top), -1) @ hidden
+        return logits

@@ -1,0 +1,156 @@
+"""The 4-bit ONNX Runtime decoder: exact block formats, the graph against transformers on the
+same (dequantized) weights, the KV cache, the tokenizer without transformers, sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import llm_onnx as L
+from models.generator import Generator, Sampling, _Chooser
+from tests.conftest import TEST_CACHE
+
+
+def test_q4_1_and_q8_0_blocks_decode_bit_exactly():
+    rng = np.random.default_rng(0)
+    n, k = 3, 64
+    q = rng.integers(0, 16, (n, k // 32, 32)).astype(np.uint8)
+    d = rng.random((n, k // 32)).astype(np.float16)
+    m = (-rng.random((n, k // 32))).astype(np.float16)
+    raw = np.concatenate([d[..., None].view(np.uint8), m[..., None].view(np.uint8),
+                          (q[..., :16] | (q[..., 16:] << 4)).astype(np.uint8)], axis=-1).reshape(n, -1)  # GGUF Q4_1 rows
+    w = L._from_gguf_blocks(raw, "Q4_1", k)
+    expected = q.astype(np.float32) * d.astype(np.float32)[..., None] + m.astype(np.float32)[..., None]
+    assert np.array_equal(w.dequantize(), expected.reshape(n, k))
+    q8 = rng.integers(-127, 128, (n, k // 32, 32)).astype(np.int8)
+    raw8 = np.concatenate([d[..., None].view(np.uint8), q8.view(np.uint8)], axis=-1).reshape(n, -1)  # Q8_0 rows
+    w8 = L._from_gguf_blocks(raw8, "Q8_0", k)
+    assert np.array_equal(w8.dequantize(), (q8.astype(np.float32) * d.astype(np.float32)[..., None]).reshape(n, k))
+
+
+def test_quantize4_error_is_within_half_a_step():
+    w = np.random.default_rng(1).standard_normal((8, 96)).astype(np.float32)
+    qw = L.quantize4(w)
+    step = np.repeat(qw.d, 32, axis=1)
+    assert np.all(np.abs(qw.dequantize() - w) <= step / 2 + 1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random Llama (transformers) and the ONNX decoder built from its folder, with the
+    transformers model then given the decoder's dequantized weights: both compute the same
+    function but for the int8 rounding of activations."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny")
+    cfg = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, rms_norm_eps=1e-5)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).eval()
+    model.save_pretrained(folder)
+    weights = L.read_hf(folder)
+    L.prepare(lambda tmp: weights, {"test": 1}, folder / "onnx")
+    decoder = L.OnnxDecoder(folder / "onnx", threads=1)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.from_numpy(weights.embed.dequantize()))
+        for layer, w in zip(model.model.layers, weights.layers):
+            qkv, gate_up = w["qkv"].dequantize(), w["gate_up"].dequantize()
+            a, b = cfg.hidden_size, cfg.hidden_size + cfg.num_key_value_heads * 16
+            layer.self_attn.q_proj.weight.copy_(torch.from_numpy(qkv[:a]))
+            layer.self_attn.k_proj.weight.copy_(torch.from_numpy(qkv[a:b]))
+            layer.self_attn.v_proj.weight.copy_(torch.from_numpy(qkv[b:]))
+            layer.self_attn.o_proj.weight.copy_(torch.from_numpy(w["o"].dequantize()))
+            layer.mlp.gate_proj.weight.copy_(torch.from_numpy(gate_up[:cfg.intermediate_size]))
+            layer.mlp.up_proj.weight.copy_(torch.from_numpy(gate_up[cfg.intermediate_size:]))
+            layer.mlp.down_proj.weight.copy_(torch.from_numpy(w["down"].dequantize()))
+    return model, decoder
+
+
+def test_graph_computes_the_model(tiny):
+    model, decoder = tiny
+    ids = list(range(3, 40))
+    with torch.no_grad():
+        ref = model(torch.tensor([ids])).logits[0].numpy()  # (T, vocab)
+    logits = decoder.forward(decoder.embed(ids), decoder.new_cache())  # (vocab,)
+    assert np.corrcoef(logits, ref[-1])[0, 1] > 0.99
+    assert np.abs(logits - ref[-1]).max() < 0.05 * np.abs(ref[-1]).max() + 0.05
+
+
+def test_cache_continues_where_the_prompt_ended(tiny):
+    _, decoder = tiny
+    ids = list(range(10, 30))
+    whole = decoder.forward(decoder.embed(ids), decoder.new_cache())
+    cache = decoder.new_cache()
+    decoder.forward(decoder.embed(ids[:12]), cache)
+    assert len(cache) == 12
+    split = decoder.forward(decoder.embed(ids[12:]), cache)  # several new tokens after a past
+    assert len(cache) == 20 and np.allclose(split, whole, atol=1e-4)
+    cache.crop(12)  # reuse the prefix for another continuation
+    again = decoder.forward(decoder.embed(ids[12:]), cache)
+    assert np.allclose(again, whole, atol=1e-4)
+
+
+def test_too_long_for_the_context_is_refused(tiny):
+    _, decoder = tiny
+    with pytest.raises(ValueError, match="exceed the model's context of 256"):
+        decoder.forward(decoder.embed([7] * 257), decoder.new_cache())
+
+
+@pytest.mark.integration
+def test_real_smollm2_graph_agrees_with_the_dequantized_model(generator):
+    """The shipped GGUF through ONNX Runtime against transformers' fp32 model of the same file."""
+    if generator.runtime != "onnx":
+        pytest.skip("the test run uses the torch runtime")
+    reference = Generator.load(device="cpu", runtime="torch", cache_dir=TEST_CACHE)
+    messages = [{"role": "user", "content": "Name three colours."}]
+    ids = generator.encode(generator.render(messages))
+    assert ids == reference.encode(reference.render(messages))  # the same tokenizer and template
+    fast = generator.runner.forward(generator.runner.new_cache(), generator.runner.embed(ids))
+    exact = reference.runner.forward(reference.runner.new_cache(), reference.runner.embed(ids))
+    assert np.array_equal(generator.runner.embed(ids), reference.runner.embed(ids).numpy())  # the same 8-bit table
+    assert np.corrcoef(fast, exact)[0, 1] > 0.995
+    assert set(np.argsort(-fast)[:5]) & set(np.argsort(-exact)[:2])
+
+
+def test_chat_tokenizer_agrees_with_transformers(generator):
+    from transformers import PreTrainedTokenizerFast
+
+    from models.chat_tokenizer import ChatTokenizer
+
+    folder = generator.tokenizer.folder if isinstance(generator.tokenizer, ChatTokenizer) else None
+    if folder is None:
+        pytest.skip("the test run uses the torch runtime")
+    ours, theirs = ChatTokenizer(folder), PreTrainedTokenizerFast.from_pretrained(folder)
+    conversations = [
+        [{"role": "user", "content": "hi"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "héllo 世界 {x} <b>"},
+         {"role": "assistant", "content": "ok\n\n  spaced"}, {"role": "user", "content": "again?"}],
+    ]
+    for messages in conversations:
+        for opening in (True, False):
+            text = ours.apply_chat_template(messages, add_generation_prompt=opening)
+            assert text == theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=opening)
+            assert ours(text)["input_ids"] == theirs(text, add_special_tokens=False)["input_ids"]
+    ids = ours("The café — ok")["input_ids"]
+    assert ours.decode(ids) == theirs.decode(ids)
+    assert (ours.eos_token_id, ours.pad_token_id, len(ours)) == (theirs.eos_token_id, theirs.pad_token_id, len(theirs))
+
+
+def test_no_repeat_ngram_blocks_an_earlier_replys_phrases():
+    chooser = _Chooser(Sampling(no_repeat_ngram=3), seed=0, earlier=[[5, 6, 7, 8]])
+    logits = np.zeros(10, dtype=np.float32)
+    logits[7] = 5.0  # the model wants to continue 5 6 -> 7, as the earlier reply did
+    logits[9] = 1.0
+    assert chooser.choose(logits, [5, 6]) == 9
+    assert chooser.choose(logits, [4, 6]) == 7  # another context: allowed
+    plain = _Chooser(Sampling(), seed=0, earlier=[[5, 6, 7, 8]])
+    assert plain.choose(logits, [5, 6]) == 7
+
+
+def test_repetition_penalty_counts_the_reply_only():
+    logits = np.array([0.0, 2.0, 1.9, -1.0], dtype=np.float32)
+    chooser = _Chooser(Sampling(repetition_penalty=1.5), seed=0, earlier=[])
+    assert chooser.choose(logits, []) == 1  # nothing generated yet: no penalty
+    assert chooser.choose(logits, [1]) == 2  # 2.0 / 1.5 < 1.9
