@@ -52,6 +52,12 @@ class GeneratorSettings(Section):
     """The system message at the top of every conversation."""
     device: str = "auto"
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'."""
+    runtime: Literal["auto", "onnx", "torch"] = "auto"
+    """'onnx': 4-bit weights on ONNX Runtime (CPU only); 'torch': transformers (fp32 on CPU,
+    bf16 on CUDA); 'auto': onnx on the CPU, torch elsewhere."""
+    activations: Literal["fp32", "int8"] = "fp32"
+    """onnx runtime: 'fp32' gives the same replies as the unquantized-activation model;
+    'int8' rounds activations as llama.cpp does, faster but replies can differ (README)."""
 
 
 class ImageSettings(Section):

@@ -172,7 +172,8 @@ class Assistant:
 
         try:
             generator = Generator.load(
-                settings.generator.model, device=settings.generator.device,
+                settings.generator.model, device=settings.generator.device, runtime=settings.generator.runtime,
+                activations=settings.generator.activations,
                 cache_dir=paths.cache_dir(), offline=settings.offline, progress=say,
             )
         except (RuntimeError, ValueError) as e:
