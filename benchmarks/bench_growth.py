@@ -9,8 +9,8 @@ families beside them):
   * :func:`tui_ready_rows`: the terminal UI with N sessions stored (a fresh database built
     through :class:`SessionStore`, one turn a session, the latest resumed), started in a child
     process on the scripted stand-in model; wall time from starting the child until the input
-    bar has the focus and the session list is filled (Python start and imports included), and
-    the child's peak RSS.
+    bar has the focus and the session list is filled (Python start and imports included), the
+    CPU time the child used until then (less sensitive to a busy machine), and its peak RSS.
   * :func:`save_turn_rows`: :meth:`SessionStore.begin_turn` and :meth:`TurnWriter.finish` of the
     N-th turn of a session (median of ``--repeats x 5``).
   * :func:`resume_rows`: the real offline assistant (``Assistant.load``, plugins on, as
@@ -51,6 +51,14 @@ class Row:
     size: str
     time: str
     memory: str = "—"
+
+
+def cpu_s() -> float:
+    """CPU time (user + system) this process has used so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_mb() -> float:
@@ -110,7 +118,7 @@ def tui_child(db: str) -> None:
         app.call_after_refresh(drawn.set)
         await drawn.wait()  # the frame with them is drawn
         listed = app.query_one(SessionList).option_count
-        print(json.dumps({"peak_mb": peak_mb(), "listed": listed}), flush=True)
+        print(json.dumps({"peak_mb": peak_mb(), "cpu_s": cpu_s(), "listed": listed}), flush=True)
         app.exit()
 
     with SessionStore.open(db) as store:
@@ -136,7 +144,7 @@ def tui_ready_rows(counts: list[int]) -> list[Row]:
                 raise SystemExit(f"bench_growth: the terminal UI did not start ({n} sessions)")
             report = json.loads(line)
             rows.append(Row("terminal UI ready", f"{n:,} sessions ({report['listed']} listed)",
-                            f"{ready:.2f} s", f"{report['peak_mb']:.0f} MB"))
+                            f"{ready:.2f} s (CPU {report['cpu_s']:.2f} s)", f"{report['peak_mb']:.0f} MB"))
     return rows
 
 
@@ -265,7 +273,8 @@ def main() -> None:
     for name in args.only.split(","):
         print(f"measuring {name}…", file=sys.stderr)
         rows += families[name.strip()]()
-    head = (f"Machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, "
+    load = os.getloadavg()[0]  # a busy machine stretches wall times (the UI rows also give CPU time)
+    head = (f"Machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, load average {load:.1f} at the end, "
             f"medians of {args.repeats} (saving a turn: {args.repeats * 5}).\n\n")
     print(head + table(rows))
     Path(args.out).write_text(head + table(rows), encoding="utf-8")
