@@ -36,13 +36,19 @@ class GeneratorSettings(Section):
     max_new_tokens: int = Field(256, ge=1, le=8192)
     """Most tokens in one reply."""
     temperature: float = Field(0.0, ge=0.0, le=5.0)
-    """0 means greedy decoding (deterministic)."""
+    """0 means greedy decoding (deterministic). Evaluation (`assistant eval`) always decodes
+    greedily, without the penalty or n-gram blocking below, whatever these settings say."""
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     """Nucleus sampling mass, used when temperature > 0."""
     top_k: int = Field(50, ge=0)
     """Sample among the k most likely tokens (0: no limit), used when temperature > 0."""
     repetition_penalty: float = Field(1.0, ge=1.0, le=3.0)
-    """Values above 1 discourage repeating tokens already in the reply."""
+    """Values above 1 discourage repeating tokens already in the reply (the prompt is not counted)."""
+    no_repeat_ngram: int = Field(0, ge=0, le=32)
+    """n > 0: never write an n-gram (n tokens) that the reply or an earlier reply in the
+    conversation already holds, against a long chat copying its first reply's template; 0:
+    off. Not on by default: benchmarks/results_repetition.md measures every combination
+    tried with SmolLM2-135M; each either keeps copying or costs answer quality."""
     context_tokens: int = Field(2048, ge=256)
     """Prompt budget; the oldest turns are dropped when the conversation outgrows it."""
     system_prompt: str = (

@@ -153,6 +153,8 @@ class Assistant:
         self._recognizer = None
         self._synthesizer = None
         self._engines = None
+        self.greedy = False
+        """Decode greedily whatever the sampling settings say (`assistant eval` sets it)."""
         self._speech_lock = threading.RLock()
         self._typical_label: str | None = None
         self._cancel = threading.Event()
@@ -504,9 +506,18 @@ class Assistant:
 
     # ------------------------------------------------------------------ turns
 
-    def _turn(self, turn: Turn, cancel: threading.Event) -> Iterator[str]:
+    def sampling(self):
+        """How the generator picks tokens: the chat settings, or plain greedy decoding when
+        :attr:`greedy` is set (evaluation wants the model's most likely answer, reproducibly)."""
         from models.generator import Sampling
 
+        g = self.settings.generator
+        if self.greedy:
+            return Sampling(max_new_tokens=g.max_new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram=0)
+        return Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
+                        repetition_penalty=g.repetition_penalty, no_repeat_ngram=g.no_repeat_ngram)
+
+    def _turn(self, turn: Turn, cancel: threading.Event) -> Iterator[str]:
         start = time.perf_counter()
         self.check_fits(turn)  # before any encoder runs
         self.fuse(self.encode(turn))
@@ -519,8 +530,7 @@ class Assistant:
             turn = self.plugins.transform_turn(turn)
         plain = self.user_message(turn)
         g = self.settings.generator
-        sampling = Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                            top_k=g.top_k, repetition_penalty=g.repetition_penalty)
+        sampling = self.sampling()
         budget = self.budget()
         system = [{"role": "system", "content": g.system_prompt}]
         try:

@@ -105,6 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InputError(f"{args.compare}: asked other questions ({', '.join(f'{k}={old_meta[k]}' for k in differs)}); "
                              f"compare runs with the same --per-type, --first-seed and --paraphrase")
     bot = args.load_bot()
+    bot.greedy = True  # the model's most likely answers, whatever the chat sampling settings say
     core = getattr(bot, "fusion", None)
     if core is None and args.head_only:
         raise ModelError("no trained fusion core is loaded (see `assistant models`), so there is no answer head to evaluate")

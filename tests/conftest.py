@@ -58,7 +58,9 @@ def real_bot(generator, image_encoder):
     settings = Settings()
     settings.generator.max_new_tokens = 96  # replies in these tests are short; keep the suite quick
     fusion, source = Assistant._load_fusion(settings, generator)
-    return Assistant(settings, generator=generator, image_encoder=image_encoder, fusion=fusion, fusion_source=source)
+    bot = Assistant(settings, generator=generator, image_encoder=image_encoder, fusion=fusion, fusion_source=source)
+    bot.greedy = True  # reproducible replies to assert on, whatever the sampling settings
+    return bot
 
 
 @pytest.fixture

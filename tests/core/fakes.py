@@ -16,6 +16,7 @@ class FakeGenerator:
         self.replies = list(replies)
         self.prompts: list[list[dict]] = []
         self.inserts: list = []
+        self.samplings: list = []
         self.stop_reason = ""
         self.forgotten = 0
 
@@ -35,6 +36,7 @@ class FakeGenerator:
     def stream(self, messages, *, inserts=None, sampling=None, cancel=None, seed=None):
         self.prompts.append(messages)
         self.inserts.append(inserts)
+        self.samplings.append(sampling)
         reply = self.replies.pop(0) if self.replies else "ok"
         self.stop_reason = "eos"
         for word in reply.split(" "):

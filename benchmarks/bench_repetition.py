@@ -1,0 +1,208 @@
+"""Repetition benchmark: does a long chat copy its first reply's template?
+
+    python benchmarks/bench_repetition.py [--turns 60] [--max-new-tokens 48] [--configs before,after] [--out FILE]
+
+One conversation of ``--turns`` questions "Tell me one fact about the number N." (N from a
+fixed list) runs through the real pipeline (``Assistant`` on the packaged SmolLM2, plugins
+off so that every reply comes from the generator) once per decoding configuration:
+
+  * ``before``: greedy, repetition_penalty 1.0, no n-gram blocking (the old chat default)
+  * ``after``:  the chat defaults in ``assistant/config.py`` (GeneratorSettings)
+  * ``fresh``:  greedy as ``before``, but every question in a new conversation: the control,
+    how often the model starts two answers alike with no earlier reply to copy (echoing the
+    question, "One fact about the number N is ...")
+  * ``NAME=temperature/repetition_penalty/no_repeat_ngram``: any other, e.g. ``t07=0.7/1.1/0``
+
+Words are compared after lower-casing, dropping punctuation and writing every word that holds
+a digit as ``N`` ("12", "12th", "1,200"). A reply's **claim** is what follows its opening
+echo of the question (the leading words that are words of the question, "is" or "that": "One
+fact about the number 12 is that it is the sum of 12 and 13" claims "it is the sum of N and
+N"). A reply **repeats a template** when the first five words of its claim equal those of an
+earlier reply in the same run; it is a **near copy** when the first ten words of its claim
+match an earlier reply's at a difflib ratio of 0.7 or more (so changing a word or two does not
+hide a copy). Reported per configuration: the share of replies (after the first) of each
+kind, the number of distinct claim templates, the share of replies that name the number asked
+about (on topic), the most common template, and seconds per turn. Sampling configurations
+draw from an unseeded generator, so their numbers move a little from run to run (``--rounds``
+repeats them). ``--replies FILE`` saves every reply as JSON; ``--rescore FILE`` scores such a
+file again without running the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import difflib
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+NUMBERS = [12, 42, 100, 7, 3, 64, 19, 256, 1000, 13, 21, 8, 5, 360, 27, 11, 99, 2, 50, 365,
+           17, 24, 60, 9, 144, 31, 10, 1, 23, 88, 6, 4, 73, 16, 36, 101, 15, 30, 500, 81,
+           14, 0, 37, 128, 20, 25, 32, 49, 70, 1024, 18, 90, 29, 40, 22, 45, 33, 200, 77, 1729]
+FIRST_WORDS = 5
+NEAR_WORDS = 10
+NEAR_RATIO = 0.7
+
+
+def questions(turns: int) -> list[tuple[int, str]]:
+    return [(n, f"Tell me one fact about the number {n}.") for n in (NUMBERS * (turns // len(NUMBERS) + 1))[:turns]]
+
+
+ECHO = {"is", "that"}
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words without punctuation, every word holding a digit written as N."""
+    found = re.sub(r"[^\w\s]", " ", text.replace(",", "").lower()).split()
+    return ["N" if any(c.isdigit() for c in w) else w for w in found]
+
+
+def claim(reply: str, question: str) -> list[str]:
+    """The reply's words after its opening echo of the question."""
+    asked = set(words(question)) | ECHO
+    said = words(reply)
+    start = 0
+    while start < len(said) and said[start] in asked:
+        start += 1
+    return said[start:]
+
+
+def score(asked: list[int], replies: list[str]) -> dict:
+    questions_asked = [f"Tell me one fact about the number {n}." for n in asked]
+    claims = [claim(r, q) for r, q in zip(replies, questions_asked)]
+    seen: set[tuple[str, ...]] = set()
+    repeats = near = 0
+    counts = collections.Counter()
+    for i, c in enumerate(claims):
+        t = tuple(c[:FIRST_WORDS])
+        counts[t] += 1
+        if i > 0 and t in seen:
+            repeats += 1
+        near += any(difflib.SequenceMatcher(None, c[:NEAR_WORDS], e[:NEAR_WORDS]).ratio() >= NEAR_RATIO
+                    for e in claims[:i])
+        seen.add(t)
+    on_topic = sum(bool(re.search(rf"(?<![\d]){n}(?![\d])", r.replace(",", ""))) for n, r in zip(asked, replies))
+    top, top_n = counts.most_common(1)[0] if counts else ((), 0)
+    return {"repeat_share": repeats / max(1, len(replies) - 1), "near_share": near / max(1, len(replies) - 1),
+            "templates": len(counts), "on_topic": on_topic / max(1, len(replies)), "top": " ".join(top),
+            "top_n": top_n}
+
+
+def parse_config(spec: str, defaults) -> tuple[str, dict]:
+    if spec in ("before", "fresh"):
+        return spec, {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram": 0}
+    if spec == "after":
+        return spec, {"temperature": defaults.temperature, "repetition_penalty": defaults.repetition_penalty,
+                      "no_repeat_ngram": defaults.no_repeat_ngram}
+    name, _, values = spec.partition("=")
+    try:
+        t, rp, ng = values.split("/")
+        return name, {"temperature": float(t), "repetition_penalty": float(rp), "no_repeat_ngram": int(ng)}
+    except ValueError:
+        raise SystemExit(f"bench_repetition: {spec!r}: write NAME=temperature/repetition_penalty/no_repeat_ngram")
+
+
+def run_conversation(bot, asked: list[tuple[int, str]], log, fresh: bool = False) -> tuple[list[str], float]:
+    bot.reset()
+    replies = []
+    start = time.perf_counter()
+    for i, (_, question) in enumerate(asked):
+        if fresh:
+            bot.reset()
+        reply = bot.ask(question).text
+        replies.append(reply)
+        log(f"  {i + 1:3d} {question[len('Tell me one fact about the number '):-1]:>5}: {reply[:90]!r}")
+    return replies, (time.perf_counter() - start) / max(1, len(asked))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--turns", type=int, default=60)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--configs", default="before,after", help="comma-separated: before, after, NAME=t/rp/ngram")
+    ap.add_argument("--rounds", type=int, default=1, help="conversations per sampling configuration (median)")
+    ap.add_argument("--quiet", action="store_true", help="do not print every reply")
+    ap.add_argument("--out", help="also write the table to this file")
+    ap.add_argument("--replies", help="save every reply (JSON: config -> list of conversations)")
+    ap.add_argument("--rescore", help="score a --replies file again instead of running the model")
+    args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(args)
+
+    from assistant.config import GeneratorSettings, Settings
+    from assistant.pipeline import Assistant
+
+    defaults = GeneratorSettings()
+    configs = [parse_config(c.strip(), defaults) for c in args.configs.split(",") if c.strip()]
+    settings = Settings()
+    settings.generator.max_new_tokens = args.max_new_tokens
+    bot = Assistant.load(settings, plugins=False)
+    asked = questions(args.turns)
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+
+    rows = []
+    saved: dict = {}
+    for name, values in configs:
+        for key, value in values.items():
+            setattr(bot.settings.generator, key, value)
+        rounds = args.rounds if values["temperature"] > 0 else 1
+        results = []
+        for r in range(rounds):
+            log(f"{name} {values} round {r + 1}/{rounds}")
+            replies, per_turn = run_conversation(bot, asked, log, fresh=name == "fresh")
+            results.append((score([n for n, _ in asked], replies), per_turn))
+            saved.setdefault(name, {"values": values, "per_turn": [], "conversations": []})
+            saved[name]["conversations"].append(replies)
+            saved[name]["per_turn"].append(per_turn)
+            if args.replies:
+                Path(args.replies).write_text(json.dumps(saved, indent=1))
+        rows.append(row(name, values, results))
+        print(rows[-1], file=sys.stderr, flush=True)
+    return print_table(args, rows)
+
+
+def row(name: str, values: dict, results: list[tuple[dict, float]]) -> str:
+    med = lambda key: statistics.median(s[key] for s, _ in results)  # noqa: E731
+    best = results[0][0]
+    return (f"| {name} | {values['temperature']:g} | {values['repetition_penalty']:g} | "
+            f"{values['no_repeat_ngram']} | {med('repeat_share'):.0%} | {med('near_share'):.0%} | "
+            f"{med('templates'):.0f} | {med('on_topic'):.0%} | \"{best['top']}\" ({best['top_n']}x) | "
+            f"{statistics.median(t for _, t in results):.1f} |")
+
+
+def rescore(args) -> int:
+    saved = json.loads(Path(args.rescore).read_text())
+    rows = []
+    for name, entry in saved.items():
+        convs = entry["conversations"]
+        asked = [n for n, _ in questions(len(convs[0]))]
+        results = [(score(asked, replies), t) for replies, t in zip(convs, entry["per_turn"])]
+        rows.append(row(name, entry["values"], results))
+    args.turns = len(saved[next(iter(saved))]["conversations"][0])
+    return print_table(args, rows)
+
+
+def print_table(args, rows: list[str]) -> int:
+    head = (f"### Template repetition over a {args.turns}-turn chat (max_new_tokens {args.max_new_tokens}, "
+            f"{'median of ' + str(args.rounds) + ' conversations for sampling' if args.rounds > 1 else 'one conversation each'})\n\n"
+            "| config | temperature | repetition_penalty | no_repeat_ngram | replies repeating an earlier template | "
+            "near copies | distinct templates | name the number | most common template | s/turn |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    table = head + "\n" + "\n".join(rows) + "\n"
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
