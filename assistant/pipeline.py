@@ -616,10 +616,10 @@ class Assistant:
         ``image.top_k``: a photo usually gets one to three labels above ``image.min_probability``
         (measured on tests/data: 33 tokens an image, against 39 with three labels and 27 with one)."""
         if self._typical_label is None:
-            from models.image import imagenet_labels
-
+            # The label list is read as text: importing models.image would load torch just to refuse.
+            text = resources.files("models").joinpath("data/imagenet_labels.txt").read_text(encoding="utf-8")
             encode = getattr(self.generator, "encode", None) or str.split
-            names = sorted({label.split(",")[0] for label in imagenet_labels()})
+            names = sorted({line.split(",")[0].strip() for line in text.splitlines() if line.strip()})
             ordered = sorted(names, key=lambda n: (len(encode(f" {n} (10%),")), n))
             self._typical_label = ordered[len(ordered) // 2]
         shares = (45, 20)[:min(2, self.settings.image.top_k)]
