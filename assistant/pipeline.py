@@ -704,14 +704,32 @@ class Assistant:
 
     def warm_up(self) -> None:
         """Get ready for a first question now (e.g. while the user is still speaking): the
-        plugins' intent router is loaded, and the system prompt is run through the generator
-        once and its keys and values cached."""
+        plugins' intent router is loaded, and the system prompt (with a resumed session's
+        recent history, as much as fits) is run through the generator once and its keys and
+        values cached."""
         router = getattr(self.plugins, "warm_up", None)
         if router is not None:  # the tools' intent router loads its sentence encoder (about 3 s)
             router()
         prefill = getattr(self.generator, "prefill", None)
-        if prefill is not None and not self.history:
+        if prefill is None:
+            return
+        if not self.history:
             prefill([self._system_message()])
+            return
+        # A resumed conversation: keep the turns that fit with room for a question, and run
+        # them through the generator now, so the first question after resuming reuses them.
+        if not self._lock.acquire(blocking=False):
+            return  # a turn is running; it fits and caches the history itself
+        try:
+            room = min(256, self.budget() // 4)
+            try:
+                fitted = self.generator.fit([self._system_message()] + self.history, self.budget() - room)
+            except ValueError:
+                return
+            self.history = fitted[1:]
+        finally:
+            self._lock.release()
+        prefill(fitted)
 
     # ------------------------------------------------------------------ speech
 

@@ -80,3 +80,17 @@ def test_real_photos_keep_their_labels_with_fusion_on(bot):
     r = bot.ask("What is in this photo?", images=[f"{DATA}/cat.jpg"])
     assert not any("Scene analysis" in n or "object is" in n for n in r.evidence)
     assert any("ImageNet" in n and "cat" in n for n in r.evidence)
+
+
+def test_warm_up_after_resuming_caches_the_history_the_next_turn_uses(bot):
+    history = []
+    for i in range(400):  # far more than the context holds
+        history += [{"role": "user", "content": f"Tell me one fact about the number {i}."},
+                    {"role": "assistant", "content": f"{i} is a number that comes after {i - 1}."}]
+    bot.history = list(history)
+    bot.warm_up()
+    assert 0 < len(bot.history) < len(history) and bot.history[-1] == history[-1]  # the newest turns that fit
+    cached = len(bot.generator._cache_ids)
+    assert cached > 500
+    bot.ask("And the number 400?")
+    assert bot.generator.reused_tokens >= cached - 1  # the question did not recompute the history
