@@ -174,6 +174,7 @@ def main() -> None:
         "SmolLM2's architecture at each model's shape (hidden/layers/heads/kv heads/ffn: 135m 576/30/9/3/1536, "
         "360m 960/32/15/5/2560, 1.7b 2048/24/32/32/8192; vocab 49152, tied embeddings), random weights saved "
         "as float32 safetensors, loaded with `Generator.load(folder, device=\"cpu\", runtime=R)`.",
+        f"Load average at the end of the run: {os.getloadavg()[0]:.2f} (2 cores shared with other work).",
         f"Greedy, the story prompt, up to {args.max_new_tokens} new tokens; {args.rounds} measured rounds "
         "after a warm-up, median; no KV reuse between rounds; each shape and runtime in a fresh process, "
         "peak RSS = that process's VmHWM (load included). Runtimes other than torch are loaded once before, "

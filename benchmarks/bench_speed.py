@@ -65,7 +65,8 @@ LLAMA_SCRIPT = """\
 import sys
 from llama_cpp import Llama
 llm = Llama(model_path=sys.argv[1], n_ctx=2048, n_threads=int(sys.argv[2]), verbose=False)
-out = llm.create_chat_completion(messages=[{"role": "user", "content": sys.argv[3]}], max_tokens=256, temperature=0.0)
+messages = [{"role": "system", "content": sys.argv[3]}, {"role": "user", "content": sys.argv[4]}]
+out = llm.create_chat_completion(messages=messages, max_tokens=int(sys.argv[5]), temperature=0.0)
 print(out["choices"][0]["message"]["content"])
 """
 
@@ -315,12 +316,16 @@ def timed_process(cmd: list[str], env: dict | None = None) -> tuple[float, float
         return wall, usage.ru_maxrss / 1024, proc.returncode, out.read(), err.read()
 
 
-def runtime_setting_exists() -> bool:
-    """Whether the settings know ``generator.runtime`` yet (they forbid unknown keys)."""
-    probe = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
-                            "from assistant.config import GeneratorSettings as G; print('runtime' in G.model_fields)"],
-                           capture_output=True, text=True, cwd=ROOT)
-    return probe.stdout.strip() == "True"
+def product_settings() -> dict:
+    """What `assistant ask` will use: its system prompt and reply length, and whether the
+    settings know ``generator.runtime`` yet (they forbid unknown keys)."""
+    code = ("import json; from assistant.config import Settings, GeneratorSettings as G; g = Settings().generator; "
+            "print(json.dumps({'runtime': 'runtime' in G.model_fields, 'system_prompt': g.system_prompt, "
+            "'max_new_tokens': g.max_new_tokens}))")
+    probe = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if probe.returncode != 0:
+        raise RuntimeError(f"cannot read the assistant's settings: {probe.stderr.strip()[-500:]}")
+    return json.loads(probe.stdout)
 
 
 def ask_command(runtime: str, has_setting: bool) -> tuple[list[str], dict]:
@@ -369,6 +374,9 @@ def main() -> None:
     print(header, flush=True)
 
     # ---- decode, alternating
+    for r in runtimes:  # one unmeasured load first, so what a runtime converts and caches (the onnx graph) exists
+        if r != "torch":
+            Worker(main_python, "assistant", "smollm2", r, label=f"assistant ({r}, first load)").close()
     llama = Worker(lpython, "llama", gguf, label="llama.cpp")
     workers = {r: Worker(main_python, "assistant", "smollm2", r, label=f"assistant ({r})") for r in runtimes}
     first = workers[runtimes[0]]
@@ -429,13 +437,14 @@ def main() -> None:
     ask: dict[str, list[tuple[float, float]]] = {"llama.cpp": [], **{r: [] for r in runtimes}}
     answers: dict[str, str] = {}
     if args.ask_rounds > 0:
-        has_setting = runtime_setting_exists()
+        product = product_settings()
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "llama_ask.py"
             script.write_text(LLAMA_SCRIPT)
-            commands = {"llama.cpp": ([lpython, str(script), gguf, str(THREADS), QUESTION], None)}
+            commands = {"llama.cpp": ([lpython, str(script), gguf, str(THREADS), product["system_prompt"], QUESTION,
+                                       str(product["max_new_tokens"])], None)}
             for r in runtimes:
-                commands[r] = ask_command(r, has_setting)
+                commands[r] = ask_command(r, product["runtime"])
             for i in range(args.ask_rounds + 1):  # round 0 warms the caches and is not counted
                 names = list(commands) if i % 2 == 0 else list(reversed(commands))
                 for name in names:
@@ -486,11 +495,14 @@ def main() -> None:
         f"llama.cpp: llama-cpp-python {llama.info['version']}, `n_threads={THREADS}`; "
         + "; ".join(f"assistant {r}: {workers[r].info['class']}, torch threads {workers[r].info['torch_threads']}, "
                     f"weights {workers[r].info['source']}" for r in runtimes) + ".",
+        f"Load average at the end of the run: {os.getloadavg()[0]:.2f} (2 cores shared with other work: "
+        "rounds differ; medians).",
         f"Decode: {args.rounds} rounds, alternating order, median; decode tokens/s = (tokens - 1) / "
         "(time from first to last token); both sides prefill the whole prompt each round (no KV reuse).",
     ]
     if args.ask_rounds > 0:
-        notes.append(f"`ask`: `assistant ask \"{QUESTION}\"` vs a 6-line llama-cpp-python script (below), "
+        notes.append(f"`ask`: `assistant ask \"{QUESTION}\"` vs a 6-line llama-cpp-python script (below) sent the "
+                     "same conversation (the assistant's system prompt and the question, the same reply limit), "
                      f"{args.ask_rounds} rounds after one warm-up round each, alternating, median; "
                      "peak RSS is `os.wait4`'s ru_maxrss of that process.")
         for name, answer in answers.items():
