@@ -123,6 +123,18 @@ def test_talk_answers_aloud_until_ctrl_c(monkeypatch, capsys, say16):
     monkeypatch.setattr(voice_cli, "_talk_streams", lambda: streams)
     monkeypatch.setattr(cli, "_loader", lambda args: lambda progress=None: bot)
 
+    import signal
+
+    from assistant.voice.talk import TalkLoop
+
+    loops: list = []
+    start = TalkLoop.start
+    monkeypatch.setattr(TalkLoop, "start", lambda self: (loops.append(self), start(self))[1])
+    # A terminal's Ctrl-C reaches Python's default handler; whatever handler an earlier test
+    # or library left behind, this test presses Ctrl-C as a user's terminal delivers it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    delivered = threading.Event()
+
     def user() -> None:
         try:
             deadline = time.monotonic() + 30
@@ -134,11 +146,21 @@ def test_talk_answers_aloud_until_ctrl_c(monkeypatch, capsys, say16):
                 time.sleep(0.01)
             time.sleep(0.5)
         finally:
-            _thread.interrupt_main()  # Ctrl-C, whatever happened (the test must never hang)
+            _thread.interrupt_main()  # Ctrl-C, whatever happened
+            if loops and not loops[0]._stopping.wait(10):
+                loops[0].stop()  # never hang the suite: end the loop, and fail below
+            else:
+                delivered.set()
 
-    threading.Thread(target=user, daemon=True).start()
-    with streams:
-        assert cli.main(["talk", "--timings"]) == 0
+    person = threading.Thread(target=user, daemon=True)
+    person.start()
+    try:
+        with streams:
+            assert cli.main(["talk", "--timings"]) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    person.join(15)
+    assert delivered.is_set(), f"Ctrl-C did not end the loop (SIGINT handler before the test: {previous})"
     out = capsys.readouterr()
     assert "you> What is the capital of France?\nbot> The capital of France is Paris." in out.out
     assert bot.synthesizer.said == ["The capital of France is Paris."]
