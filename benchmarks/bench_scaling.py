@@ -8,7 +8,8 @@ SmolLM2's architecture (Llama, tied embeddings, vocab 49152) at the shapes of Sm
 shape is saved once as a local Hugging Face folder (safetensors, with SmolLM2's tokenizer and
 chat template copied from the converted default model) under ``--dir``, outside the repository,
 and loaded through the product's path, ``Generator.load(folder, device="cpu", runtime=R)``.
-Every shape and runtime runs in a fresh process (the worker of bench_speed.py), so the peak RSS
+Every shape and runtime runs in its own process (the worker of bench_speed.py; the runtimes of a
+shape alternate round by round), so the peak RSS
 is that run's own. Greedy decoding of random weights rarely hits end-of-sequence; if it does, the
 tokens actually produced are reported and tokens/s stays comparable.
 ``--write`` replaces this script's section of benchmarks/results_speed.md.
@@ -105,23 +106,44 @@ def ensure_folder(name: str, root: Path) -> Path:
     return folder
 
 
-def measure(folder: Path, runtime: str, rounds: int, max_new: int) -> dict:
+def measure(folder: Path, runtimes: list[str], rounds: int, max_new: int) -> dict[str, dict | str]:
+    """Every runtime on one shape, each in its own process, decode rounds alternating between them
+    (so a burst of other work on the machine hits all runtimes alike). runtime -> stats, or the
+    error message when it failed."""
     python = str(ROOT / ".venv" / "bin" / "python")
-    first_load = float("nan")
-    if runtime != "torch":  # one unmeasured load first, so any converted form it caches (the onnx graph) exists
-        prep = Worker(python, "assistant", str(folder), runtime, label=f"{folder.name} ({runtime}, first load)")
-        first_load = prep.info["load_s"]
-        prep.close()
-    worker = Worker(python, "assistant", str(folder), runtime, label=f"{folder.name} ({runtime})")
+    out: dict[str, dict | str] = {}
+    workers: dict[str, Worker] = {}
+    first_load: dict[str, float] = {}
     try:
-        worker.call(op="decode", messages=PROMPT, max_new_tokens=4)  # warm-up
-        runs = [worker.call(op="decode", messages=PROMPT, max_new_tokens=max_new) for _ in range(rounds)]
+        for runtime in runtimes:
+            label = f"{folder.name} ({runtime})"
+            try:
+                if runtime != "torch":  # one unmeasured load first, so what it converts and caches (the onnx graph) exists
+                    prep = Worker(python, "assistant", str(folder), runtime, label=label + " first load")
+                    first_load[runtime] = prep.info["load_s"]
+                    prep.close()
+                workers[runtime] = Worker(python, "assistant", str(folder), runtime, label=label)
+                workers[runtime].call(op="decode", messages=PROMPT, max_new_tokens=4)  # warm-up
+            except Exception as e:  # one runtime failing on one shape is a result, not a crash
+                out[runtime] = str(e).splitlines()[0][:120]
+                workers.pop(runtime, None)
+        runs: dict[str, list[dict]] = {r: [] for r in workers}
+        for i in range(rounds):
+            for runtime in (list(workers) if i % 2 == 0 else list(reversed(workers))):
+                res = workers[runtime].call(op="decode", messages=PROMPT, max_new_tokens=max_new)
+                runs[runtime].append(res)
+                print(f"  round {i + 1} {runtime:10s} ttft {res['ttft_s']:.3f} s  {res['n']} tokens  "
+                      f"{fmt(res['tps'])} tok/s", flush=True)
     finally:
-        worker.close()
-    return {"first_load_s": first_load, "load_s": worker.info["load_s"], "runtime": worker.info["runtime"], "class": worker.info["class"],
-            "ttft_s": median([r["ttft_s"] for r in runs]), "tps": median([r["tps"] for r in runs]),
-            "n": statistics.median([r["n"] for r in runs]), "peak_mb": worker.peak_mb,
-            "prompt_tokens": runs[0]["prompt_tokens"]}
+        for w in workers.values():
+            w.close()
+    for runtime, w in workers.items():
+        rs = runs[runtime]
+        out[runtime] = {"first_load_s": first_load.get(runtime, float("nan")), "load_s": w.info["load_s"],
+                        "runtime": w.info["runtime"], "ttft_s": median([r["ttft_s"] for r in rs]),
+                        "tps": median([r["tps"] for r in rs]), "n": statistics.median([r["n"] for r in rs]),
+                        "peak_mb": w.peak_mb}
+    return {r: out[r] for r in runtimes}
 
 
 def main() -> None:
@@ -129,7 +151,7 @@ def main() -> None:
     ap.add_argument("--configs", default="135m,360m,1.7b", help=f"comma-separated, from {','.join(SHAPES)}")
     ap.add_argument("--runtimes", default="torch,onnx", help="comma-separated generator runtimes (default torch,onnx)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=2, help="measured decode rounds per run, after a warm-up (default 2)")
+    ap.add_argument("--rounds", type=int, default=3, help="measured decode rounds per runtime, after a warm-up (default 3)")
     ap.add_argument("--dir", default=str(Path.home() / ".cache" / "synesthesia-bench" / "scaling"),
                     help="where the random-weight folders are saved (outside the repository)")
     ap.add_argument("--write", action="store_true", help=f"replace this script's section of {RESULTS.relative_to(ROOT)}")
@@ -150,19 +172,16 @@ def main() -> None:
     rows = []
     for name in configs:
         folder = ensure_folder(name, root)
+        print(f"{name}: {', '.join(runtimes)} ...", flush=True)
         base = None
-        for runtime in runtimes:
-            print(f"{name} {runtime} ...", flush=True)
-            try:
-                r = measure(folder, runtime, args.rounds, args.max_new_tokens)
-            except Exception as e:  # one runtime failing on one shape is a result, not a crash
-                print(f"  failed: {e}", flush=True)
-                rows.append(f"| {name} | {parameters(SHAPES[name]) / 1e6:.0f}M | {runtime} | failed: "
-                            f"{str(e).splitlines()[0][:120]} | | | | | | |")
+        for runtime, r in measure(folder, runtimes, args.rounds, args.max_new_tokens).items():
+            if isinstance(r, str):
+                print(f"  {runtime} failed: {r}", flush=True)
+                rows.append(f"| {name} | {parameters(SHAPES[name]) / 1e6:.0f}M | {runtime} | failed: {r} | | | | | | |")
                 continue
             base = base if base is not None else (r["tps"] if runtime == runtimes[0] else None)
             vs = f"{r['tps'] / base:.2f}x" if base else "n/a"
-            print(f"  load {r['load_s']:.1f} s, ttft {r['ttft_s']:.3f} s, {fmt(r['tps'])} tok/s "
+            print(f"  {runtime}: load {r['load_s']:.1f} s, ttft {r['ttft_s']:.3f} s, {fmt(r['tps'])} tok/s "
                   f"({r['n']:.0f} tokens), peak {r['peak_mb']:.0f} MB", flush=True)
             rows.append(f"| {name} | {parameters(SHAPES[name]) / 1e6:.0f}M | {r['runtime']} | {fmt(r['first_load_s'])} | "
                         f"{r['load_s']:.1f} | "
@@ -176,8 +195,8 @@ def main() -> None:
         "as float32 safetensors, loaded with `Generator.load(folder, device=\"cpu\", runtime=R)`.",
         f"Load average at the end of the run: {os.getloadavg()[0]:.2f} (2 cores shared with other work).",
         f"Greedy, the story prompt, up to {args.max_new_tokens} new tokens; {args.rounds} measured rounds "
-        "after a warm-up, median; no KV reuse between rounds; each shape and runtime in a fresh process, "
-        "peak RSS = that process's VmHWM (load included). Runtimes other than torch are loaded once before, "
+        "after a warm-up, alternating between the runtimes of a shape, median; no KV reuse between rounds; "
+        "each shape and runtime in its own fresh process, peak RSS = that process's VmHWM (load included). Runtimes other than torch are loaded once before, "
         "unmeasured, so that what they convert and cache (the onnx graph) exists: 'first load' is that load.",
     ]
     publish("bench_scaling", "Scaling with model size (`benchmarks/bench_scaling.py`)", table, notes, args.write)
