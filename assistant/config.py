@@ -118,6 +118,10 @@ class VoiceSettings(Section):
     """Silence that ends an utterance."""
     quick_end_ms: int = Field(250, ge=0, le=5000)
     """Shorter silence that ends an utterance when its transcript so far already reads as a finished request (0: always wait end_silence_ms)."""
+    early_answer_ms: int = Field(64, ge=0, le=5000)
+    """Hands-free talk: silence after which a complete-looking request is already answered (0: off).
+    The reply is prepared meanwhile but not heard before quick_end_ms of silence; if the user
+    goes on speaking it is dropped and both parts are asked together."""
     preroll_ms: int = Field(300, ge=0, le=2000)
     """Audio kept from before speech was detected, so the first syllable is not cut."""
     speak_replies: bool = False

@@ -21,11 +21,14 @@ CPU. One warm-up question is not counted.
 
 Stages (they add up to the total):
 
-* end-of-turn wait: end of speech -> the listener declares the turn over (quick rule or silence);
+* end-of-turn wait: end of speech -> the listener declares the turn over (early answer, quick
+  rule or silence);
 * recognition tail: -> the transcript is ready (what was not decoded while the user spoke);
 * first token: -> the generator's first text chunk (prompt building, tools, first token);
 * first sentence: -> the first complete sentence goes to synthesis;
 * synthesis: -> the first sentence is synthesized;
+* pause check: -> an early-answered request's pause has lasted ``quick_end_ms`` (the reply was
+  prepared meanwhile but may not be heard before; 0 when the pause was confirmed first);
 * to speaker: -> its first non-zero sample is handed to the output callback.
 """
 
@@ -49,7 +52,8 @@ QUESTIONS = ["What is the capital of France?", "What time is it?", "Tell me a jo
 WARMUP = "What is the capital of Italy?"
 SR = 16_000
 BLOCK = 512
-STAGES = ["end_of_turn_wait", "recognition_tail", "first_token", "first_sentence", "synthesis", "to_speaker"]
+STAGES = ["end_of_turn_wait", "recognition_tail", "first_token", "first_sentence", "synthesis", "pause_check",
+          "to_speaker"]
 TARGET_S = 0.8
 
 
@@ -197,6 +201,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="runs over the questions (default 5)")
     ap.add_argument("--quick", action="store_true", help="2 runs")
+    ap.add_argument("--early-ms", type=int, default=None,
+                    help="voice.early_answer_ms for this run (0: off; default: the setting)")
     ap.add_argument("--voice", default="en-gb-scotland",
                     help="eSpeak NG voice of the questions, or 'default' for the default synthesizer")
     args = ap.parse_args()
@@ -208,10 +214,13 @@ def main() -> int:
     print(f"# Talk latency ({os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start)\n")
     t = time.perf_counter()
     settings = Settings.load()
+    if args.early_ms is not None:
+        settings.voice.early_answer_ms = args.early_ms
     bot = Assistant.load(settings, plugins=True)
     rec, synth = bot.recognizer, bot.synthesizer
     print(f"loaded in {time.perf_counter() - t:.1f} s: recognizer {rec.name}, synthesizer {synth.name}, "
-          f"generator {getattr(bot.generator, 'name', '?')}; end of turn: quick {settings.voice.quick_end_ms} ms "
+          f"generator {getattr(bot.generator, 'name', '?')}; end of turn: early answer "
+          f"{settings.voice.early_answer_ms} ms, quick {settings.voice.quick_end_ms} ms "
           f"(complete-looking transcript) / {settings.voice.end_silence_ms} ms; questions in voice {args.voice}\n")
     clips = {q: question_audio(q, args.voice) for q in [WARMUP] + QUESTIONS}
 
@@ -244,12 +253,12 @@ def main() -> int:
         return 1
     med = {k: statistics.median(r[k] for r in timed) for k in STAGES + ["total"]}
     print("| **median** | | | | " + " | ".join(fmt(med[k]) for k in STAGES) + f" | **{fmt(med['total'])}** |")
-    quick = sum(r["rule"] == "quick" for r in timed)
+    rules = {rule: sum(r["rule"] == rule for r in timed) for rule in sorted({r["rule"] for r in timed})}
     lags = [r["vad_lag"] for r in timed if r.get("vad_lag") is not None]
     lag = f"; the VAD's end of speech came {statistics.median(lags) * 1000:.0f} ms after the true end (median)" if lags else ""
     print(f"\nmedian end of speech -> first reply sample: **{med['total']:.2f} s** "
           f"(target {TARGET_S} s: {'met' if med['total'] <= TARGET_S else 'not met'}); "
-          f"{quick}/{len(timed)} turns ended by the quick rule{lag}")
+          f"turns ended by rule: {', '.join(f'{k} {v}/{len(timed)}' for k, v in rules.items())}{lag}")
     print("first reply sentences: " + "; ".join(sorted({repr(r['reply']) for r in timed})))
     print(f"\nload average at end {os.getloadavg()[0]:.1f}")
     return 0

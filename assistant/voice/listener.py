@@ -52,8 +52,12 @@ class UtteranceTimings:
     """The listener declared the turn over."""
     transcript: float | None = None
     """The transcript was ready."""
+    quiet: float | None = None
+    """The reply may be heard from now: the turn end, or for an "early" one the moment its
+    pause reached ``quick_end_ms``."""
     rule: str = ""
-    """What ended it: "quick" (a short pause after a complete-looking request), "silence"
+    """What ended it: "early" (a complete-looking request after ``early_answer_ms`` of silence,
+    confirmed later), "quick" (a short pause after a complete-looking request), "silence"
     (``end_silence_ms``), "stop" (listening was stopped), "max" (``max_utterance_s``),
     "device" (the microphone died mid-utterance)."""
 
@@ -70,6 +74,12 @@ def _span(a: float | None, b: float | None) -> float | None:
     return b - a if a is not None and b is not None else None
 
 
+def _already_set() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class Utterance:
     """What ``on_heard`` receives: the audio, its transcript and its timings."""
@@ -78,6 +88,11 @@ class Utterance:
     """(T,) float32 16 kHz."""
     text: str
     timings: UtteranceTimings = field(default_factory=UtteranceTimings)
+    quiet: threading.Event = field(default_factory=_already_set)
+    """Set once the reply may be heard. An "early" utterance was delivered after a short pause
+    and is answered at once, but its reply waits for this: the pause reaching ``quick_end_ms``.
+    If the user speaks on instead, it is set only after their next utterance was delivered
+    (which supersedes the reply), or once they fall silent again without one."""
 
 
 class Listener:
@@ -95,6 +110,9 @@ class Listener:
       (see :mod:`assistant.voice.barge_in`), or not at all with ``barge_in=False``;
     * ``continuous``: keep listening after an utterance (for barge-in and hands-free use);
       default False: one utterance per toggle.
+    * ``early_answer_ms`` (continuous only): deliver a complete-looking request after this
+      much silence, before ``quick_end_ms``; :attr:`Utterance.quiet` says when its reply may
+      be heard (the caller holds the reply until then; see the talk loop).
     * ``inline``: process audio on the stream's callback thread (tests, fakes); default False
       processes it on a worker thread so the audio callback never blocks.
     * ``stream_recognition``: when the recognizer has ``stream()``, decode while the user is
@@ -110,6 +128,7 @@ class Listener:
     def __init__(self, settings: Any = None, *, recognizer: Any = None, vad: Any = None,
                  streams: StreamFactory | None = None, device: int | str | None = None,
                  end_silence_ms: int | None = None, quick_end_ms: int | None = None, preroll_ms: int | None = None,
+                 early_answer_ms: int | None = None,
                  threshold: float | None = None, max_utterance_s: float = 60.0,
                  on_level: Callable[[float], None] | None = None,
                  on_transcript: Callable[[str], None] | None = None,
@@ -140,6 +159,12 @@ class Listener:
         self._end = EndOfSpeech(self.threshold, end_silence_ms=end_ms)
         self.end_silence_ms, self.quick_end_ms, self.preroll_ms = int(end_ms), int(quick_ms), int(pre_ms)
         self._quick_frames = max(1, round(quick_ms * SAMPLE_RATE / 1000 / FRAME)) if quick_ms else None
+        early_ms = early_answer_ms if early_answer_ms is not None else vs.early_answer_ms
+        self.early_answer_ms = int(early_ms) if continuous and quick_ms and 0 < early_ms < quick_ms else 0
+        self._early_frames = max(1, round(self.early_answer_ms * SAMPLE_RATE / 1000 / FRAME)) if self.early_answer_ms else None
+        self._unconfirmed: tuple[threading.Event, UtteranceTimings] | None = None  # an early turn's pause, watched
+        self._quiet_run = 0  # silent frames since that turn's speech ended
+        self._spoke_on = False  # the user started speaking again during that pause
         self._preroll: collections.deque[np.ndarray] = collections.deque(maxlen=max(0, round(pre_ms * SAMPLE_RATE / 1000 / FRAME)))
         self.max_frames = int(max_utterance_s * SAMPLE_RATE / FRAME)
         self.barge_in = vs.barge_in if barge_in is None else bool(barge_in)
@@ -269,6 +294,7 @@ class Listener:
         audio = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
         timings = self._timings
         self._reset_capture()
+        self._release_pause()
         if transcribe and audio.size:
             timings.turn_end, timings.rule = time.perf_counter(), "stop"
             self._deliver(audio, timings)
@@ -339,6 +365,8 @@ class Listener:
             self._barge.reset()
         speech = p >= self._end.low  # the end detector's hysteresis: below ``low`` counts as silence
         event = self._end.update(p)
+        if self._unconfirmed is not None:
+            self._watch_pause(speech, event, t)
         if event == "start":
             self._begin_utterance(list(self._preroll) + [frame], t)
         elif self._in_speech:
@@ -357,20 +385,40 @@ class Listener:
                 self._end_turn("silence")
             elif len(self._utterance) >= self.max_frames:
                 self._end_turn("max")
-            elif self._complete_after_short_pause():
+            elif self._complete_after_pause(self._quick_frames):
                 self._end_turn("quick")
+            elif self._complete_after_pause(self._early_frames):
+                self._end_turn("early")
         self._preroll.append(frame)
 
-    def _complete_after_short_pause(self) -> bool:
-        """``quick_end_ms`` of silence, and the transcript so far reads as a finished request."""
+    def _complete_after_pause(self, frames: int | None) -> bool:
+        """``frames`` of silence, and the transcript so far reads as a finished request."""
         e = self._end
-        if self._quick_frames is None or self._rstream is None:
+        if frames is None or self._rstream is None:
             return False
-        if self._silent_run < self._quick_frames or e.speech_frames < e.min_frames:
+        if self._silent_run < frames or e.speech_frames < e.min_frames:
             return False
         partial = getattr(self._rstream, "partial", None)
         text = partial() if partial is not None else None
         return bool(text) and looks_complete(text)
+
+    def _watch_pause(self, speech: bool, event: str | None, t: float) -> None:
+        """After an early turn end: is the pause long enough for its reply to be heard?"""
+        if event == "start":
+            self._spoke_on = True  # decided when that speech is delivered, or dropped as too short
+        elif event == "cancel":
+            self._spoke_on, self._quiet_run = False, 0
+        if self._spoke_on:
+            return
+        self._quiet_run = 0 if speech else self._quiet_run + 1
+        if self._quick_frames is not None and self._quiet_run >= self._quick_frames:
+            self._unconfirmed[1].quiet = t
+            self._release_pause()
+
+    def _release_pause(self) -> None:
+        pending, self._unconfirmed, self._spoke_on = self._unconfirmed, None, False
+        if pending is not None:
+            pending[0].set()
 
     def _while_playing(self, frame: np.ndarray, p: float, t: float) -> None:
         """The assistant is talking: only barge-in is listened for (nothing, with barge_in off)."""
@@ -428,8 +476,16 @@ class Listener:
         self._end.reset()
         self._in_speech = False
         self._utterance = []
+        quiet = threading.Event()
+        if rule == "early":  # watched from the next frame on: _watch_pause
+            previous, self._unconfirmed = self._unconfirmed, (quiet, timings)
+            self._quiet_run, self._spoke_on = self._silent_run, False
+        else:
+            previous, self._unconfirmed = self._unconfirmed, None
+            timings.quiet = timings.turn_end
+            quiet.set()
         if self.continuous:
-            self._deliver(audio, timings)
+            self._deliver(audio, timings, quiet)
             self._set_state("listening")
         else:
             self.listening = False  # stop() from the worker thread below
@@ -437,8 +493,10 @@ class Listener:
             if stream is not None:
                 threading.Thread(target=close_stream, args=(stream,), daemon=True).start()
             self._reset_capture()
-            self._deliver(audio, timings)
+            self._deliver(audio, timings, quiet)
             self._set_state("idle")
+        if previous is not None:  # the user spoke on after an early turn: this utterance (delivered) supersedes it
+            previous[0].set()
 
     def _device_lost(self, reason: str) -> None:
         """The microphone died: keep what was said (long enough to be speech) or drop it, with a notice."""
@@ -454,6 +512,7 @@ class Listener:
         timings = self._timings
         self._end.reset()
         self._reset_capture()
+        self._release_pause()
         if self.on_error:
             what = ("kept what was said so far" if kept else
                     "what was said was too short to keep" if speaking else "listening stopped")
@@ -466,7 +525,7 @@ class Listener:
             self._finish(audio)
         self._set_state("idle")
 
-    def _deliver(self, audio: np.ndarray, timings: UtteranceTimings) -> None:
+    def _deliver(self, audio: np.ndarray, timings: UtteranceTimings, quiet: threading.Event | None = None) -> None:
         self._finish(audio)
         if self.on_utterance:
             self.on_utterance(audio)
@@ -483,7 +542,7 @@ class Listener:
                 return
             raise
         timings.transcript = time.perf_counter()
-        self.last = Utterance(audio, text.strip(), timings)
+        self.last = Utterance(audio, text.strip(), timings, quiet=quiet if quiet is not None else _already_set())
         if self.on_transcript:
             self.on_transcript(self.last.text)
         if self.on_heard:

@@ -29,6 +29,8 @@ class ReplyTimeline:
     """The first complete sentence went to synthesis."""
     first_audio: float | None = None
     """The first sentence was synthesized."""
+    heard_from: float | None = None
+    """The reply was allowed to be heard (see :meth:`SpeechOutput.hold_until`); None: from the start."""
     first_sound: float | None = None
     """The first non-zero sample of the reply was handed to the speaker (see ``Player.play``)."""
 
@@ -65,6 +67,10 @@ class SpeechOutput:
     chunks pauses meanwhile, so on a small CPU it does not slow down the synthesis the
     listener is waiting for; the rest of the reply has the first sentence's playing time to
     catch up.
+
+    :meth:`hold_until` (before the first ``feed``) lets a reply be prepared before it may be
+    heard: sentences are synthesized as usual, and the first goes to the speaker once the
+    event is set (or the reply is stopped).
     """
 
     def __init__(self, synthesizer: Any, *, streams: StreamFactory | None = None, device: int | str | None = None,
@@ -88,6 +94,7 @@ class SpeechOutput:
         self._worker = threading.Thread(target=self._synth_loop, name="synesthesia-tts", daemon=True)
         self._worker.start()
         self.last_spoken: SpokenReply | None = None
+        self._gate: threading.Event | None = None
         self._begin_turn()
 
     def _begin_turn(self) -> None:
@@ -107,7 +114,7 @@ class SpeechOutput:
             job = self._jobs.get()
             if job is None:
                 return
-            sentence, stopped, timeline = job
+            sentence, stopped, timeline, gate = job
             try:
                 if stopped.is_set():
                     continue
@@ -122,6 +129,12 @@ class SpeechOutput:
                 self._sentences.append(sentence)
                 if self.on_sentence:
                     self.on_sentence(sentence)
+                if gate is not None and not gate.is_set():
+                    while not gate.wait(0.005) and not stopped.is_set():
+                        pass
+                    if stopped.is_set():
+                        continue
+                    timeline.heard_from = time.perf_counter()
                 self._to_speaker(audio, timeline)
             except Exception as e:  # a failed sentence must not kill the worker
                 self.on_notice(f"speech synthesis failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
@@ -144,6 +157,10 @@ class SpeechOutput:
             self._device_error = str(e)
 
     # -- the caller's side
+
+    def hold_until(self, event: threading.Event | None) -> None:
+        """The next reply is not heard before ``event`` is set (None: no hold); call before its first ``feed``."""
+        self._gate = event
 
     def feed(self, chunk: str) -> None:
         """Add streamed reply text; finished sentences start speaking now."""
@@ -171,7 +188,7 @@ class SpeechOutput:
             self.timeline.first_sentence = time.perf_counter()
         with self._done:
             self._pending += 1
-        self._jobs.put((sentence, self._stopped, self.timeline))
+        self._jobs.put((sentence, self._stopped, self.timeline, self._gate))
 
     def speak(self, text: str, *, wait: bool = True) -> SpokenReply:
         """Speak a whole text (markdown allowed); returns like :meth:`end`."""
@@ -206,6 +223,7 @@ class SpeechOutput:
             reply.path = self._write_fallback(audio)
             self.on_notice(f"{self._device_error.split(';')[0]}; spoken reply written to {reply.path}")
         self.last_spoken = reply
+        self._gate = None
         self._begin_turn()
         return reply
 

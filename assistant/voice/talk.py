@@ -15,6 +15,12 @@ A request that arrives while the previous answer is still being written (nothing
 yet) supersedes it, and the two are asked together ("What is the capital" ... "of France?").
 Empty transcripts (a cough, noise) are ignored.
 
+A request that reads as complete is answered after a very short pause (``voice.early_answer_ms``,
+64 ms), while the listener is still waiting to be sure the user has finished
+(``voice.quick_end_ms``): the reply is written and its first sentence synthesized meanwhile, but
+it is not heard before the pause is long enough (:attr:`Utterance.quiet`). If the user speaks on,
+nothing was heard, and the reply gives way to the longer request as above.
+
 ``respond(text, audio, output, cancel)`` answers one request: it streams the reply's text
 into ``output.feed``, ends with ``output.end()``, and stops early once ``cancel`` is set. The
 default, :func:`stream_reply`, asks ``bot.stream``; the terminal UI passes its own, which runs
@@ -93,13 +99,15 @@ class TalkTurn:
         handed to the speaker (``total``); None for a stage that was not reached."""
         u = self.utterance
         t = self.spoken.timeline if self.spoken is not None else ReplyTimeline()
+        ready = t.heard_from if t.heard_from is not None else t.first_audio
         return {
             "end_of_turn_wait": _span(u.speech_end, u.turn_end),
             "recognition_tail": _span(u.turn_end, u.transcript),
             "first_token": _span(u.transcript, t.first_text),
             "first_sentence": _span(t.first_text, t.first_sentence),
             "synthesis": _span(t.first_sentence, t.first_audio),
-            "to_speaker": _span(t.first_audio, t.first_sound),
+            "pause_check": _span(t.first_audio, ready) if t.first_audio is not None else None,
+            "to_speaker": _span(ready, t.first_sound),
             "total": _span(u.speech_end, t.first_sound),
         }
 
@@ -241,6 +249,7 @@ class TalkLoop:
         if self.on_heard:
             self.on_heard(text)
         before = self.output.last_spoken
+        self.output.hold_until(utterance.quiet)  # an early turn end: not heard before the pause is long enough
         self._replying = True
         try:
             self.respond(text, utterance.audio, self.output, cancel)

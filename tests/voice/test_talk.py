@@ -171,3 +171,57 @@ def test_without_a_synthesizer_it_says_why():
     bot.synthesizer = None
     with pytest.raises(ValueError, match="synthesizer"):
         TalkLoop(bot, streams=LiveStreams(), vad=EnergyVAD())
+
+
+def pause_then_more(first: float = 0.8, gap: float = 0.15, second: float = 0.6) -> np.ndarray:
+    """Speech, a pause of ``gap`` seconds (long enough to answer early, too short to be sure),
+    more speech, then 1.2 s of silence."""
+    rng = np.random.default_rng(7)
+    return np.concatenate([0.3 * rng.standard_normal(int(first * RATE)), np.zeros(int(gap * RATE)),
+                           0.3 * rng.standard_normal(int(second * RATE)), np.zeros(int(1.2 * RATE))]).astype(np.float32)
+
+
+def test_an_early_answer_is_prepared_at_once_but_heard_only_after_the_pause_is_long_enough():
+    rec = FakeRecognizer("What is the capital of France?", partial_after_s=0.03)
+    bot = FakeBot("Paris.", recognizer=rec)
+    with Talk(bot) as talk:
+        talk.streams.say(speech())
+        wait_for(lambda: talk.turns, what="the answer")
+        turn = talk.turns[0]
+        u = turn.utterance
+        assert u.rule == "early" and turn.said_anything and not turn.interrupted
+        # The reply's audio was ready before the pause was confirmed, and was not heard before it.
+        t = turn.spoken.timeline
+        assert u.turn_end < u.quiet <= t.first_sound
+        assert t.first_text < u.quiet
+        b = turn.breakdown()
+        assert b["pause_check"] >= 0 and abs(sum(v for k, v in b.items() if k != "total") - b["total"]) < 1e-6
+
+
+def test_an_early_answer_gives_way_when_the_user_speaks_on():
+    rec = FakeRecognizer("What is the capital of France?", "And of Germany?", partial_after_s=0.03)
+    bot = FakeBot("The capital of France is Paris.", "Paris and Berlin.", recognizer=rec)
+    with Talk(bot) as talk:
+        talk.streams.say(pause_then_more())
+        wait_for(lambda: len(talk.turns) == 2, what="the combined request")
+        first, second = talk.turns
+        assert first.utterance.rule == "early" and first.interrupted and not first.said_anything
+        assert bot.calls == ["What is the capital of France?", "What is the capital of France? And of Germany?"]
+        assert second.reply == "Paris and Berlin." and second.said_anything
+        # Only the second reply reached the speaker.
+        assert bot.synthesizer.said[-1] == "Paris and Berlin." and first.spoken.timeline.first_sound is None
+
+
+def test_early_answers_off_wait_for_the_quick_end():
+    from assistant.config import Settings
+
+    settings = Settings()
+    settings.voice.early_answer_ms = 0
+    rec = FakeRecognizer("What is the capital of France?", partial_after_s=0.03)
+    bot = FakeBot("Paris.", recognizer=rec, settings=settings)
+    with Talk(bot) as talk:
+        assert talk.loop.listener.early_answer_ms == 0
+        talk.streams.say(speech())
+        wait_for(lambda: talk.turns, what="the answer")
+        u = talk.turns[0].utterance
+        assert u.rule == "quick" and u.quiet == u.turn_end and talk.turns[0].breakdown()["pause_check"] == 0
