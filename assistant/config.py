@@ -64,6 +64,20 @@ class GeneratorSettings(Section):
     activations: Literal["fp32", "int8"] = "fp32"
     """onnx runtime: 'fp32' gives the same replies as the unquantized-activation model;
     'int8' rounds activations as llama.cpp does, faster but replies can differ (README)."""
+    seed: int | None = None
+    """A fixed seed for sampling (temperature > 0): the same prompt gets the same reply; None: a new draw every reply."""
+    backend: Literal["local", "openai"] = "local"
+    """'local': the model above writes the replies here; 'openai': an OpenAI-compatible server at base_url writes them (vLLM, llama.cpp's server, Ollama, another `assistant serve`) while the encoders, fusion core, speech and plugins stay here, and the model above measures prompts and conditions the fusion core (README: remote generator)."""
+    base_url: str = ""
+    """backend 'openai': the server's API root, e.g. http://gpu-box:8000/v1."""
+    remote_model: str = ""
+    """backend 'openai': the model name the server serves; empty: the first one it lists."""
+    api_key_env: str = ""
+    """backend 'openai': the environment variable holding the server's API key (the key itself stays out of this file); empty: no key."""
+    timeout_s: float = Field(60.0, gt=0)
+    """backend 'openai': seconds to wait for the server (to connect: at most 10), for its first token and between tokens."""
+    max_retries: int = Field(2, ge=0, le=10)
+    """backend 'openai': retries, with backoff, when the server is unreachable or answers 408, 429 or 5xx."""
 
 
 class ImageSettings(Section):

@@ -24,7 +24,7 @@ import numpy as np
 
 from assistant import paths
 from assistant.config import Settings
-from assistant.errors import AssistantError, InputError, InstallError, ModelError
+from assistant.errors import AssistantError, ConfigError, InputError, InstallError, ModelError
 from assistant.inputs import check_text, load_audio, load_image
 
 
@@ -180,6 +180,8 @@ class Assistant:
             )
         except (RuntimeError, ValueError) as e:
             raise ModelError(str(e)) from e
+        if settings.generator.backend == "openai":
+            generator = _remote_generator(settings, generator)
         host = None
         if plugins:
             host = _load_plugin_host(settings)
@@ -408,7 +410,8 @@ class Assistant:
             if note:
                 turn.scene_notes.append(note if len(turn.images) == 1 else f"Image {i + 1}: {note}")
                 answered.add(i)
-            if self.fusion.cfg.aligned_to_generator:  # only tokens trained through the generator go in
+            if self.fusion.cfg.aligned_to_generator and getattr(self.generator, "soft_tokens", True):
+                # only tokens trained through the generator go in, and only to one in this process
                 turn.fusion_tokens.append(out.tokens[i])
         return answered
 
@@ -543,12 +546,15 @@ class Assistant:
         chunks: list[str] = []
         first = None
         try:
-            for chunk in self.generator.stream(messages, inserts=turn.fusion_tokens, sampling=sampling, cancel=cancel):
+            for chunk in self.generator.stream(messages, inserts=turn.fusion_tokens, sampling=sampling, cancel=cancel,
+                                               seed=g.seed):
                 if first is None:
                     first = time.perf_counter() - t0
                 chunks.append(chunk)
                 yield chunk
         except (RuntimeError, ValueError) as e:
+            if getattr(e, "context_too_long", False):  # a remote generator's server counted more than fits
+                raise MessageTooLong(f"message: {e}", budget=budget) from e
             raise ModelError(f"generator failed: {e}") from e
         finally:
             text_out = "".join(chunks).strip()
@@ -839,6 +845,26 @@ class _Slot:
                     self._value = self._load()
                     self.loaded = True
         return self._value
+
+
+def _remote_generator(settings: Settings, local):
+    """``generator.backend = "openai"``: the server at ``generator.base_url`` writes the replies;
+    ``local`` (the loaded local generator) measures prompts and conditions the fusion core."""
+    from models.remote import RemoteGenerator
+
+    g = settings.generator
+    if not g.base_url:
+        raise ConfigError('generator.backend = "openai" needs generator.base_url (e.g. http://gpu-box:8000/v1)')
+    key = ""
+    if g.api_key_env:
+        key = os.environ.get(g.api_key_env, "")
+        if not key:
+            raise ConfigError(f"generator.api_key_env: the environment variable {g.api_key_env} is not set")
+    try:
+        return RemoteGenerator(local, base_url=g.base_url, model=g.remote_model, api_key=key, timeout_s=g.timeout_s,
+                               max_retries=g.max_retries)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def _load_plugin_host(settings: Settings):

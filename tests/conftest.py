@@ -42,6 +42,23 @@ def generator():
 
 
 @pytest.fixture(scope="session")
+def tiny_folder(generator, tmp_path_factory):
+    """A tiny random Llama saved as a Hugging Face folder (safetensors + SmolLM2's tokenizer)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = generator.tokenizer
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def image_encoder():
     """The real EfficientNet-Lite0 with ImageNet weights."""
     from models.image import ImageEncoder

@@ -28,8 +28,13 @@ def error_body(status: int, message: str, *, code: str | None = None, param: str
 
 
 def from_assistant_error(e: AssistantError) -> ApiError:
-    """The user's mistake (bad input, a refused command) is a 400; a model failing is a 500."""
+    """The user's mistake (bad input, a refused command, a message over the context budget) is
+    a 400; a model failing is a 500."""
+    from assistant.pipeline import MessageTooLong
+
     message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, MessageTooLong):  # as OpenAI answers a prompt over the model's context
+        return ApiError(400, message, code="context_length_exceeded", param="messages")
     if isinstance(e, InputError):
         return ApiError(400, message, code="invalid_input")
     return ApiError(500, message, code=type(e).__name__.removesuffix("Error").lower() + "_error")

@@ -52,7 +52,7 @@ class ChatRequest(BaseModel):
     def sampling(self) -> dict[str, Any]:
         """Overrides of the generator settings for this request only."""
         wanted = {"max_new_tokens": self.max_completion_tokens or self.max_tokens,
-                  "temperature": self.temperature, "top_p": self.top_p}
+                  "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
         return {k: v for k, v in wanted.items() if v is not None}
 
 

@@ -74,7 +74,9 @@ def run_chat(bot, chat: ChatTurn, *, sampling: dict, stops: list[str], cancel: t
     overrides = dict(sampling)
     if chat.system is not None:
         overrides["system_prompt"] = chat.system
-    with _temporarily(g, overrides):
+    # A request that asks for sampling gets it, even from an assistant set to decode greedily.
+    greedy = bool(getattr(bot, "greedy", False)) and not overrides.get("temperature")
+    with _temporarily(g, overrides), _temporarily(bot, {"greedy": greedy}):
         fresh_conversation(bot, chat.history)
         stopper = StopText(stops)
         sent: list[str] = []
@@ -95,7 +97,8 @@ def run_chat(bot, chat: ChatTurn, *, sampling: dict, stops: list[str], cancel: t
             finish = "stop"
         else:
             system = {"role": "system", "content": g.system_prompt}
-            prompt_tokens = bot.generator.count_tokens([system] + bot.history[:-1])
+            counted = getattr(bot.generator, "prompt_tokens", None)  # a remote generator's server counts
+            prompt_tokens = counted or bot.generator.count_tokens([system] + bot.history[:-1])
             completion_tokens = int(bot.generator.generated_tokens)
             finish = "length" if bot.generator.stop_reason == "length" and not stopper.hit else "stop"
         text = "".join(sent).strip() if stopper.hit else reply.text

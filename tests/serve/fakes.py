@@ -18,10 +18,12 @@ class ScriptedGenerator(FakeGenerator):
         self.generated_tokens = 0
         self.started = threading.Event()
         self.samplings: list = []
+        self.seeds: list = []
 
     def stream(self, messages, *, inserts=None, sampling=None, cancel=None, seed=None):
         self.prompts.append(messages)
         self.samplings.append(sampling)
+        self.seeds.append(seed)
         words = (self.replies.pop(0) if self.replies else "ok").split(" ")
         self.generated_tokens, self.stop_reason = 0, "length"
         self.started.set()

@@ -115,6 +115,21 @@ def test_sampling_limits_and_stop_strings(client, server):
     assert bot.generator.stop_reason == "cancelled"  # the stop string stopped the generator
 
 
+def test_seed_and_temperature_reach_the_generator_even_when_the_bot_decodes_greedily(client, server):
+    _, bot = server
+    bot.greedy = True  # as `assistant eval` and the real-stack tests set it
+    try:
+        client.chat.completions.create(model="m", messages=user("go"), temperature=0.8, seed=5)
+        used, seed = bot.generator.samplings[-1], bot.generator.seeds[-1]
+        assert (used.temperature, seed) == (0.8, 5)
+        client.chat.completions.create(model="m", messages=user("go"))  # no sampling asked: the bot's greedy stands
+        used, seed = bot.generator.samplings[-1], bot.generator.seeds[-1]
+        assert (used.temperature, seed) == (0.0, None)
+        assert bot.greedy is True and bot.settings.generator.seed is None  # put back
+    finally:
+        bot.greedy = False
+
+
 def test_stop_string_split_across_chunks_is_never_streamed(client, server):
     _, bot = server
     bot.generator.replies.append("one two END three")

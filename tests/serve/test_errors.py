@@ -53,6 +53,19 @@ def test_malformed_requests(server):
     assert bot.generator.prompts == []  # nothing reached the generator
 
 
+def test_message_over_the_context_budget_is_openais_context_length_exceeded(server):
+    url, bot = server
+    budget = bot.budget()
+    r = chat(url, "word " * (budget + 10))
+    assert "context budget" in error_of(r, 400)
+    assert r.json()["error"]["code"] == "context_length_exceeded" and r.json()["error"]["param"] == "messages"
+    client = OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "word " * (budget + 10)}])
+    assert caught.value.code == "context_length_exceeded"
+    assert bot.generator.prompts == []
+
+
 def test_bad_media_get_the_clis_messages(server):
     url, bot = server
     image = [{"type": "image_url", "image_url": {"url": data_url(b"this is not a picture")}}]
