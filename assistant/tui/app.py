@@ -28,7 +28,7 @@ from textual.widgets import Footer, Header
 from assistant.errors import AssistantError, Cancelled, InputError
 from assistant.storage import SearchHit, Session, SessionStore
 from assistant.tui import messages as m
-from assistant.tui.attachments import Pending, as_attachment, split_paths
+from assistant.tui.attachments import Pending, as_attachment, image_texts, split_paths
 from assistant.tui.resume import resume_conversation
 from assistant.tui.screens import (
     ConfirmScreen,
@@ -108,6 +108,7 @@ class SynesthesiaApp(App[int]):
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+r", "listen", "Listen"),
         Binding("f5", "talk", "Talk"),
+        Binding("f6", "image_text", "Image text"),
         Binding("ctrl+t", "toggle_speak", "Speak replies"),
         Binding("ctrl+o", "attach", "Attach"),
         Binding("ctrl+n", "new_session", "New"),
@@ -467,6 +468,7 @@ class SynesthesiaApp(App[int]):
         if turn is not None:
             if stored.transcript:
                 turn.user.add_transcript(stored.transcript)
+            turn.user.image_texts = image_texts(msg.reply, stored.evidence)
             await turn.reply.finish(stored.reply_text, reply_footer(stored))
         if stored.timings:
             self.query_one(StatusBar).timings = format_timings(stored.timings) if self.settings.ui.show_timings else ""
@@ -540,6 +542,19 @@ class SynesthesiaApp(App[int]):
         if self.voice.listening:
             self.voice.stop_listening(keep=False)
             self._set_listening(False)
+
+    def action_image_text(self) -> None:
+        """Show the text read in the latest message's images under them, and copy it."""
+        for key in sorted(self.turns, reverse=True):
+            user = self.turns[key].user
+            if user.image_texts:
+                if user.toggle_image_text():
+                    self.copy_to_clipboard("\n\n".join(text for _, text in user.image_texts))
+                    names = ", ".join(name for name, _ in user.image_texts)
+                    self.notify(f"Text in {names}: shown under the image and copied to the clipboard (F6 hides it)")
+                    self.query_one(ChatLog).scroll_to_widget(user, animate=False)
+                return
+        self.notify("No text has been read in an image yet (attach a screenshot and ask about it).", severity="warning")
 
     def action_toggle_speak(self) -> None:
         self.speak_replies = not self.speak_replies
@@ -790,7 +805,7 @@ class SynesthesiaApp(App[int]):
             for t in self.store.turns(self.session.id, last=SHOWN_TURNS):
                 atts = [Pending(a.kind, a.path) for a in t.attachments if a.role == "user" and a.path.exists()]
                 user = UserMessage(t.user_text, atts, preview=self.settings.ui.image_preview,
-                                   transcript=t.transcript)
+                                   transcript=t.transcript, image_texts=image_texts(None, t.evidence))
                 reply = AssistantMessage(t.reply_text or "_(no reply)_", footer=reply_footer(t))
                 widgets.append(Turn(next(self._keys), user, reply, turn_id=t.id))
             chat.mount_all(widgets)

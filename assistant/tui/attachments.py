@@ -40,6 +40,20 @@ def as_attachment(text: str, kind: str | None = None) -> Pending | None:
     return Pending(found, path.resolve()) if found else None
 
 
+def image_texts(reply, evidence=()) -> list[tuple[str, str]]:
+    """(image name, text read in it) for each image of a turn that holds text: from the reply's
+    ``ocr`` (all of it), else from the stored evidence lines "Image N (name) contains text:"
+    (what the generator saw, perhaps shortened)."""
+    found = [(r["image"], r["text"]) for r in (getattr(reply, "ocr", None) or []) if r and r.get("text")]
+    if found:
+        return found
+    for note in evidence or ():
+        head, _, body = note.partition(" contains text:\n")
+        if body and head.startswith("Image ") and head.endswith(")") and " (" in head:
+            found.append((head[head.index(" (") + 2:-1], body))
+    return found
+
+
 def split_paths(text: str) -> tuple[str, list[Pending]]:
     """Take the image/audio file paths out of a message (as terminals paste dropped files).
 

@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Input, Markdown, Static
+from textual.widgets import Input, Markdown, Static, TextArea
 
 from assistant.tui.attachments import Pending, as_attachment
 
@@ -102,12 +102,14 @@ class UserMessage(Vertical):
     """The user's side of a turn: text, inline image previews, audio chips, transcripts."""
 
     def __init__(self, text: str, attachments: Iterable[Pending], *, preview: str = "auto",
-                 transcript: Iterable[str] = ()) -> None:
+                 transcript: Iterable[str] = (), image_texts: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(classes="message user")
         self.text = text
         self.attachments = list(attachments)
         self.preview = preview
         self.transcript = list(transcript)
+        self.image_texts = list(image_texts)
+        """(image name, text read in it), shown under the images on request (F6)."""
 
     def compose(self):
         yield Static(Text(self.text or "(attachments only)"), classes="user-text")
@@ -120,11 +122,34 @@ class UserMessage(Vertical):
         for line in self.transcript:
             yield Static(Text(f"heard: {line}"), classes="transcript")
 
+    def toggle_image_text(self) -> bool:
+        """Show (or hide again) the text read in the images; -> True when now shown."""
+        shown = self.query(ImageText)
+        if shown:
+            shown.first().display = not shown.first().display
+            return bool(shown.first().display)
+        self.mount(ImageText(self.image_texts))
+        return True
+
     def add_transcript(self, lines: Iterable[str]) -> None:
         for line in lines:
             if line and line not in self.transcript:
                 self.transcript.append(line)
                 self.mount(Static(Text(f"heard: {line}"), classes="transcript"))
+
+
+class ImageText(Vertical):
+    """The text read in a message's images, in read-only text areas: select with the mouse or
+    shift+arrows and copy with ctrl+c."""
+
+    def __init__(self, texts: Iterable[tuple[str, str]]) -> None:
+        super().__init__(classes="image-text")
+        self.texts = list(texts)
+
+    def compose(self):
+        for name, text in self.texts:
+            yield Static(Text(f"text in {name}:"), classes="image-text-title")
+            yield TextArea(text, read_only=True, soft_wrap=True, show_line_numbers=False, classes="image-text-body")
 
 
 class AssistantMessage(Vertical):
@@ -299,7 +324,7 @@ def format_timings(timings: dict[str, float], limit: int = 5) -> str:
 
 
 __all__ = [
-    "AssistantMessage", "AttachmentBar", "ChatInput", "ChatLog", "HalfBlockImage", "LevelMeter",
+    "AssistantMessage", "AttachmentBar", "ChatInput", "ChatLog", "HalfBlockImage", "ImageText", "LevelMeter",
     "StatusBar", "SystemLine", "Turn", "UserMessage", "as_attachment",
     "format_timings", "image_preview",
 ]

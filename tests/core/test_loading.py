@@ -16,7 +16,7 @@ def test_text_question_loads_nothing_but_the_generator(lazy_stack, capsys):
     assert "Paris" in capsys.readouterr().out
     bot = lazy_stack.bot
     assert lazy_stack.loaded == []
-    assert bot.loaded() == {"generator": True, "image": False, "fusion": False, "speech-in": False,
+    assert bot.loaded() == {"generator": True, "image": False, "fusion": False, "ocr": False, "speech-in": False,
                             "speech-out": False, "router": False}
     assert bot.plugins is not None and bot.plugins.tools  # tools are installed, yet the router stayed unloaded
 
@@ -45,8 +45,9 @@ def test_speak_loads_the_voice(lazy_stack, tmp_path, capsys):
 def test_models_reports_every_slot(lazy_stack, capsys):
     assert main(["models", "--json"]) == 0
     slots = {m["slot"]: m for m in json.loads(capsys.readouterr().out)}
-    assert set(slots) == {"generator", "image", "fusion", "speech-in", "speech-out"}
+    assert set(slots) == {"generator", "image", "ocr", "fusion", "speech-in", "speech-out"}
     assert slots["image"]["name"] == "fake-image" and slots["speech-in"]["name"] == "fake-asr"
+    assert slots["ocr"]["name"] == "PP-OCRv4" and "rapidocr-onnxruntime" in slots["ocr"]["source"]
 
 
 def test_preload_and_concurrent_first_use_load_once(lazy_stack):

