@@ -42,8 +42,11 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if _family(args.train_config) == "mmgan":
+    family = _family(args.train_config)
+    if family == "mmgan":
         return _train_mmgan(args)
+    if family == "mmrnn":
+        return _train_mmrnn(args)
     from models.train import TrainConfig, train
 
     overrides = {"output_dir": args.output_dir} if args.output_dir else {}
@@ -76,6 +79,21 @@ def _train_mmgan(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from e
     print(train(cfg, resume=not args.no_resume, log=lambda m: print(m, file=sys.stderr)))
+    return 0
+
+
+def _train_mmrnn(args: argparse.Namespace) -> int:
+    """A config with ``"family": "mmrnn"``: the GRU caption decoder (models.mmrnn)."""
+    from models.mmrnn import RNNTrainConfig, train
+
+    try:
+        cfg = RNNTrainConfig.from_file(args.train_config, **({"output_dir": args.output_dir} if args.output_dir else {}))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    try:
+        print(train(cfg, log=lambda m: print(m, file=sys.stderr)))
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from e
     return 0
 
 

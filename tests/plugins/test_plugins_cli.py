@@ -44,7 +44,7 @@ def test_json(folder, capsys):
     code, out = _run(["plugins", "--json"], folder, capsys)
     data = json.loads(out)
     assert [p["name"] for p in data] == ["calc", "clock", "draw", "files", "images", "notes"]
-    files = data[2]
+    files = data[3]
     assert files["hooks"] == ["register_commands"] and files["capabilities"] == ["read_files"]
     assert set(files) == {"name", "version", "source", "hooks", "status", "error", "provides",
                           "capabilities", "trusted"}
