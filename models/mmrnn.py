@@ -2,8 +2,8 @@
 
 The recurrent baseline beside the fusion core's caption head (a Transformer-style core read
 by a linear head). The frozen, shipped fusion core (``models/weights/fusion``) reads a scene's
-image tokens with the question "Describe the image." and gives K output tokens (K, 576); the
-decoder starts from them (the flattened tokens -> the GRU's first state) and attends to them at
+image tokens with the question "Describe the image." and gives K output tokens (K, d_model = 128, read before the projector into the generator's
+embedding space); the decoder starts from them (the flattened tokens -> the GRU's first state) and attends to them at
 every word (dot-product attention), writing the caption of :func:`models.clevr.caption`
 ("There are six objects: a red square at the top left, ...") from a closed vocabulary.
 
@@ -47,8 +47,8 @@ def caption_vocabulary() -> list[str]:
 
 @dataclass
 class RNNConfig:
-    token_dim: int = 576
-    """Width of the fusion core's output tokens."""
+    token_dim: int = 128
+    """Width of the fusion core's output tokens (its d_model)."""
     n_tokens: int = 8
     hidden: int = 256
     embed: int = 64
@@ -151,7 +151,8 @@ def caption_accuracy(captions: list[str], scenes: list[clevr.Scene]) -> dict:
 
 
 def fusion_tokens(first_seed: int, count: int, fusion_dir: str | Path, cache_dir: str | None = None) -> torch.Tensor:
-    """The frozen fusion core's output tokens for the cached scenes ``first_seed ..``: (count, K, 576)."""
+    """The frozen fusion core's K output tokens (before its projector) for the cached scenes
+    ``first_seed ..``: (count, K, d_model)."""
     from models.features import default_cache_dir, image_tokens
     from models.fusion import load_fusion
 
@@ -169,12 +170,17 @@ def fusion_tokens(first_seed: int, count: int, fusion_dir: str | Path, cache_dir
     if text is None:
         raise FileNotFoundError(f"{folder}: no cached embedding of {DESCRIBE!r}; run `assistant train configs/fusion_cpu.json` first")
     images = image_tokens(None, "scene", first_seed, count, cache_dir)  # (count, 49, 320)
-    out = []
-    with torch.no_grad():
-        for b in range(0, count, 250):
-            x = images[b:b + 250].float()
-            out.append(core({"image": (x, None)}, text.expand(len(x), -1, -1), mask.expand(len(x), -1)).tokens)
-    return torch.cat(out)  # (count, K, 576)
+    out: list[torch.Tensor] = []
+    # the core's K output tokens before the projector into the generator's space (what its heads read)
+    hook = core.out_norm.register_forward_hook(lambda _m, _i, y: out.append(y))
+    try:
+        with torch.no_grad():
+            for b in range(0, count, 250):
+                x = images[b:b + 250].float()
+                core({"image": (x, None)}, text.expand(len(x), -1, -1), mask.expand(len(x), -1))
+    finally:
+        hook.remove()
+    return torch.cat(out)  # (count, K, d_model)
 
 
 @dataclass
