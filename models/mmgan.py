@@ -3,29 +3,29 @@
 The words are parsed by :mod:`models.draw_text` into a :class:`Layout`: for each of the six
 colours, absent or (shape, quadrant). The layout is the GAN's condition, a 42-number vector
 (:func:`encode_layout`): per colour [present, square, circle, top-left, top-right,
-bottom-left, bottom-right]. Where an object sits inside its quadrant, its exact size and
-how it leaves room for its neighbours are the generator's to choose (from the noise z).
+bottom-left, bottom-right]. The object's pixels, its colour and where it sits inside its
+quadrant, clear of its neighbours, are the generator's to draw (from the noise z).
 
 - :class:`Generator` (condition + noise -> image): object-centric, in the manner of layered
   GANs: per colour slot, an MLP writes a sprite mask, its colour and its position inside the
-  named quadrant, and the named objects are pasted onto a white canvas. About 60k parameters.
-- :class:`Discriminator` (training only, not shipped): strided convolutions with spectral
-  norm, a hinge-loss realism score with a projection of the condition (Miyato & Koyama 2018),
-  and an auxiliary head that reads the layout back from the image (AC-GAN, Odena et al.
-  2017): per colour present / shape / quadrant. The generator is trained to make that head
-  read its drawings as the layout it was given.
+  named quadrant, and the named objects are pasted onto a white canvas. 42k parameters.
+- :class:`SpriteCritic` (training only, not shipped): is a generated object patch the real
+  object of its colour and shape? Spectral norm, hinge loss, a projection of the condition
+  (Miyato & Koyama 2018) and a naming head (AC-GAN, Odena et al. 2017).
+- :class:`LayoutCritic` (training only): are the objects' places inside their quadrants like
+  the places real scenes give them? :func:`overlap_penalty` keeps named objects apart.
 
-Training scenes are rendered here by :func:`sample_layout` + :func:`render_layout` with the
-project's own Sort-of-CLEVR palette and shapes (:mod:`models.clevr`). Descriptions whose
-layout falls in the held-out bucket (:func:`held_out`) are never drawn for training.
+Real objects and places come from the project's own Sort-of-CLEVR renderer (:mod:`models.clevr`;
+:func:`real_sprites`, :func:`sample_layout` + :func:`place`; :func:`render_layout` renders a
+whole training scene). Layouts in the held-out bucket (:func:`held_out`) are never used for
+training.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import clevr
+from models import clevr, small_weights
 from models.draw_text import MAX_PER_QUADRANT, QUADRANTS, Layout, Placed
 
 COND_PER_COLOUR = 1 + len(clevr.SHAPES) + len(QUADRANTS)  # 7
@@ -158,11 +158,7 @@ class GANConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "GANConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown MMGAN config fields: {', '.join(unknown)}")
-        return cls(**raw)
+        return small_weights.config_from_dict(cls, raw, "MMGAN")
 
 
 def _quadrant_bounds() -> torch.Tensor:
@@ -306,33 +302,12 @@ def overlap_penalty(xy: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
 
 def save_generator(folder: str | Path, gen: Generator, extra: dict | None = None) -> Path:
     """``config.json`` + float16 ``model.safetensors`` (no pickle)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({**asdict(gen.cfg), **({"meta": extra} if extra else {})}, indent=1) + "\n")
-    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in gen.state_dict().items() if v.is_floating_point()},
-              str(folder / "model.safetensors"))
-    return folder
+    return small_weights.save(folder, gen, extra)
 
 
 def load_generator(folder: str | Path = DEFAULT_WEIGHTS) -> Generator:
     """Rebuild the generator from its ``config.json`` and load its weights (eval mode, float32)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    try:
-        raw = json.loads((folder / "config.json").read_text())
-        raw.pop("meta", None)
-        gen = Generator(GANConfig.from_dict(raw))
-        state = {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
-    except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"{folder}: no MMGAN weights there ({e})") from e
-    missing, unexpected = gen.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"{folder}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return gen.eval()
+    return small_weights.load(folder, lambda raw: Generator(GANConfig.from_dict(raw)), "MMGAN")
 
 
 @torch.no_grad()

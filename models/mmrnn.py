@@ -21,14 +21,14 @@ import json
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import clevr
+from models import clevr, small_weights
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "mmrnn"
@@ -57,11 +57,7 @@ class RNNConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "RNNConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown MMRNN config fields: {', '.join(unknown)}")
-        return cls(**raw)
+        return small_weights.config_from_dict(cls, raw, "MMRNN")
 
 
 class CaptionGRU(nn.Module):
@@ -265,24 +261,11 @@ def train(cfg: RNNTrainConfig, *, log=print, tokens: tuple[torch.Tensor, torch.T
 
 
 def save(folder: str | Path, model: CaptionGRU, meta: dict) -> Path:
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({**asdict(model.cfg), "meta": meta}, indent=1) + "\n")
-    save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    return folder
+    return small_weights.save(folder, model, meta)
 
 
 def load(folder: str | Path = DEFAULT_WEIGHTS) -> CaptionGRU:
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    raw = json.loads((folder / "config.json").read_text())
-    raw.pop("meta", None)
-    model = CaptionGRU(RNNConfig.from_dict(raw))
-    model.load_state_dict({k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()})
-    return model.eval()
+    return small_weights.load(folder, lambda raw: CaptionGRU(RNNConfig.from_dict(raw)), "MMRNN")
 
 
 def main(argv: list[str] | None = None) -> int:
