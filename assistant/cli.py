@@ -23,7 +23,7 @@ from typing import Callable
 from assistant.errors import AssistantError, InputError
 
 FEATURE_MODULES = ["assistant.voice_cli", "assistant.sessions_cli", "assistant.plugins_cli", "assistant.train_cli",
-                   "assistant.serve.cli"]
+                   "assistant.serve.cli", "assistant.draw_cli"]
 """Modules that add subcommands with ``add_commands(sub, parents)``."""
 
 

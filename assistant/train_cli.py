@@ -18,8 +18,8 @@ SAMPLE_RATE = 16_000
 
 
 def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("train", parents=parents, help="train the fusion core on Sort-of-CLEVR (see docs/MODEL_CARD.md)")
-    p.add_argument("train_config", metavar="CONFIG", help="training config (JSON), e.g. configs/fusion_cpu.json")
+    p = sub.add_parser("train", parents=parents, help="train the fusion core or MMGAN on Sort-of-CLEVR (see docs/MODEL_CARD.md)")
+    p.add_argument("train_config", metavar="CONFIG", help="training config (JSON), e.g. configs/fusion_cpu.json or configs/mmgan_cpu.json")
     p.add_argument("--output-dir", help="override the config's output_dir")
     p.add_argument("--no-resume", action="store_true", help="start over even if the output folder has a checkpoint")
     p.set_defaults(handler=cmd_train)
@@ -42,6 +42,11 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    family = _family(args.train_config)
+    if family == "mmgan":
+        return _train_mmgan(args)
+    if family == "mmrnn":
+        return _train_mmrnn(args)
     from models.train import TrainConfig, train
 
     overrides = {"output_dir": args.output_dir} if args.output_dir else {}
@@ -54,6 +59,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         raise InputError(str(e)) from e
     print(final)
+    return 0
+
+
+def _family(path: str) -> str:
+    try:
+        raw = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read the training config ({e})") from e
+    return raw.get("family", "fusion") if isinstance(raw, dict) else "fusion"
+
+
+def _train_mmgan(args: argparse.Namespace) -> int:
+    """A config with ``"family": "mmgan"``: the text-to-image GAN (models.train_gan)."""
+    from models.train_gan import GANTrainConfig, train
+
+    try:
+        cfg = GANTrainConfig.from_file(args.train_config, **({"output_dir": args.output_dir} if args.output_dir else {}))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    print(train(cfg, resume=not args.no_resume, log=lambda m: print(m, file=sys.stderr)))
+    return 0
+
+
+def _train_mmrnn(args: argparse.Namespace) -> int:
+    """A config with ``"family": "mmrnn"``: the GRU caption decoder (models.mmrnn)."""
+    from models.mmrnn import RNNTrainConfig, train
+
+    try:
+        cfg = RNNTrainConfig.from_file(args.train_config, **({"output_dir": args.output_dir} if args.output_dir else {}))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    try:
+        print(train(cfg, log=lambda m: print(m, file=sys.stderr)))
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from e
     return 0
 
 

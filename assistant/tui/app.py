@@ -51,6 +51,7 @@ from assistant.tui.widgets import (
     Turn,
     UserMessage,
     format_timings,
+    image_preview,
 )
 
 log = logging.getLogger(__name__)
@@ -521,6 +522,9 @@ class SynesthesiaApp(App[int]):
         else:
             chat = self.query_one(ChatLog)
             chat.mount(SystemLine(Text(msg.text), classes="system"))
+            preview = image_preview(Path(msg.image), self.settings.ui.image_preview) if msg.image else None
+            if preview is not None:
+                chat.mount(preview)
             chat.anchor()
 
     # ------------------------------------------------------------------ stop, voice
@@ -764,7 +768,9 @@ class SynesthesiaApp(App[int]):
             self.post_message(m.CommandOutput(name, f"{name}: unknown command (F1 lists the commands)", True))
             return
         text = getattr(result, "text", result)
-        self.post_message(m.CommandOutput(name, str(text) if text else f"{name}: done"))
+        data = getattr(result, "data", None)
+        image = data.get("image") if isinstance(data, dict) and isinstance(data.get("image"), str) else None
+        self.post_message(m.CommandOutput(name, str(text) if text else f"{name}: done", image=image))
 
     def _command_context(self) -> Any:
         """What a plugin command may ask of the app (see plugins.types.CommandContext)."""

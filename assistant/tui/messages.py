@@ -97,6 +97,8 @@ class CommandOutput(Message):
     command: str
     text: str
     error: bool = False
+    image: str | None = None
+    """A picture the command made (its result's ``data["image"]``), shown inline under the text."""
 
 
 @dataclass

@@ -7,12 +7,13 @@ from typing import Any
 
 def builtin_plugins() -> list[tuple[str, Any]]:
     """(name, plugin object) for each built-in, fresh for each plugin host (timers are per host)."""
-    from plugins.builtin import calc, files, images, notes
+    from plugins.builtin import calc, draw, files, images, notes
     from plugins.builtin.clock import ClockPlugin
 
     return [
         ("calc", calc),
         ("clock", ClockPlugin()),
+        ("draw", draw),
         ("files", files),
         ("images", images),
         ("notes", notes),

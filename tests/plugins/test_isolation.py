@@ -287,7 +287,7 @@ def test_a_second_plugin_with_a_taken_name_is_skipped(load, write_plugin, ctx):
 
 def test_tool_schemas_for_native_tool_calling(host):
     schemas = {s["name"]: s for s in host.tool_schemas()}
-    assert set(schemas) == {"calculator", "clock", "timer", "note"}
+    assert set(schemas) == {"calculator", "clock", "timer", "note", "draw"}
     assert schemas["calculator"]["parameters"]["required"] == ["request"]
 
 
@@ -302,7 +302,7 @@ def test_missing_plugin_name_lists_installed(host):
     with pytest.raises(PluginError) as err:
         host.plugin("calx")
     assert str(err.value) == ("no plugin named 'calx' (did you mean 'calc'?); "
-                              "installed: calc, clock, files, images, notes")
+                              "installed: calc, clock, draw, files, images, notes")
 
 
 def test_unknown_command_lists_commands(host, ctx):

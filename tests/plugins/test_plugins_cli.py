@@ -43,8 +43,8 @@ def test_table_lists_each_plugin(folder, write_plugin, capsys):
 def test_json(folder, capsys):
     code, out = _run(["plugins", "--json"], folder, capsys)
     data = json.loads(out)
-    assert [p["name"] for p in data] == ["calc", "clock", "files", "images", "notes"]
-    files = data[2]
+    assert [p["name"] for p in data] == ["calc", "clock", "draw", "files", "images", "notes"]
+    files = data[3]
     assert files["hooks"] == ["register_commands"] and files["capabilities"] == ["read_files"]
     assert set(files) == {"name", "version", "source", "hooks", "status", "error", "provides",
                           "capabilities", "trusted"}
