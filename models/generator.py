@@ -192,7 +192,7 @@ class Generator:
         self.source = source
         self.device = device
         self.stop_reason = ""
-        """Why the last stream ended: 'eos', 'length' or 'cancelled'."""
+        """Why the last stream ended: 'eos', 'length', 'cancelled' or 'loop' (see :func:`looping`)."""
         self._lock = threading.Lock()
         self._cache = None  # the KV cache of the last stream
         self._cache_ids: list[int] = []  # the tokens that cache holds, in order
@@ -438,6 +438,9 @@ class Generator:
                 self.stop_reason = "eos"
                 break
             generated.append(token)
+            if looping(generated):
+                self.stop_reason = "loop"
+                break
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
             if not text.endswith("\ufffd") and len(text) > len(emitted):  # wait for whole UTF-8 characters
                 yield text[len(emitted):]
@@ -492,6 +495,21 @@ class Generator:
             cache = self.runner.new_cache()
             self.runner.forward(cache, self.runner.embed(ids))
             self._cache, self._cache_ids = cache, ids
+
+
+def looping(ids: list[int], max_period: int = 8, min_span: int = 16) -> bool:
+    """True when the reply's last tokens are one short piece (at most ``max_period`` tokens)
+    repeated back to back over at least ``min_span`` tokens and at least 4 times: a small
+    model stuck in a loop ('Z: "Z: "Z: ...'), which would otherwise run to the token limit
+    and be read aloud. The reply ends there, keeping what was written (the loop included)."""
+    for period in range(1, max_period + 1):
+        span = max(min_span, 4 * period)
+        if len(ids) < span:
+            break
+        tail = ids[-span:]
+        if all(tail[i] == tail[i - period] for i in range(period, span)):
+            return True
+    return False
 
 
 class _Chooser:

@@ -141,3 +141,20 @@ def test_forget_can_keep_the_system_prompt_and_prefill_caches_it(tiny_generator)
     assert gen._cache_ids == kept and len(gen._cache) == len(kept)
     gen.forget()
     assert gen._cache is None and gen._cache_ids == []
+
+
+def test_looping_finds_a_short_piece_repeated_back_to_back():
+    from models.generator import looping
+
+    assert looping([5] * 16) and not looping([5] * 15)
+    assert looping([1, 2, 3] * 6) and not looping([1, 2, 3] * 5)  # at least 16 tokens of the loop
+    assert looping(list(range(40)) + [7, 8] * 8)
+    assert not looping(list(range(100)))  # a long reply that never repeats itself
+    assert not looping([1, 2, 3, 4, 5, 6, 7, 8, 9] * 4)  # a period longer than 8 tokens is left alone
+
+
+def test_a_reply_stuck_in_a_loop_ends_there(gen):
+    """Greedy, the tiny random model repeats itself: the reply stops at the loop, not at the limit."""
+    reply = "".join(gen.stream(MSGS, sampling=Sampling(max_new_tokens=200)))
+    assert gen.stop_reason == "loop" and 16 <= gen.generated_tokens < 40
+    assert reply  # what was written before the model got stuck is kept
