@@ -144,12 +144,14 @@ class WhisperRecognizer(Segmenting):
     """Whisper on CTranslate2. ``model``: a size (``tiny.en`` ships packaged) or a local folder.
 
     ``device``: "auto" (CUDA when CTranslate2 sees a GPU, else CPU), "cpu" or "cuda";
-    ``compute_type``: default int8 on the CPU, float16 on CUDA. ``beam_size`` 1 is greedy.
+    ``compute_type``: default int8 on the CPU, float16 on CUDA. ``beam_size`` 1 is greedy;
+    ``context_beam_size`` is used instead when decoding with a context prompt (a scene question
+    with its picture: a beam keeps the colour words more often, docs/VOICE.md).
     ``stamp_dir``: where the packaged weights' hash check is remembered.
     """
 
     def __init__(self, model: str = PACKAGED, *, whisper_dir=None, language: str = "en", device: str = "auto",
-                 compute_type: str | None = None, beam_size: int = 1, cpu_threads: int = 0,
+                 compute_type: str | None = None, beam_size: int = 1, context_beam_size: int = 5, cpu_threads: int = 0,
                  stamp_dir: str | os.PathLike | None = None, vad=None) -> None:
         try:
             import ctranslate2
@@ -174,7 +176,7 @@ class WhisperRecognizer(Segmenting):
         self.language = language.split("-")[0].lower()
         self.tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe",
                                    language=self.language if multilingual else "en")
-        self.beam_size = int(beam_size)
+        self.beam_size, self.context_beam_size = int(beam_size), int(context_beam_size)
         self.device, self.compute_type = device, compute_type
         self.name = f"whisper:{Path(model).name if (Path(model) / 'model.bin').is_file() else model}"
         self.source = source
@@ -237,7 +239,8 @@ class WhisperRecognizer(Segmenting):
         prompt = self._prompt(context)
         max_new = int(12 + 6 * seconds)  # people say at most ~4 words a second
         result = self.model.model.generate(
-            encoded, [prompt], beam_size=self.beam_size, max_length=min(448, len(prompt) + max_new),
+            encoded, [prompt], beam_size=self.context_beam_size if context else self.beam_size,
+            max_length=min(448, len(prompt) + max_new),
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=[-1],
         )[0]

@@ -41,6 +41,25 @@ def test_scene_context_is_a_prompt_and_unknown_context_is_refused(whisper_rec, s
         whisper_rec.transcribe(audio, context="weather")
 
 
+def test_scene_questions_are_decoded_with_a_beam_and_open_speech_greedily(whisper_rec, say16, monkeypatch):
+    beams = []
+    generate = whisper_rec.model.model.generate
+
+    class Spy:  # the CTranslate2 model is a C++ object: wrap it, do not patch it
+        def __getattr__(self, name):
+            return getattr(generate.__self__, name)
+
+        def generate(self, *args, **kw):
+            beams.append(kw["beam_size"])
+            return generate(*args, **kw)
+
+    monkeypatch.setattr(whisper_rec.model, "model", Spy())
+    audio = say16("What is the shape of the red object?")
+    assert "red" in whisper_rec.transcribe(audio, context="scene").lower()
+    whisper_rec.transcribe(audio)
+    assert beams == [5, 1]
+
+
 def test_long_chunks_are_packed_up_to_25_seconds(whisper_rec, monkeypatch):
     second = 16000
     segments = [(i * 5 * second, i * 5 * second + 3 * second) for i in range(12)]  # a minute of speech bursts
