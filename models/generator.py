@@ -270,8 +270,10 @@ class Generator:
             source = f"{gguf} (4-bit, {activations} activations, ONNX Runtime; graph in {folder})"
 
             def build(tmp: Path):
+                from models.chat_tokenizer import write_gguf_tokenizer
+
                 say(f"building the 4-bit graph of {gguf.name} (first start only, a few seconds)")
-                _gguf_tokenizer(gguf).save_pretrained(tmp)
+                write_gguf_tokenizer(gguf, tmp)
                 return llm_onnx.read_gguf(gguf)
         else:
             src, where, local_only = _locate(name, offline, snapshot=True)

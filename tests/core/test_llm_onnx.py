@@ -114,6 +114,24 @@ def test_real_smollm2_graph_agrees_with_the_dequantized_model(generator):
     assert set(np.argsort(-fast)[:5]) & set(np.argsort(-exact)[:2])
 
 
+@pytest.mark.integration
+def test_tokenizer_read_straight_from_the_gguf_equals_transformers_conversion(generator):
+    """The onnx runtime's tokenizer files are written from the GGUF's vocabulary and merges
+    (models/chat_tokenizer.write_gguf_tokenizer); the torch runtime's come from transformers'
+    GGUF conversion. Both must cut every text into the same tokens."""
+    if generator.runtime != "onnx":
+        pytest.skip("the test run uses the torch runtime")
+    reference = Generator.load(device="cpu", runtime="torch", cache_dir=TEST_CACHE)
+    texts = ["Hello, world!", "  leading spaces\tand tabs\n\n\nnewlines ", "numbers 1234567 and 3.14159",
+             "日本語と中文、émigré naïve café", "<|im_start|>user\nhi<|im_end|>", "don't won't it's", "emoji 🎉🙂",
+             "def f(x):\n    return x ** 2  # square"]
+    for text in texts:
+        ids = generator.encode(text)
+        assert ids == reference.encode(text), text
+        assert generator.tokenizer.decode(ids) == reference.tokenizer.decode(ids)
+    assert generator.eos_ids == reference.eos_ids
+
+
 def test_chat_tokenizer_agrees_with_transformers(generator):
     from transformers import PreTrainedTokenizerFast
 
