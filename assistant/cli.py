@@ -7,8 +7,12 @@
     assistant models pull whisper:base download Whisper weights (needs network)
     assistant serve [--host H] [--port P] [--api-key KEY]   an OpenAI-compatible HTTP API
 
-Common options: --config FILE, --offline / --online, --no-plugins. A user's mistake is
-printed as one line on stderr (exit status 2 for bad input); never a traceback.
+Common options: --config FILE, --offline / --online, --no-plugins.
+
+Exit status (the README says the same): 0 done; 2 a mistake the user can fix (bad input or
+arguments, an unknown command, a bad setting, a missing or damaged package, no audio
+device); 1 something failed while running (a model or a plugin); 130 interrupted (Ctrl-C). A failure is
+one line on stderr, never a traceback; ``ask --json`` also prints ``{"error": ...}`` on stdout.
 """
 
 from __future__ import annotations
@@ -117,6 +121,15 @@ def _progress(message: str) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    try:
+        return _ask(args)
+    except AssistantError as e:
+        if args.json and not getattr(e, "json_printed", False):
+            print(json.dumps({"error": str(e), "exit_code": e.exit_code}, ensure_ascii=False, indent=2))
+        raise
+
+
+def _ask(args: argparse.Namespace) -> int:
     text = args.text
     if text == "-":
         data = sys.stdin.buffer.read()
@@ -140,9 +153,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         reply = bot.ask(turn=turn, speak=bool(args.speak), on_text=None if args.json else show)
     except MessageTooLong as e:
         if args.json:  # the work done so far (a transcript) is printed, not lost
-            print(json.dumps({"error": str(e), "transcript": e.transcript,
+            print(json.dumps({"error": str(e), "exit_code": e.exit_code, "transcript": e.transcript,
                               "transcript_file": str(e.saved_to) if e.saved_to else None,
                               "tokens": e.tokens, "budget": e.budget}, ensure_ascii=False, indent=2))
+            e.json_printed = True
         raise
     if not args.json:
         sys.stdout.write("\n")
@@ -158,9 +172,12 @@ def _ask_command(line: str, settings, args: argparse.Namespace) -> int:
     from plugins.manager import load_plugins
     from plugins.types import BasicContext
 
-    host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not args.no_plugins)
+    host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not args.no_plugins,
+                        notify=_notice)
     try:
         result = host.run_command(line, BasicContext(settings=settings))
+        if result is not None and result.text:
+            result.text = host.transform_reply(result.text)  # as in chat and the terminal UI
     finally:
         host.close()
     if result is None:
@@ -171,6 +188,11 @@ def _ask_command(line: str, settings, args: argparse.Namespace) -> int:
     else:
         print(result.text)
     return 0
+
+
+def _notice(message: str, severity: str = "information") -> None:
+    """How plugin problems reach the terminal: one line on stderr."""
+    print(f"{severity}: {message}" if severity != "information" else message, file=sys.stderr, flush=True)
 
 
 def _write_wav(path: str, audio, rate) -> None:

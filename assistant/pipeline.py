@@ -553,7 +553,15 @@ class Assistant:
         line is not a command or plugins are off. Unknown commands raise InputError."""
         if self.plugins is None:
             return None
-        return self.plugins.run_command(line, self.context)
+        result = self.plugins.run_command(line, self.context)
+        if result is not None and result.text:
+            result.text = self.plugins.transform_reply(result.text)  # a command's reply is a reply too
+        return result
+
+    def _reply_transforms(self) -> bool:
+        """Whether a plugin transforms replies: then a reply is generated whole, transformed,
+        and only then shown and spoken (see docs/PLUGINS.md, "Turn and reply transforms")."""
+        return bool(self.plugins is not None and getattr(self.plugins, "reply_transforms", None))
 
     def _command_turn(self, turn: Turn) -> Iterator[str]:
         start = time.perf_counter()
@@ -598,6 +606,8 @@ class Assistant:
 
     def _turn(self, turn: Turn, cancel: threading.Event) -> Iterator[str]:
         start = time.perf_counter()
+        if self.plugins is not None:  # plugins see (and may change) the inputs before any encoder
+            turn = self.plugins.transform_turn(turn)
         self.check_fits(turn)  # before any encoder runs
         self.fuse(self.encode(turn))
         if turn.labels:
@@ -605,8 +615,7 @@ class Assistant:
         turn.context[:0] = self._pending_context
         self._pending_context.clear()
         tool = self._use_tool(turn)
-        if self.plugins is not None:
-            turn = self.plugins.transform_turn(turn)
+        hold = self._reply_transforms()  # a transformed reply is shown once, never streamed raw first
         plain = self.user_message(turn)
         g = self.settings.generator
         sampling = self.sampling()
@@ -627,24 +636,28 @@ class Assistant:
                 if first is None:
                     first = time.perf_counter() - t0
                 chunks.append(chunk)
-                yield chunk
+                if not hold:
+                    yield chunk
         except (RuntimeError, ValueError) as e:
             if getattr(e, "context_too_long", False):  # a remote generator's server counted more than fits
                 raise MessageTooLong(f"message: {e}", budget=budget) from e
             raise ModelError(f"generator failed: {e}") from e
         finally:
-            text_out = "".join(chunks).strip()
-            if self.plugins is not None and text_out:
-                text_out = self.plugins.transform_reply(text_out)
+            written = "".join(chunks).strip()
+            text_out = self.plugins.transform_reply(written) if hold and written else written
             turn.timings["first_token"] = first if first is not None else time.perf_counter() - t0
             turn.timings["generate"] = time.perf_counter() - t0
             turn.timings["total"] = time.perf_counter() - start + turn.timings.get("inputs", 0.0)
             partial = self.generator.stop_reason != "eos"
+            # The model's own history keeps what it wrote, so a transform never feeds on itself
+            # ("[X] [X] Hello"); the transformed text is what is shown, spoken and stored.
             self.history = messages[1:-1] + [{"role": "user", "content": plain},
-                                             {"role": "assistant", "content": text_out}]
+                                             {"role": "assistant", "content": written}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
                                     timings=turn.timings, partial=partial, images=turn.image_names,
                                     audio_inputs=turn.audio_names, tool=tool, ocr=_ocr_dicts(turn))
+        if hold and text_out:
+            yield text_out
 
     # ------------------------------------------------------------------ context budget
 

@@ -44,8 +44,10 @@ Integration contract (what the pipeline, the CLI and the TUI call)::
 
 Errors: ``run_command`` raises ``InputError`` for an unknown command (listing the commands) or a
 user's mistake the command reports, and ``PluginError`` when the plugin crashes, hangs past
-``timeout_s``, or the user declined its capabilities. ``route``/``run_tool``/``transform_*``
-never raise for a plugin's fault: the failure is reported and the assistant goes on without it.
+``timeout_s``, or the user declined its capabilities; it does not also ``notify``, so the caller
+shows the error once. ``route``/``run_tool``/``transform_*`` never raise for a plugin's fault:
+the failure is reported through ``notify`` and the assistant goes on without it. A plugin whose
+code runs past its time limit is turned off for the rest of the session (:meth:`PluginHost.turn_off`).
 
 Discovery order: built-ins, then entry points of the group ``synesthesia`` (by name), then
 ``*.py`` files in ``section.folder`` (default ``<config dir>/plugins``; files starting with
@@ -86,6 +88,7 @@ from plugins.types import (
 )
 
 log = logging.getLogger("synesthesia.plugins")
+log.addHandler(logging.NullHandler())  # reports reach the user through ``notify``; the log is for the app to route
 
 ENTRY_POINT_GROUP = "synesthesia"
 HOOKS = (
@@ -285,6 +288,8 @@ class PluginHost:
         self._records: dict[str, _Record] = {}
         self._decisions: dict[str, bool] = {}
         self._reported: set[tuple[str, str]] = set()
+        self._turned_off: dict[str, str] = {}
+        """Commands of plugins turned off during the session (a time-out): name -> why."""
         self._router = None
         self._router_lock = threading.Lock()
         self.last_route: tuple[str, str] | None = None
@@ -488,6 +493,8 @@ class PluginHost:
         if name == "why":
             return CommandResult(text=self._why(args), command="why")
         cmd = self.resolve(name)
+        if cmd is None and name in self._turned_off:
+            raise PluginError(f"/{name}: {self._turned_off[name]}")
         if cmd is None:
             known = sorted([*self.commands, *RESERVED_COMMANDS])
             hint = difflib.get_close_matches(name, known, n=1)
@@ -501,12 +508,11 @@ class PluginHost:
         except AssistantError:
             raise
         except PluginTimeout as e:
-            message = f"/{cmd.name} (plugin {cmd.plugin}) did not finish within {timeout:g} s; skipped"
-            self._report(message, "error")
-            raise PluginError(message) from e
-        except Exception as e:  # noqa: BLE001 - a plugin's bug, reported
+            why = self.turn_off(cmd.plugin, f"/{cmd.name} did not finish within {timeout:g} s")
+            raise PluginError(f"/{cmd.name} (plugin {cmd.plugin}) did not finish within {timeout:g} s; {why}") from e
+        except Exception as e:  # noqa: BLE001 - a plugin's bug: raised, and shown once by the caller
             message = f"/{cmd.name} failed in plugin {cmd.plugin}: {_describe(e)}"
-            self._report(message, "error")
+            log.debug(message, exc_info=True)
             raise PluginError(message) from e
         result.command = cmd.name
         return result
@@ -610,8 +616,9 @@ class PluginHost:
         except InputError as e:
             result = ToolResult(text=str(e), ok=False)
         except PluginTimeout:
+            why = self.turn_off(tool.plugin, f"tool {tool.name} did not finish within {timeout:g} s")
             self._report(f"tool {tool.name} (plugin {tool.plugin}) did not finish within {timeout:g} s; "
-                         "answering without it", "error")
+                         f"answering without it; {why}", "error")
             return None
         except Exception as e:  # noqa: BLE001 - a plugin's bug, reported
             self._report(f"tool {tool.name} failed in plugin {tool.plugin}: {_describe(e)}; "
@@ -624,11 +631,14 @@ class PluginHost:
 
     def _transform(self, kind: str, transforms: list[tuple[str, Callable[[Any], Any]]], value: Any) -> Any:
         for plugin, fn in transforms:
+            if self._records.get(plugin) is not None and self._records[plugin].status != "ok":
+                continue  # turned off earlier in this call (a time-out)
             label = f"{kind} transform of plugin {plugin}"
             try:
                 out = call_with_timeout(fn, (value,), self.timeout_s, label)
             except PluginTimeout:
-                self._report(f"{label} did not finish within {self.timeout_s:g} s; skipped", "error")
+                why = self.turn_off(plugin, f"its {kind} transform did not finish within {self.timeout_s:g} s")
+                self._report(f"{label} did not finish within {self.timeout_s:g} s; skipped; {why}", "error")
                 continue
             except Exception as e:  # noqa: BLE001 - a plugin's bug, reported once
                 self._report(f"{label} raised {_describe(e)}; skipped", "error", once=label)
@@ -638,13 +648,40 @@ class PluginHost:
         return value
 
     def transform_turn(self, turn: Any) -> Any:
-        """The turn after every plugin's turn transform (failed ones are skipped)."""
-        return self._transform("turn", self.turn_transforms, turn)
+        """The turn after every plugin's turn transform (failed ones are skipped). A transform
+        must return None or an object of the turn's own type."""
+        checked = [(p, _must_return(fn, type(turn))) for p, fn in self.turn_transforms]
+        return self._transform("turn", checked, turn)
 
     def transform_reply(self, text: str) -> str:
         """The reply text after every plugin's reply transform (failed ones are skipped)."""
-        checked = [(p, _must_return_str(fn)) for p, fn in self.reply_transforms]
+        checked = [(p, _must_return(fn, str)) for p, fn in self.reply_transforms]
         return self._transform("reply", checked, text)
+
+    # ---------------------------------------------------------------- time-outs
+
+    def turn_off(self, plugin: str, why: str) -> str:
+        """Turn ``plugin`` off for the rest of the session: its code overran its time limit and
+        may still be running in its thread. Its commands, tools and transforms are removed (a
+        later ``/command`` of it says why). -> the phrase that says so, for the caller's message."""
+        phrase = f"plugin {plugin} is off for the rest of this session"
+        record = self._records.get(plugin)
+        if record is None or record.status != "ok":
+            return phrase
+        record.status, record.error = "timeout", f"{why}; off for the rest of this session"
+        for name in [n for n, c in self.commands.items() if c.plugin == plugin]:
+            del self.commands[name]
+            self._turned_off[name] = f"plugin {plugin} is off for the rest of this session ({why})"
+        self._aliases = {a: n for a, n in self._aliases.items() if n in self.commands}
+        tools = [n for n, t in self.tools.items() if t.plugin == plugin]
+        for name in tools:
+            del self.tools[name]
+        if tools:
+            with self._router_lock:
+                self._router = None
+        self.turn_transforms = [(p, fn) for p, fn in self.turn_transforms if p != plugin]
+        self.reply_transforms = [(p, fn) for p, fn in self.reply_transforms if p != plugin]
+        return phrase
 
     # ---------------------------------------------------------------- shutdown
 
@@ -656,11 +693,11 @@ class PluginHost:
                 closer()
 
 
-def _must_return_str(fn: Callable[[str], Any]) -> Callable[[str], Any]:
-    def checked(text: str) -> Any:
-        out = fn(text)
-        if out is not None and not isinstance(out, str):
-            raise TypeError(f"returned {type(out).__name__}, not str")
+def _must_return(fn: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:
+    def checked(value: Any) -> Any:
+        out = fn(value)
+        if out is not None and not isinstance(out, kind):
+            raise TypeError(f"returned {type(out).__name__}, not {kind.__name__}")
         return out
 
     return checked
