@@ -28,6 +28,16 @@ import pluggy
 
 PROJECT = "synesthesia"
 
+PLUGIN_API = 1
+"""The version of this contract. A plugin may declare the version it was written for with a
+module (or object) attribute ``SYNESTHESIA_PLUGIN_API = 1``; the host refuses, in one line, a
+plugin that needs a newer contract than this one or one it no longer supports. A plugin that
+declares nothing is taken to be written for version 1. The number grows only when a change
+would break existing plugins (a hook removed, a ``register(...)`` argument changing meaning)."""
+
+OLDEST_PLUGIN_API = 1
+"""The oldest contract version this host still loads."""
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

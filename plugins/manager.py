@@ -52,7 +52,9 @@ code runs past its time limit is turned off for the rest of the session (:meth:`
 Discovery order: built-ins, then entry points of the group ``synesthesia`` (by name), then
 ``*.py`` files in ``section.folder`` (default ``<config dir>/plugins``; files starting with
 ``_`` are skipped). A plugin that fails to import, raises in a hook or hangs is skipped as a
-whole: nothing it registered is kept. A name registered twice keeps the first (built-ins win).
+whole: nothing it registered is kept. A name registered twice keeps the first (built-ins win);
+a command that lost its name stays reachable as ``/plugin:name``. A plugin declaring a
+``SYNESTHESIA_PLUGIN_API`` this host does not support is refused (``hookspecs.PLUGIN_API``).
 """
 
 from __future__ import annotations
@@ -190,8 +192,8 @@ class _Staging:
         if not callable(fn):
             raise TypeError("register(fn, ...): fn must be callable")
         name = (name or fn.__name__).lstrip("/").strip().lower()
-        if not name or any(c.isspace() for c in name):
-            raise ValueError(f"bad command name {name!r}")
+        if not name or any(c.isspace() for c in name) or ":" in name:
+            raise ValueError(f"bad command name {name!r} (no spaces or ':')")
         self.commands.append(
             Command(
                 name=name,
@@ -285,6 +287,8 @@ class PluginHost:
         self.turn_transforms: list[tuple[str, Callable[[Any], Any]]] = []
         self.reply_transforms: list[tuple[str, Callable[[str], Any]]] = []
         self._aliases: dict[str, str] = {}
+        self._qualified: dict[str, Command] = {}
+        """Every command also as ``plugin:name``, the way to reach one that lost a name clash."""
         self._records: dict[str, _Record] = {}
         self._decisions: dict[str, bool] = {}
         self._reported: set[tuple[str, str]] = set()
@@ -357,6 +361,11 @@ class PluginHost:
         if record.status != "ok":
             self._report(f"plugin {record.name}: {record.error}", "error")
             return record.status_line()
+        mismatch = _api_mismatch(obj)
+        if mismatch:
+            record.status, record.error = "error", mismatch
+            self._report(f"plugin {record.name}: {mismatch}; skipped", "error")
+            return record.status_line()
         try:
             self.pm.register(obj, name=record.name)
         except Exception as e:  # noqa: BLE001 - pluggy validation or a duplicate object
@@ -399,9 +408,12 @@ class PluginHost:
             if cmd.name in RESERVED_COMMANDS:
                 skipped.append(f"/{cmd.name} (reserved by the assistant)")
                 continue
+            self._qualified[f"{record.name}:{cmd.name}"] = cmd
             if cmd.name in self.commands or cmd.name in self._aliases:
                 owner = self._owner_of_command(cmd.name)
-                skipped.append(f"/{cmd.name} (already provided by {owner})")
+                skipped.append(f"/{cmd.name} (already provided by {owner}; use /{record.name}:{cmd.name})")
+                record.provides.append(f"/{record.name}:{cmd.name}")
+                record.capabilities |= cmd.capabilities
                 continue
             self.commands[cmd.name] = cmd
             for alias in cmd.aliases:
@@ -472,11 +484,17 @@ class PluginHost:
     # ---------------------------------------------------------------- commands
 
     def resolve(self, name: str) -> Command | None:
+        """A command by name, alias or ``plugin:name`` (see "Name clashes" in docs/PLUGINS.md)."""
         name = name.lstrip("/").lower()
+        if ":" in name:
+            return self._qualified.get(name)
         return self.commands.get(name) or self.commands.get(self._aliases.get(name, ""))
 
     def help_text(self) -> str:
         lines = [f"{c.usage:<28} {c.help}" for c in sorted(self.commands.values(), key=lambda c: c.name)]
+        lines += [f"/{q:<27} {c.help} (lost the name /{c.name} to plugin {self.commands[c.name].plugin})"
+                  for q, c in sorted(self._qualified.items())
+                  if c.name in self.commands and self.commands[c.name] is not c]
         lines += ["/help [COMMAND]".ljust(28) + " List commands or show one command's help",
                   "/why [TEXT]".ljust(28) + " Why a tool fired for the last request (or for TEXT)"]
         return "\n".join(lines)
@@ -669,9 +687,13 @@ class PluginHost:
         if record is None or record.status != "ok":
             return phrase
         record.status, record.error = "timeout", f"{why}; off for the rest of this session"
+        off = f"plugin {plugin} is off for the rest of this session ({why})"
         for name in [n for n, c in self.commands.items() if c.plugin == plugin]:
             del self.commands[name]
-            self._turned_off[name] = f"plugin {plugin} is off for the rest of this session ({why})"
+            self._turned_off[name] = off
+        for name in [n for n, c in self._qualified.items() if c.plugin == plugin]:
+            del self._qualified[name]
+            self._turned_off[name] = off
         self._aliases = {a: n for a, n in self._aliases.items() if n in self.commands}
         tools = [n for n, t in self.tools.items() if t.plugin == plugin]
         for name in tools:
@@ -691,6 +713,22 @@ class PluginHost:
             closer = getattr(record.obj, "close", None)
             if record.source == "builtin" and callable(closer):
                 closer()
+
+
+def _api_mismatch(obj: Any) -> str | None:
+    """Why a plugin cannot load under this contract version (its ``SYNESTHESIA_PLUGIN_API``), or None."""
+    declared = getattr(obj, "SYNESTHESIA_PLUGIN_API", None)
+    if declared is None:
+        return None
+    if not isinstance(declared, int) or isinstance(declared, bool):
+        return f"SYNESTHESIA_PLUGIN_API must be a whole number, not {declared!r}"
+    if declared > hookspecs.PLUGIN_API:
+        return (f"written for plugin API {declared}, but this Synesthesia ({_app_version()}) provides "
+                f"plugin API {hookspecs.PLUGIN_API}: upgrade Synesthesia, or install an older version of the plugin")
+    if declared < hookspecs.OLDEST_PLUGIN_API:
+        return (f"written for plugin API {declared}, which this Synesthesia no longer loads (it loads "
+                f"{hookspecs.OLDEST_PLUGIN_API} to {hookspecs.PLUGIN_API}): upgrade the plugin")
+    return None
 
 
 def _must_return(fn: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:

@@ -156,7 +156,7 @@ def register_commands(register):
 def test_command_that_raises_is_a_plugin_error(load, write_plugin, recorder, ctx):
     write_plugin("faulty", COMMANDS)
     host = load(timeout_s=0.3)
-    assert host.plugin("faulty").error == ("skipped /calc (already provided by calc); "
+    assert host.plugin("faulty").error == ("skipped /calc (already provided by calc; use /faulty:calc); "
                                            "/help (reserved by the assistant)")
     with pytest.raises(PluginError, match=r"/crash failed in plugin faulty: ZeroDivisionError"):
         host.run_command("/crash", ctx)
