@@ -172,8 +172,7 @@ def _ask_command(line: str, settings, args: argparse.Namespace) -> int:
     from plugins.manager import load_plugins
     from plugins.types import BasicContext
 
-    host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not args.no_plugins,
-                        notify=_notice)
+    host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not args.no_plugins)
     try:
         result = host.run_command(line, BasicContext(settings=settings))
         if result is not None and result.text:
@@ -188,11 +187,6 @@ def _ask_command(line: str, settings, args: argparse.Namespace) -> int:
     else:
         print(result.text)
     return 0
-
-
-def _notice(message: str, severity: str = "information") -> None:
-    """How plugin problems reach the terminal: one line on stderr."""
-    print(f"{severity}: {message}" if severity != "information" else message, file=sys.stderr, flush=True)
 
 
 def _write_wav(path: str, audio, rate) -> None:

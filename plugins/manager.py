@@ -37,7 +37,8 @@ Integration contract (what the pipeline, the CLI and the TUI call)::
   The TUI passes a function that shows a modal and waits (it is called from the thread that
   runs the command, so it may block).
 - ``notify(message: str, severity: str)``: how problems are reported ("warning"/"error"). Also
-  logged to the ``synesthesia.plugins`` logger. Default: the logger only.
+  logged to the ``synesthesia.plugins`` logger (which has no handler of its own, so a report is
+  shown once). Default: one line on stderr.
 
 ``ctx`` (for commands and tools) is any :class:`plugins.types.CommandContext`; build one with
 :class:`plugins.types.BasicContext`.
@@ -87,6 +88,7 @@ from plugins.types import (
     ToolResult,
     as_command_result,
     as_tool_result,
+    print_notice,
 )
 
 log = logging.getLogger("synesthesia.plugins")
@@ -307,11 +309,10 @@ class PluginHost:
                 return
             self._reported.add((once, message))
         getattr(log, "error" if severity == "error" else "warning")(message)
-        if self.notify is not None:
-            try:
-                self.notify(message, severity)
-            except Exception:  # noqa: BLE001 - a broken notifier must not break the caller
-                log.exception("notify callback failed")
+        try:
+            (self.notify or print_notice)(message, severity)
+        except Exception:  # noqa: BLE001 - a broken notifier must not break the caller
+            log.exception("notify callback failed")
 
     def report(self) -> list[PluginStatus]:
         """Every plugin the host knows about, in discovery order, with its status."""

@@ -258,3 +258,13 @@ def test_spoken_reply_array(config):
                     plugins=_load_plugin_host(settings))
     reply = bot.ask("hello", speak=True)
     assert reply.text == "Tag: Hi." and isinstance(reply.audio, np.ndarray)
+
+
+def test_a_plugin_that_fails_to_load_is_reported_once(monkeypatch, config, fake_models, capsys):
+    (config.parent / "plugins" / "broken.py").write_text("import no_such_module_here\n", encoding="utf-8")
+    assert main(["--config", str(config), "ask", "hi"]) == 0
+    assert capsys.readouterr().err.count("plugin broken: failed to import") == 1
+    assert main(["--config", str(config), "ask", "/ping"]) == 0
+    assert capsys.readouterr().err.count("plugin broken: failed to import") == 1
+    assert _chat(monkeypatch, config, ["hi"]) == 0
+    assert capsys.readouterr().err.count("plugin broken: failed to import") == 1
