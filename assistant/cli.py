@@ -12,7 +12,7 @@ Common options: --config FILE, --offline / --online, --no-plugins.
 Exit status (the README says the same): 0 done; 2 a mistake the user can fix (bad input or
 arguments, an unknown command, a bad setting, a missing or damaged package, no audio
 device); 1 something failed while running (a model or a plugin); 130 interrupted (Ctrl-C). A failure is
-one line on stderr, never a traceback; ``ask --json`` also prints ``{"error": ...}`` on stdout.
+one line on stderr, never a traceback; with ``--json`` (any command) also ``{"error": ...}`` on stdout.
 """
 
 from __future__ import annotations
@@ -121,15 +121,6 @@ def _progress(message: str) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    try:
-        return _ask(args)
-    except AssistantError as e:
-        if args.json and not getattr(e, "json_printed", False):
-            print(json.dumps({"error": str(e), "exit_code": e.exit_code}, ensure_ascii=False, indent=2))
-        raise
-
-
-def _ask(args: argparse.Namespace) -> int:
     text = args.text
     if text == "-":
         data = sys.stdin.buffer.read()
@@ -340,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_default(args)
         return args.handler(args)
     except AssistantError as e:
+        if getattr(args, "json", False) is True and not getattr(e, "json_printed", False):
+            # --json always prints JSON: a failure is an object with an "error" field
+            print(json.dumps({"error": str(e), "exit_code": e.exit_code}, ensure_ascii=False, indent=2))
         print(f"assistant: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

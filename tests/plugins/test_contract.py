@@ -268,3 +268,11 @@ def test_a_plugin_that_fails_to_load_is_reported_once(monkeypatch, config, fake_
     assert capsys.readouterr().err.count("plugin broken: failed to import") == 1
     assert _chat(monkeypatch, config, ["hi"]) == 0
     assert capsys.readouterr().err.count("plugin broken: failed to import") == 1
+
+
+def test_every_json_command_prints_an_error_object(config, capsys):
+    from assistant.errors import PluginError
+
+    assert main(["--config", str(config), "plugins", "--json", "nobody"]) == PluginError.exit_code
+    out, err = capsys.readouterr()
+    assert "no plugin named 'nobody'" in json.loads(out)["error"] and len(err.strip().splitlines()) == 1
