@@ -131,7 +131,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     turn = prepare_turn(settings, text, args.image, args.audio)  # bad input fails before loading models
-    if turn.text.lstrip().startswith("/") and not turn.text.lstrip().startswith("//") and not (args.image or args.audio):
+    from plugins.manager import is_command
+
+    if is_command(turn.text) and not (args.image or args.audio):
         return _ask_command(turn.text.strip(), settings, args)
     bot = args.load_bot()
 
@@ -204,6 +206,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     from assistant.storage import SessionStore
+    from plugins.manager import is_command
 
     bot = args.load_bot()
     images: list[str] = []
@@ -225,7 +228,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if not stripped:
                 continue
             try:
-                if stripped.startswith("/") and not stripped.startswith("//"):
+                if is_command(stripped):
                     if _chat_command(bot, stripped, images, audio):
                         return 0
                     continue

@@ -532,10 +532,22 @@ class Assistant:
         with self._lock:
             self._cancel = cancel or threading.Event()
             turn = turn or self.prepare(text, images, audio)
-            if turn.text.lstrip().startswith("/") and self.plugins is not None:
+            if self._is_command(turn):
                 yield from self._command_turn(turn)
                 return
+            if turn.text.lstrip().startswith("//"):
+                from plugins.manager import unescape
+
+                turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
             yield from self._turn(turn, self._cancel)
+
+    def _is_command(self, turn: Turn) -> bool:
+        """Whether the turn is a slash command for the plugins (see ``plugins.manager.is_command``)."""
+        if self.plugins is None or not turn.text.lstrip().startswith("/"):
+            return False
+        from plugins.manager import is_command
+
+        return is_command(turn.text)
 
     # ------------------------------------------------------------------ plugins
 
@@ -694,7 +706,7 @@ class Assistant:
         before encoding) and each recording's transcript left out (unknowable before
         recognition). A turn near the limit passes and is measured exactly after
         encoding; one clearly over it is refused in one line naming the limit."""
-        if not (turn.images or turn.audio) or (self.plugins is not None and turn.text.lstrip().startswith("/")):
+        if not (turn.images or turn.audio) or self._is_command(turn):
             return  # a text-only turn costs nothing to encode; generator.fit measures it
         budget = self.budget()
         system = {"role": "system", "content": self.settings.generator.system_prompt}

@@ -110,6 +110,21 @@ Notify = Callable[[str, str], None]
 Confirm = Callable[[str, str], bool]
 
 
+def is_command(text: str) -> bool:
+    """Whether a line is a slash command (``/calc 2+2``): the one rule every entry point uses.
+
+    ``//`` at the start escapes it: ``//etc/hosts is a file`` is text for the model, given to it
+    with one ``/`` removed (:func:`unescape`). A lone ``/`` is text too."""
+    line = text.strip()
+    return line.startswith("/") and not line.startswith("//") and len(line) > 1
+
+
+def unescape(text: str) -> str:
+    """The text the model gets for a line that is not a command: ``//x`` becomes ``/x``."""
+    line = text.lstrip()
+    return line[1:] if line.startswith("//") else text
+
+
 def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
 
@@ -503,7 +518,7 @@ class PluginHost:
     def run_command(self, line: str, ctx: Any) -> CommandResult | None:
         """Run a ``/command args`` line; None when the line is not a command."""
         line = line.strip()
-        if not line.startswith("/") or line.startswith("//") or len(line) == 1:
+        if not is_command(line):
             return None
         head, *rest = line[1:].split(maxsplit=1)
         name, args = head.lower(), (rest[0].strip() if rest else "")

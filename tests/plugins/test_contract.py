@@ -276,3 +276,12 @@ def test_every_json_command_prints_an_error_object(config, capsys):
     assert main(["--config", str(config), "plugins", "--json", "nobody"]) == PluginError.exit_code
     out, err = capsys.readouterr()
     assert "no plugin named 'nobody'" in json.loads(out)["error"] and len(err.strip().splitlines()) == 1
+
+
+def test_double_slash_is_text_for_the_model(monkeypatch, config, fake_models, capsys):
+    assert main(["--config", str(config), "ask", "//etc/hosts is a file?"]) == 0
+    assert fake_models[0].prompts[0][-1]["content"] == "/etc/hosts is a file?"
+    assert capsys.readouterr().out == "Tag: Hello there.\n"  # a reply, not an empty line
+    assert _chat(monkeypatch, config, ["//ping"]) == 0
+    assert fake_models[1].prompts[0][-1]["content"] == "/ping"
+    assert "pong" not in capsys.readouterr().out
