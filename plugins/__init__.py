@@ -5,7 +5,7 @@ is found through the ``synesthesia`` entry-point group or the user plugin folder
 docs/PLUGINS.md. Importing this package is cheap: models load only when first needed.
 """
 
-from plugins.hookspecs import hookimpl
+from plugins.hookspecs import PLUGIN_API, hookimpl
 from plugins.types import (
     BasicContext,
     Command,
@@ -20,6 +20,7 @@ from plugins.types import (
 )
 
 __all__ = [
+    "PLUGIN_API",
     "BasicContext",
     "Command",
     "CommandContext",

@@ -17,7 +17,9 @@ built-in plugins (``plugins.builtin``) use these same hooks. ::
 with that project name instead of importing ours.
 
 Every hook is optional. A hook that raises, or runs past ``settings.plugins.timeout_s``, makes
-the host skip the whole plugin (nothing it registered is kept) and report why.
+the host skip the whole plugin (nothing it registered is kept) and report why. Later, a
+command, tool or transform that runs past its time limit turns its plugin off for the rest of
+the session (Python cannot stop its thread).
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ from __future__ import annotations
 import pluggy
 
 PROJECT = "synesthesia"
+
+PLUGIN_API = 1
+"""The version of this contract. A plugin may declare the version it was written for with a
+module (or object) attribute ``SYNESTHESIA_PLUGIN_API = 1``; the host refuses, in one line, a
+plugin that needs a newer contract than this one or one it no longer supports. A plugin that
+declares nothing is taken to be written for version 1. The number grows only when a change
+would break existing plugins (a hook removed, a ``register(...)`` argument changing meaning)."""
+
+OLDEST_PLUGIN_API = 1
+"""The oldest contract version this host still loads."""
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -91,9 +103,13 @@ def register_speech_engines(register):
 def register_turn_transforms(register):
     """Observe or change a turn before it is encoded.
 
-    ``register(fn)`` with ``fn(turn) -> turn | None``. ``turn`` is the pipeline's turn object
-    (text, images, audio). Return a changed turn, or None to leave it as it is (observers).
-    Transforms run in registration order; one that fails is skipped for that turn.
+    ``register(fn)`` with ``fn(turn) -> Turn | None``. ``turn`` is an
+    ``assistant.pipeline.Turn`` as the user gave it: ``text``, ``images`` (PIL, RGB) with
+    ``image_names``, ``audio`` (float32 mono 16 kHz) with ``audio_names``, and ``context`` (extra
+    lines for the model); transcripts, labels and evidence are still empty, since no encoder
+    has run. Return the (changed) turn, or None to leave it as it is (observers); anything else
+    is reported and skipped. Slash-command lines are not turns. Transforms run in registration
+    order; one that fails is skipped for that turn.
     """
 
 
@@ -101,6 +117,10 @@ def register_turn_transforms(register):
 def register_reply_transforms(register):
     """Observe or change the reply text before it is shown or spoken.
 
-    ``register(fn)`` with ``fn(text: str) -> str | None``. Return the new text, or None to
-    leave it unchanged. Transforms run in registration order; one that fails is skipped.
+    ``register(fn)`` with ``fn(text: str) -> str | None``: the whole reply, once. Return the new
+    text, or None to leave it unchanged. While any reply transform is registered, replies are
+    generated whole, transformed, then shown and spoken (no word-by-word streaming); the
+    transformed text is what is shown, spoken and stored, while the model's own memory keeps
+    what it wrote. Slash-command replies go through the transforms too. Transforms run in
+    registration order; one that fails is skipped.
     """

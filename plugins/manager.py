@@ -37,20 +37,25 @@ Integration contract (what the pipeline, the CLI and the TUI call)::
   The TUI passes a function that shows a modal and waits (it is called from the thread that
   runs the command, so it may block).
 - ``notify(message: str, severity: str)``: how problems are reported ("warning"/"error"). Also
-  logged to the ``synesthesia.plugins`` logger. Default: the logger only.
+  logged to the ``synesthesia.plugins`` logger (which has no handler of its own, so a report is
+  shown once). Default: one line on stderr.
 
 ``ctx`` (for commands and tools) is any :class:`plugins.types.CommandContext`; build one with
 :class:`plugins.types.BasicContext`.
 
 Errors: ``run_command`` raises ``InputError`` for an unknown command (listing the commands) or a
 user's mistake the command reports, and ``PluginError`` when the plugin crashes, hangs past
-``timeout_s``, or the user declined its capabilities. ``route``/``run_tool``/``transform_*``
-never raise for a plugin's fault: the failure is reported and the assistant goes on without it.
+``timeout_s``, or the user declined its capabilities; it does not also ``notify``, so the caller
+shows the error once. ``route``/``run_tool``/``transform_*`` never raise for a plugin's fault:
+the failure is reported through ``notify`` and the assistant goes on without it. A plugin whose
+code runs past its time limit is turned off for the rest of the session (:meth:`PluginHost.turn_off`).
 
 Discovery order: built-ins, then entry points of the group ``synesthesia`` (by name), then
 ``*.py`` files in ``section.folder`` (default ``<config dir>/plugins``; files starting with
 ``_`` are skipped). A plugin that fails to import, raises in a hook or hangs is skipped as a
-whole: nothing it registered is kept. A name registered twice keeps the first (built-ins win).
+whole: nothing it registered is kept. A name registered twice keeps the first (built-ins win);
+a command that lost its name stays reachable as ``/plugin:name``. A plugin declaring a
+``SYNESTHESIA_PLUGIN_API`` this host does not support is refused (``hookspecs.PLUGIN_API``).
 """
 
 from __future__ import annotations
@@ -83,9 +88,11 @@ from plugins.types import (
     ToolResult,
     as_command_result,
     as_tool_result,
+    print_notice,
 )
 
 log = logging.getLogger("synesthesia.plugins")
+log.addHandler(logging.NullHandler())  # reports reach the user through ``notify``; the log is for the app to route
 
 ENTRY_POINT_GROUP = "synesthesia"
 HOOKS = (
@@ -101,6 +108,21 @@ RESERVED_COMMANDS = {"help", "why"}  # answered by the host itself
 
 Notify = Callable[[str, str], None]
 Confirm = Callable[[str, str], bool]
+
+
+def is_command(text: str) -> bool:
+    """Whether a line is a slash command (``/calc 2+2``): the one rule every entry point uses.
+
+    ``//`` at the start escapes it: ``//etc/hosts is a file`` is text for the model, given to it
+    with one ``/`` removed (:func:`unescape`). A lone ``/`` is text too."""
+    line = text.strip()
+    return line.startswith("/") and not line.startswith("//") and len(line) > 1
+
+
+def unescape(text: str) -> str:
+    """The text the model gets for a line that is not a command: ``//x`` becomes ``/x``."""
+    line = text.lstrip()
+    return line[1:] if line.startswith("//") else text
 
 
 def _env_true(name: str) -> bool:
@@ -187,8 +209,8 @@ class _Staging:
         if not callable(fn):
             raise TypeError("register(fn, ...): fn must be callable")
         name = (name or fn.__name__).lstrip("/").strip().lower()
-        if not name or any(c.isspace() for c in name):
-            raise ValueError(f"bad command name {name!r}")
+        if not name or any(c.isspace() for c in name) or ":" in name:
+            raise ValueError(f"bad command name {name!r} (no spaces or ':')")
         self.commands.append(
             Command(
                 name=name,
@@ -282,9 +304,13 @@ class PluginHost:
         self.turn_transforms: list[tuple[str, Callable[[Any], Any]]] = []
         self.reply_transforms: list[tuple[str, Callable[[str], Any]]] = []
         self._aliases: dict[str, str] = {}
+        self._qualified: dict[str, Command] = {}
+        """Every command also as ``plugin:name``, the way to reach one that lost a name clash."""
         self._records: dict[str, _Record] = {}
         self._decisions: dict[str, bool] = {}
         self._reported: set[tuple[str, str]] = set()
+        self._turned_off: dict[str, str] = {}
+        """Commands of plugins turned off during the session (a time-out): name -> why."""
         self._router = None
         self._router_lock = threading.Lock()
         self.last_route: tuple[str, str] | None = None
@@ -298,11 +324,10 @@ class PluginHost:
                 return
             self._reported.add((once, message))
         getattr(log, "error" if severity == "error" else "warning")(message)
-        if self.notify is not None:
-            try:
-                self.notify(message, severity)
-            except Exception:  # noqa: BLE001 - a broken notifier must not break the caller
-                log.exception("notify callback failed")
+        try:
+            (self.notify or print_notice)(message, severity)
+        except Exception:  # noqa: BLE001 - a broken notifier must not break the caller
+            log.exception("notify callback failed")
 
     def report(self) -> list[PluginStatus]:
         """Every plugin the host knows about, in discovery order, with its status."""
@@ -352,6 +377,11 @@ class PluginHost:
         if record.status != "ok":
             self._report(f"plugin {record.name}: {record.error}", "error")
             return record.status_line()
+        mismatch = _api_mismatch(obj)
+        if mismatch:
+            record.status, record.error = "error", mismatch
+            self._report(f"plugin {record.name}: {mismatch}; skipped", "error")
+            return record.status_line()
         try:
             self.pm.register(obj, name=record.name)
         except Exception as e:  # noqa: BLE001 - pluggy validation or a duplicate object
@@ -394,9 +424,12 @@ class PluginHost:
             if cmd.name in RESERVED_COMMANDS:
                 skipped.append(f"/{cmd.name} (reserved by the assistant)")
                 continue
+            self._qualified[f"{record.name}:{cmd.name}"] = cmd
             if cmd.name in self.commands or cmd.name in self._aliases:
                 owner = self._owner_of_command(cmd.name)
-                skipped.append(f"/{cmd.name} (already provided by {owner})")
+                skipped.append(f"/{cmd.name} (already provided by {owner}; use /{record.name}:{cmd.name})")
+                record.provides.append(f"/{record.name}:{cmd.name}")
+                record.capabilities |= cmd.capabilities
                 continue
             self.commands[cmd.name] = cmd
             for alias in cmd.aliases:
@@ -467,11 +500,17 @@ class PluginHost:
     # ---------------------------------------------------------------- commands
 
     def resolve(self, name: str) -> Command | None:
+        """A command by name, alias or ``plugin:name`` (see "Name clashes" in docs/PLUGINS.md)."""
         name = name.lstrip("/").lower()
+        if ":" in name:
+            return self._qualified.get(name)
         return self.commands.get(name) or self.commands.get(self._aliases.get(name, ""))
 
     def help_text(self) -> str:
         lines = [f"{c.usage:<28} {c.help}" for c in sorted(self.commands.values(), key=lambda c: c.name)]
+        lines += [f"/{q:<27} {c.help} (lost the name /{c.name} to plugin {self.commands[c.name].plugin})"
+                  for q, c in sorted(self._qualified.items())
+                  if c.name in self.commands and self.commands[c.name] is not c]
         lines += ["/help [COMMAND]".ljust(28) + " List commands or show one command's help",
                   "/why [TEXT]".ljust(28) + " Why a tool fired for the last request (or for TEXT)"]
         return "\n".join(lines)
@@ -479,7 +518,7 @@ class PluginHost:
     def run_command(self, line: str, ctx: Any) -> CommandResult | None:
         """Run a ``/command args`` line; None when the line is not a command."""
         line = line.strip()
-        if not line.startswith("/") or line.startswith("//") or len(line) == 1:
+        if not is_command(line):
             return None
         head, *rest = line[1:].split(maxsplit=1)
         name, args = head.lower(), (rest[0].strip() if rest else "")
@@ -488,6 +527,8 @@ class PluginHost:
         if name == "why":
             return CommandResult(text=self._why(args), command="why")
         cmd = self.resolve(name)
+        if cmd is None and name in self._turned_off:
+            raise PluginError(f"/{name}: {self._turned_off[name]}")
         if cmd is None:
             known = sorted([*self.commands, *RESERVED_COMMANDS])
             hint = difflib.get_close_matches(name, known, n=1)
@@ -501,12 +542,11 @@ class PluginHost:
         except AssistantError:
             raise
         except PluginTimeout as e:
-            message = f"/{cmd.name} (plugin {cmd.plugin}) did not finish within {timeout:g} s; skipped"
-            self._report(message, "error")
-            raise PluginError(message) from e
-        except Exception as e:  # noqa: BLE001 - a plugin's bug, reported
+            why = self.turn_off(cmd.plugin, f"/{cmd.name} did not finish within {timeout:g} s")
+            raise PluginError(f"/{cmd.name} (plugin {cmd.plugin}) did not finish within {timeout:g} s; {why}") from e
+        except Exception as e:  # noqa: BLE001 - a plugin's bug: raised, and shown once by the caller
             message = f"/{cmd.name} failed in plugin {cmd.plugin}: {_describe(e)}"
-            self._report(message, "error")
+            log.debug(message, exc_info=True)
             raise PluginError(message) from e
         result.command = cmd.name
         return result
@@ -610,8 +650,9 @@ class PluginHost:
         except InputError as e:
             result = ToolResult(text=str(e), ok=False)
         except PluginTimeout:
+            why = self.turn_off(tool.plugin, f"tool {tool.name} did not finish within {timeout:g} s")
             self._report(f"tool {tool.name} (plugin {tool.plugin}) did not finish within {timeout:g} s; "
-                         "answering without it", "error")
+                         f"answering without it; {why}", "error")
             return None
         except Exception as e:  # noqa: BLE001 - a plugin's bug, reported
             self._report(f"tool {tool.name} failed in plugin {tool.plugin}: {_describe(e)}; "
@@ -624,11 +665,14 @@ class PluginHost:
 
     def _transform(self, kind: str, transforms: list[tuple[str, Callable[[Any], Any]]], value: Any) -> Any:
         for plugin, fn in transforms:
+            if self._records.get(plugin) is not None and self._records[plugin].status != "ok":
+                continue  # turned off earlier in this call (a time-out)
             label = f"{kind} transform of plugin {plugin}"
             try:
                 out = call_with_timeout(fn, (value,), self.timeout_s, label)
             except PluginTimeout:
-                self._report(f"{label} did not finish within {self.timeout_s:g} s; skipped", "error")
+                why = self.turn_off(plugin, f"its {kind} transform did not finish within {self.timeout_s:g} s")
+                self._report(f"{label} did not finish within {self.timeout_s:g} s; skipped; {why}", "error")
                 continue
             except Exception as e:  # noqa: BLE001 - a plugin's bug, reported once
                 self._report(f"{label} raised {_describe(e)}; skipped", "error", once=label)
@@ -638,13 +682,44 @@ class PluginHost:
         return value
 
     def transform_turn(self, turn: Any) -> Any:
-        """The turn after every plugin's turn transform (failed ones are skipped)."""
-        return self._transform("turn", self.turn_transforms, turn)
+        """The turn after every plugin's turn transform (failed ones are skipped). A transform
+        must return None or an object of the turn's own type."""
+        checked = [(p, _must_return(fn, type(turn))) for p, fn in self.turn_transforms]
+        return self._transform("turn", checked, turn)
 
     def transform_reply(self, text: str) -> str:
         """The reply text after every plugin's reply transform (failed ones are skipped)."""
-        checked = [(p, _must_return_str(fn)) for p, fn in self.reply_transforms]
+        checked = [(p, _must_return(fn, str)) for p, fn in self.reply_transforms]
         return self._transform("reply", checked, text)
+
+    # ---------------------------------------------------------------- time-outs
+
+    def turn_off(self, plugin: str, why: str) -> str:
+        """Turn ``plugin`` off for the rest of the session: its code overran its time limit and
+        may still be running in its thread. Its commands, tools and transforms are removed (a
+        later ``/command`` of it says why). -> the phrase that says so, for the caller's message."""
+        phrase = f"plugin {plugin} is off for the rest of this session"
+        record = self._records.get(plugin)
+        if record is None or record.status != "ok":
+            return phrase
+        record.status, record.error = "timeout", f"{why}; off for the rest of this session"
+        off = f"plugin {plugin} is off for the rest of this session ({why})"
+        for name in [n for n, c in self.commands.items() if c.plugin == plugin]:
+            del self.commands[name]
+            self._turned_off[name] = off
+        for name in [n for n, c in self._qualified.items() if c.plugin == plugin]:
+            del self._qualified[name]
+            self._turned_off[name] = off
+        self._aliases = {a: n for a, n in self._aliases.items() if n in self.commands}
+        tools = [n for n, t in self.tools.items() if t.plugin == plugin]
+        for name in tools:
+            del self.tools[name]
+        if tools:
+            with self._router_lock:
+                self._router = None
+        self.turn_transforms = [(p, fn) for p, fn in self.turn_transforms if p != plugin]
+        self.reply_transforms = [(p, fn) for p, fn in self.reply_transforms if p != plugin]
+        return phrase
 
     # ---------------------------------------------------------------- shutdown
 
@@ -656,11 +731,27 @@ class PluginHost:
                 closer()
 
 
-def _must_return_str(fn: Callable[[str], Any]) -> Callable[[str], Any]:
-    def checked(text: str) -> Any:
-        out = fn(text)
-        if out is not None and not isinstance(out, str):
-            raise TypeError(f"returned {type(out).__name__}, not str")
+def _api_mismatch(obj: Any) -> str | None:
+    """Why a plugin cannot load under this contract version (its ``SYNESTHESIA_PLUGIN_API``), or None."""
+    declared = getattr(obj, "SYNESTHESIA_PLUGIN_API", None)
+    if declared is None:
+        return None
+    if not isinstance(declared, int) or isinstance(declared, bool):
+        return f"SYNESTHESIA_PLUGIN_API must be a whole number, not {declared!r}"
+    if declared > hookspecs.PLUGIN_API:
+        return (f"written for plugin API {declared}, but this Synesthesia ({_app_version()}) provides "
+                f"plugin API {hookspecs.PLUGIN_API}: upgrade Synesthesia, or install an older version of the plugin")
+    if declared < hookspecs.OLDEST_PLUGIN_API:
+        return (f"written for plugin API {declared}, which this Synesthesia no longer loads (it loads "
+                f"{hookspecs.OLDEST_PLUGIN_API} to {hookspecs.PLUGIN_API}): upgrade the plugin")
+    return None
+
+
+def _must_return(fn: Callable[[Any], Any], kind: type) -> Callable[[Any], Any]:
+    def checked(value: Any) -> Any:
+        out = fn(value)
+        if out is not None and not isinstance(out, kind):
+            raise TypeError(f"returned {type(out).__name__}, not {kind.__name__}")
         return out
 
     return checked

@@ -52,7 +52,7 @@ class CommandContext(Protocol):
         """Put text into the conversation, so the next replies can use it."""
 
 
-def _print_notice(message: str, severity: str = "information") -> None:
+def print_notice(message: str, severity: str = "information") -> None:
     prefix = {"warning": "warning: ", "error": "error: "}.get(severity, "")
     print(f"{prefix}{message}", file=sys.stderr, flush=True)
 
@@ -84,7 +84,7 @@ class BasicContext:
             self.on_note(text)
 
     def notify(self, message: str, severity: Severity = "information") -> None:
-        (self.on_notify or _print_notice)(message, severity)
+        (self.on_notify or print_notice)(message, severity)
 
     def add_context(self, text: str) -> None:
         self.added.append(text)

@@ -71,7 +71,11 @@ def build_chat_turn(messages: list[Message], settings, *, plugins=None, allow_co
 def check_command(text: str, plugins, allow: bool) -> None:
     """Refuse a slash command the operator has not allowed (see the module docstring)."""
     line = text.strip()
-    if not line.startswith("/") or plugins is None:
+    if plugins is None or not line.startswith("/"):
+        return
+    from plugins.manager import is_command
+
+    if not is_command(line):  # "//x" is text for the model
         return
     name = line[1:].split(maxsplit=1)[0].lower() if len(line) > 1 else ""
     if not allow:

@@ -11,6 +11,7 @@ from assistant.errors import InputError
 from plugins import CommandResult, ToolResult, hookimpl
 
 __version__ = "0.1.0"
+SYNESTHESIA_PLUGIN_API = 1  # the plugin contract this package was written for (docs/PLUGINS.md)
 
 # unit name -> (dimension, factor to the base unit); temperatures are handled apart.
 UNITS: dict[str, tuple[str, float]] = {}
