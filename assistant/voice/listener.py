@@ -165,6 +165,7 @@ class Listener:
         self._unconfirmed: tuple[threading.Event, UtteranceTimings] | None = None  # an early turn's pause, watched
         self._quiet_run = 0  # silent frames since that turn's speech ended
         self._spoke_on = False  # the user started speaking again during that pause
+        self._last_quiet: tuple[threading.Event, UtteranceTimings] | None = None  # the last utterance delivered
         self._preroll: collections.deque[np.ndarray] = collections.deque(maxlen=max(0, round(pre_ms * SAMPLE_RATE / 1000 / FRAME)))
         self.max_frames = int(max_utterance_s * SAMPLE_RATE / FRAME)
         self.barge_in = vs.barge_in if barge_in is None else bool(barge_in)
@@ -365,6 +366,11 @@ class Listener:
             self._barge.reset()
         speech = p >= self._end.low  # the end detector's hysteresis: below ``low`` counts as silence
         event = self._end.update(p)
+        if self._unconfirmed is None and event == "start" and self.continuous and self._last_quiet is not None:
+            # The user speaks again before the last reply was heard: hold it until this speech is
+            # delivered (it supersedes that reply) or dropped as too short (then it is heard).
+            self._last_quiet[0].clear()
+            self._unconfirmed, self._quiet_run = self._last_quiet, 0
         if self._unconfirmed is not None:
             self._watch_pause(speech, event, t)
         if event == "start":
@@ -412,7 +418,8 @@ class Listener:
             return
         self._quiet_run = 0 if speech else self._quiet_run + 1
         if self._quick_frames is not None and self._quiet_run >= self._quick_frames:
-            self._unconfirmed[1].quiet = t
+            if self._unconfirmed[1].quiet is None:
+                self._unconfirmed[1].quiet = t
             self._release_pause()
 
     def _release_pause(self) -> None:
@@ -479,9 +486,11 @@ class Listener:
         quiet = threading.Event()
         if rule == "early":  # watched from the next frame on: _watch_pause
             previous, self._unconfirmed = self._unconfirmed, (quiet, timings)
+            self._last_quiet = self._unconfirmed
             self._quiet_run, self._spoke_on = self._silent_run, False
         else:
             previous, self._unconfirmed = self._unconfirmed, None
+            self._last_quiet = (quiet, timings)
             timings.quiet = timings.turn_end
             quiet.set()
         if self.continuous:

@@ -19,7 +19,8 @@ A request that reads as complete is answered after a very short pause (``voice.e
 64 ms), while the listener is still waiting to be sure the user has finished
 (``voice.quick_end_ms``): the reply is written and its first sentence synthesized meanwhile, but
 it is not heard before the pause is long enough (:attr:`Utterance.quiet`). If the user speaks on,
-nothing was heard, and the reply gives way to the longer request as above.
+nothing was heard, and the reply gives way to the longer request as above. After any turn end,
+speech that starts before the reply is heard holds it the same way.
 
 ``respond(text, audio, output, cancel)`` answers one request: it streams the reply's text
 into ``output.feed``, ends with ``output.end()``, and stops early once ``cancel`` is set. The

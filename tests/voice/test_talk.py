@@ -225,3 +225,34 @@ def test_early_answers_off_wait_for_the_quick_end():
         wait_for(lambda: talk.turns, what="the answer")
         u = talk.turns[0].utterance
         assert u.rule == "quick" and u.quiet == u.turn_end and talk.turns[0].breakdown()["pause_check"] == 0
+
+
+class SlowSynth(ToneSynth):
+    """A synthesizer that takes ``delay`` seconds (wall time) per sentence."""
+
+    def __init__(self, delay: float, **kw):
+        super().__init__(**kw)
+        self.delay = delay
+
+    def synthesize(self, text: str) -> np.ndarray:
+        time.sleep(self.delay)
+        return super().synthesize(text)
+
+
+def test_a_reply_not_yet_heard_waits_while_the_user_speaks_again_and_gives_way():
+    """The quick rule ended the turn, but the user goes on before the reply is heard: the reply
+    is held while they speak, then gives way to both parts asked together."""
+    from assistant.config import Settings
+
+    settings = Settings()
+    settings.voice.early_answer_ms = 0
+    rec = FakeRecognizer("What is the capital of France?", "And of Germany?", partial_after_s=0.03)
+    bot = FakeBot("The capital of France is Paris.", "Paris and Berlin.", recognizer=rec, settings=settings,
+                  synthesizer=SlowSynth(0.1))  # ready while the user still speaks (2 s at 4x speed: 0.5 s)
+    with Talk(bot) as talk:
+        talk.streams.say(pause_then_more(gap=0.35, second=2.0))  # 350 ms: past quick_end_ms (250), the first part ends
+        wait_for(lambda: len(talk.turns) == 2, what="the combined request")
+        first, second = talk.turns
+        assert first.utterance.rule == "quick" and first.interrupted and not first.said_anything
+        assert bot.calls == ["What is the capital of France?", "What is the capital of France? And of Germany?"]
+        assert second.said_anything and second.reply == "Paris and Berlin."
