@@ -53,6 +53,7 @@ from assistant.tui.widgets import (
     format_timings,
     image_preview,
 )
+from plugins.manager import is_command
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class SynesthesiaApp(App[int]):
         line = event.value.strip()
         if not line and not self.pending:
             return
-        if line.startswith("/") and not as_attachment(line.split(" ", 1)[0]):
+        if (line == "/" or is_command(line)) and not as_attachment(line.split(" ", 1)[0]):  # "//x": text for the model
             event.input.value = ""
             self.run_slash(line)
             return
@@ -406,7 +407,11 @@ class SynesthesiaApp(App[int]):
             if speech is not None:
                 speech.stop()
                 speech.end(wait=False)
-            if writer.text:
+            kept = getattr(e, "reply", None)  # a transcript too long to answer about: kept in the session
+            if kept is not None:
+                writer.finish(kept, partial=True, stop_reason=message)
+                self.post_message(m.ReplyFailed(job.key, message, False))
+            elif writer.text:
                 writer.abort(message)
                 self.post_message(m.ReplyFailed(job.key, message, False))
             else:

@@ -534,3 +534,33 @@ async def test_unknown_slash_commands_go_to_the_plugins(make_app, make_bot, line
             table = app.screen.query_one("#help-keys")
             rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
             assert "/calc EXPR" in rows and "/time" in rows
+
+
+async def test_a_double_slash_line_is_text_for_the_model_not_a_command(make_app, bot):
+    bot.replies.append("It is the hosts file.")
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        await type_and_send(pilot, "//etc/hosts is what?")
+        await wait_idle(pilot, app)
+        assert bot.calls[0][0] == "//etc/hosts is what?"  # the pipeline gives the model "/etc/hosts is what?"
+        assert replies(app) == ["It is the hosts file."] and not list(app.query(SystemLine))
+        assert not any("unknown command" in m for m, _ in notes(app))
+
+
+async def test_a_transcript_too_long_to_answer_is_kept_in_the_session(make_app, store, bot):
+    from assistant.pipeline import MessageTooLong, Reply
+
+    said = "word " * 50
+    kept = Reply(text="", transcript=[said], partial=True, audio_inputs=["talk.wav"])
+    bot.replies.append(MessageTooLong("the message is 3000 tokens; the context budget is 1792", reply=kept,
+                                      transcript=[said]))
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        await type_and_send(pilot, "Summarise the recording.")
+        await wait_idle(pilot, app)
+        [turn] = store.turns(store.last_session().id)
+        assert turn.user_text == "Summarise the recording." and turn.transcript == [said]
+        assert turn.partial and "context budget" in turn.stop_reason
+        assert any("context budget" in m for m, _ in notes(app))
