@@ -50,14 +50,51 @@ def test_scene_questions_are_decoded_with_a_beam_and_open_speech_greedily(whispe
             return getattr(generate.__self__, name)
 
         def generate(self, *args, **kw):
-            beams.append(kw["beam_size"])
+            beams.append((kw["beam_size"], kw["num_hypotheses"]))
             return generate(*args, **kw)
 
     monkeypatch.setattr(whisper_rec.model, "model", Spy())
     audio = say16("What is the shape of the red object?")
     assert "red" in whisper_rec.transcribe(audio, context="scene").lower()
     whisper_rec.transcribe(audio)
-    assert beams == [5, 1]
+    assert beams == [(5, 5), (1, 1)]
+
+
+def test_a_scene_question_takes_the_beam_reading_that_names_a_colour(whisper_rec, say16, monkeypatch):
+    """The best reading lost the colour word; a lower one kept it: that one is the transcript.
+    Open speech keeps the best reading whatever it says."""
+    generate = whisper_rec.model.model.generate
+    tok = whisper_rec.tokenizer
+    readings = ["What is the shape of the object?", "What is the shape on the object?",
+                "What is the shape of the yellow object?", "What is the shape of the red object?"]
+
+    class Result:
+        sequences_ids = [tok.encode(" " + r) + [tok.eot] for r in readings]
+        scores = [-0.1, -0.2, -0.3, -0.4]
+        no_speech_prob = 0.0
+
+    class Fake:
+        def __getattr__(self, name):
+            return getattr(generate.__self__, name)
+
+        def generate(self, *args, **kw):
+            return [Result()]
+
+    monkeypatch.setattr(whisper_rec.model, "model", Fake())
+    audio = say16("What is the shape of the yellow object?")
+    assert whisper_rec.transcribe(audio, context="scene") == "What is the shape of the yellow object?"
+    assert whisper_rec.transcribe(audio) == "What is the shape of the object?"
+
+
+def test_pick_scene_reading_keeps_the_best_reading_when_it_names_a_colour():
+    from models.speech.whisper import pick_scene_reading
+
+    assert pick_scene_reading(["Is the red object on the left?", "Is the green object on the left?"]) == \
+        "Is the red object on the left?"
+    assert pick_scene_reading(["How many objects?", "How many?", "Same shape as the grey one?"]) == \
+        "Same shape as the grey one?"
+    assert pick_scene_reading(["No colour here", "nor here"]) == "No colour here"
+    assert pick_scene_reading([]) == ""
 
 
 def test_long_chunks_are_packed_up_to_25_seconds(whisper_rec, monkeypatch):
