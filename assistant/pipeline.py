@@ -933,8 +933,7 @@ def _name(item, kind: str, index: int) -> str:
 
 def _save_transcript(turn: Turn) -> Path:
     """Write a turn's transcript to ``transcripts/`` in the data dir -> the file."""
-    folder = paths.data_dir() / "transcripts"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.private_dir(paths.data_dir() / "transcripts", warn=False)
     stem = Path(turn.audio_names[0]).stem if turn.audio_names else "audio"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40] or "audio"
     path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.txt"
@@ -945,7 +944,7 @@ def _save_transcript(turn: Turn) -> Path:
     parts = [said if len(turn.transcript) == 1 else f"[{name}]\n{said}"
              for name, said in zip(turn.audio_names, turn.transcript)]
     path.write_text("\n\n".join(parts).strip() + "\n", encoding="utf-8")
-    return path
+    return paths.private_file(path)
 
 
 class _Slot:

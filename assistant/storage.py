@@ -234,7 +234,9 @@ class SessionStore:
     def __init__(self, db_path: Path, *, root: Path | None = None) -> None:
         self.db_path = Path(db_path)
         self.root = Path(root) if root is not None else self.db_path.parent
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.db_path.parent.exists():
+            paths.private_dir(self.db_path.parent)
+        paths.create_private_file(self.db_path)  # SQLite gives its -wal and -shm files the same mode
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
@@ -446,7 +448,8 @@ class SessionStore:
 
     def _attach(self, session_id: int, turn_id: int, role: str, kind: str, item: Any, stem: str) -> None:
         folder = self.session_dir(session_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(folder.parent, warn=False)
+        paths.private_dir(folder, warn=False)
         if isinstance(item, (str, Path)):
             src = Path(item).expanduser()
             if not src.is_file():
@@ -467,6 +470,7 @@ class SessionStore:
             item.save(dest, format="PNG")
         else:
             raise InputError(f"cannot store a {kind} attachment of type {type(item).__name__}")
+        paths.private_file(dest)
         with self._lock, self._tx():
             self._db.execute(
                 "INSERT INTO attachments(turn_id, role, kind, name, path) VALUES (?, ?, ?, ?, ?)",
