@@ -211,7 +211,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     bot = args.load_bot()
     images: list[str] = []
     audio: list[str] = []
-    with SessionStore.open() as store:
+    with SessionStore.open(write=True) as store:
         session = store.create_session()
         bot.on_note = lambda text: store.add_note(session.id, text)
         print(f"Synesthesia chat (session {session.id}). /help for commands, Ctrl-D to leave.", file=sys.stderr)

@@ -133,7 +133,7 @@ class SynesthesiaApp(App[int]):
         super().__init__()
         self.settings = settings
         self._load_bot = load_bot
-        self.store = store if store is not None else SessionStore.open()
+        self.store = store if store is not None else SessionStore.open(write=True)
         self.voice = voice if voice is not None else VoiceBridge(settings)
         self.cursor_blink = cursor_blink
         self.bot: Any = None
