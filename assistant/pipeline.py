@@ -536,16 +536,16 @@ class Assistant:
                 yield from self._command_turn(turn)
                 return
             if turn.text.lstrip().startswith("//"):
-                from plugins.manager import unescape
+                from assistant.plugin_host import unescape
 
                 turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
             yield from self._turn(turn, self._cancel)
 
     def _is_command(self, turn: Turn) -> bool:
-        """Whether the turn is a slash command for the plugins (see ``plugins.manager.is_command``)."""
+        """Whether the turn is a slash command for the plugins (see ``assistant.plugin_host.is_command``)."""
         if self.plugins is None or not turn.text.lstrip().startswith("/"):
             return False
-        from plugins.manager import is_command
+        from assistant.plugin_host import is_command
 
         return is_command(turn.text)
 
@@ -563,6 +563,7 @@ class Assistant:
                 on_note=self._save_note,
                 on_notify=lambda message, severity="information": self._notify(message, severity),
                 on_context=self._pending_context.append,
+                folder=paths.data_dir,
             )
         return self._ctx
 
@@ -992,9 +993,9 @@ def _remote_generator(settings: Settings, local):
 
 
 def _load_plugin_host(settings: Settings):
-    """The plugin host, when the plugin system is installed (see plugins/manager.py)."""
+    """The plugin host, when the plugin system is installed (see assistant/plugin_host/)."""
     try:
-        from plugins.manager import load_plugins
+        from assistant.plugin_host import load_plugins
     except ImportError:
         return None
     return load_plugins(settings.plugins, enabled=settings.plugins.enabled)

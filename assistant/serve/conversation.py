@@ -73,7 +73,7 @@ def check_command(text: str, plugins, allow: bool) -> None:
     line = text.strip()
     if plugins is None or not line.startswith("/"):
         return
-    from plugins.manager import is_command
+    from assistant.plugin_host import is_command
 
     if not is_command(line):  # "//x" is text for the model
         return

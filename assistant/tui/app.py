@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from assistant import paths
 from assistant.errors import AssistantError, Cancelled, InputError
 from assistant.storage import SearchHit, Session, SessionStore
 from assistant.tui import messages as m
@@ -53,7 +54,7 @@ from assistant.tui.widgets import (
     format_timings,
     image_preview,
 )
-from plugins.manager import is_command
+from assistant.plugin_host import is_command
 
 log = logging.getLogger(__name__)
 
@@ -797,6 +798,9 @@ class SynesthesiaApp(App[int]):
                 history = getattr(app.bot, "history", None)
                 if isinstance(history, list):
                     history.append({"role": "user", "content": text})
+
+            def data_dir(self) -> Path:
+                return paths.data_dir()
 
         return _Context()
 
