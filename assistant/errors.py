@@ -12,7 +12,7 @@ from __future__ import annotations
 from plugins.errors import AssistantError, InputError, ModelError
 
 __all__ = ["AssistantError", "Cancelled", "ConfigError", "DeviceError", "InputError", "InstallError",
-           "ModelError", "PluginError"]
+           "ModelError", "PluginError", "first_line"]
 
 
 class InstallError(ModelError):
@@ -38,3 +38,10 @@ class PluginError(AssistantError):
 
 class Cancelled(AssistantError):
     """The user stopped a reply (or speech) before it finished."""
+
+
+def first_line(e: BaseException) -> str:
+    """An error as the one line the user is shown: its message's first line, or its type's
+    name when it has no message. Every place that shows an error asks here."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from models.cache import cache_root
+
 APP = "synesthesia"
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -88,7 +90,7 @@ def data_dir() -> Path:
 
 def cache_dir() -> Path:
     """Converted model weights (e.g. the dequantized generator); ``SYNESTHESIA_CACHE_DIR`` overrides."""
-    return _dir("SYNESTHESIA_CACHE_DIR", platformdirs.user_cache_dir(APP))
+    return private_dir(cache_root())
 
 
 def config_file() -> Path:

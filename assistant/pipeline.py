@@ -24,7 +24,8 @@ import numpy as np
 
 from assistant import paths
 from assistant.config import Settings
-from assistant.errors import AssistantError, ConfigError, InputError, InstallError, ModelError
+from assistant.errors import AssistantError, ConfigError, InputError, InstallError, ModelError, first_line
+from assistant.plugin_host.commands import is_command, unescape
 from assistant.inputs import check_text, load_audio, load_image
 
 
@@ -214,8 +215,8 @@ class Assistant:
         try:
             encoder = self.encoders.image(s.image.model, device=self.generator.device, offline=s.offline)
         except (RuntimeError, ValueError, ImportError, OSError) as e:
-            raise ModelError(_first_line(e) if entry.source == "built-in" else
-                             f"image encoder {entry.name!r} ({entry.source}): {_first_line(e)}") from e
+            raise ModelError(first_line(e) if entry.source == "built-in" else
+                             f"image encoder {entry.name!r} ({entry.source}): {first_line(e)}") from e
         missing = [a for a in ("name", "feature_dim", "encode") if not hasattr(encoder, a)]
         if missing:
             raise ModelError(f"image encoder {entry.name!r} ({entry.source}) lacks {', '.join(missing)}; "
@@ -233,7 +234,7 @@ class Assistant:
         try:
             return load_ocr(stamp_dir=paths.cache_dir() / "ocr")
         except (RuntimeError, ValueError, ImportError, OSError) as e:
-            self._notify(f"reading text in images is off: {_first_line(e)}", "warning")
+            self._notify(f"reading text in images is off: {first_line(e)}", "warning")
             return None
 
     @property
@@ -358,7 +359,7 @@ class Assistant:
         except WeightsError as e:
             raise InstallError(str(e)) from e
         except (RuntimeError, ValueError, ImportError, OSError) as e:
-            raise ModelError(f"{what}: {_first_line(e)}") from e
+            raise ModelError(f"{what}: {first_line(e)}") from e
 
     def _domain_phrases(self) -> list[str]:
         """What this assistant expects to hear: plugin command names and example phrases."""
@@ -399,7 +400,7 @@ class Assistant:
                 detail = entry.description if entry.source == "built-in" else f"{entry.source}: {entry.description}".rstrip(": ")
                 infos.append(ModelInfo(slot, str(getattr(engine, "name", entry.name)), source, detail))
             except (AssistantError, ValueError) as e:
-                infos.append(ModelInfo(slot, "unavailable", _first_line(e)))
+                infos.append(ModelInfo(slot, "unavailable", first_line(e)))
         return infos
 
     # ------------------------------------------------------------------ stages
@@ -436,7 +437,7 @@ class Assistant:
             try:
                 turn.ocr.append(engine.read(image, full=mode == "on"))
             except (RuntimeError, ValueError, MemoryError) as e:  # one image's failure costs only its text
-                self._notify(f"{turn.image_names[i]}: reading its text failed: {_first_line(e)}", "warning")
+                self._notify(f"{turn.image_names[i]}: reading its text failed: {first_line(e)}", "warning")
                 turn.ocr.append(None)
         turn.timings["ocr"] = time.perf_counter() - t0
         return turn
@@ -535,19 +536,12 @@ class Assistant:
             if self._is_command(turn):
                 yield from self._command_turn(turn)
                 return
-            if turn.text.lstrip().startswith("//"):
-                from assistant.plugin_host import unescape
-
-                turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
+            turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
             yield from self._turn(turn, self._cancel)
 
     def _is_command(self, turn: Turn) -> bool:
         """Whether the turn is a slash command for the plugins (see ``assistant.plugin_host.is_command``)."""
-        if self.plugins is None or not turn.text.lstrip().startswith("/"):
-            return False
-        from assistant.plugin_host import is_command
-
-        return is_command(turn.text)
+        return self.plugins is not None and is_command(turn.text)
 
     # ------------------------------------------------------------------ plugins
 
@@ -890,7 +884,7 @@ class Assistant:
                 return rec.transcribe(samples, context=context).strip()
             return rec.transcribe(samples).strip()
         except (RuntimeError, ValueError) as e:
-            raise ModelError(f"speech recognition failed: {_first_line(e)}") from e
+            raise ModelError(f"speech recognition failed: {first_line(e)}") from e
 
     def speak(self, text: str) -> tuple[np.ndarray, int]:
         """Text (Markdown is cleaned) -> (float32 mono samples, sample rate)."""
@@ -1029,10 +1023,6 @@ def encoders(plugins, notify):
             notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
     return registry
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _accepts_context(recognizer) -> bool:
