@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Callable
 
+from assistant import paths
 from assistant.errors import AssistantError, InputError
 
 FEATURE_MODULES = ["assistant.voice_cli", "assistant.sessions_cli", "assistant.plugins_cli", "assistant.train_cli",
@@ -131,7 +132,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     settings = load_settings(args)
     turn = prepare_turn(settings, text, args.image, args.audio)  # bad input fails before loading models
-    from plugins.manager import is_command
+    from assistant.plugin_host import is_command
 
     if is_command(turn.text) and not (args.image or args.audio):
         return _ask_command(turn.text.strip(), settings, args)
@@ -162,12 +163,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def _ask_command(line: str, settings, args: argparse.Namespace) -> int:
     """A slash command needs no model: run it through the plugins alone (fast)."""
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
     from plugins.types import BasicContext
 
     host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not args.no_plugins)
     try:
-        result = host.run_command(line, BasicContext(settings=settings))
+        result = host.run_command(line, BasicContext(settings=settings, folder=paths.data_dir))
         if result is not None and result.text:
             result.text = host.transform_reply(result.text)  # as in chat and the terminal UI
     finally:
@@ -206,12 +207,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     from assistant.storage import SessionStore
-    from plugins.manager import is_command
+    from assistant.plugin_host import is_command
 
     bot = args.load_bot()
     images: list[str] = []
     audio: list[str] = []
-    with SessionStore.open() as store:
+    with SessionStore.open(write=True) as store:
         session = store.create_session()
         bot.on_note = lambda text: store.add_note(session.id, text)
         print(f"Synesthesia chat (session {session.id}). /help for commands, Ctrl-D to leave.", file=sys.stderr)

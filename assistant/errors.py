@@ -7,21 +7,12 @@ terminal UI shows them as notifications; anything else is a bug and keeps its tr
 
 from __future__ import annotations
 
+# The three a plugin may raise are defined by the plugin contract (plugins/errors.py), so that
+# the application and its plugins share one hierarchy; the rest are the application's own.
+from plugins.errors import AssistantError, InputError, ModelError
 
-class AssistantError(Exception):
-    """Base class of the errors the user is shown as one line."""
-
-    exit_code = 1
-
-
-class InputError(AssistantError):
-    """The user's input is unusable: the message names the file (or argument) and the problem."""
-
-    exit_code = 2
-
-
-class ModelError(AssistantError):
-    """A model cannot be loaded or run: missing weights, no network for a download, bad config."""
+__all__ = ["AssistantError", "Cancelled", "ConfigError", "DeviceError", "InputError", "InstallError",
+           "ModelError", "PluginError", "first_line"]
 
 
 class InstallError(ModelError):
@@ -47,3 +38,10 @@ class PluginError(AssistantError):
 
 class Cancelled(AssistantError):
     """The user stopped a reply (or speech) before it finished."""
+
+
+def first_line(e: BaseException) -> str:
+    """An error as the one line the user is shown: its message's first line, or its type's
+    name when it has no message. Every place that shows an error asks here."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -24,7 +24,8 @@ import numpy as np
 
 from assistant import paths
 from assistant.config import Settings
-from assistant.errors import AssistantError, ConfigError, InputError, InstallError, ModelError
+from assistant.errors import AssistantError, ConfigError, InputError, InstallError, ModelError, first_line
+from assistant.plugin_host.commands import is_command, unescape
 from assistant.inputs import check_text, load_audio, load_image
 
 
@@ -214,8 +215,8 @@ class Assistant:
         try:
             encoder = self.encoders.image(s.image.model, device=self.generator.device, offline=s.offline)
         except (RuntimeError, ValueError, ImportError, OSError) as e:
-            raise ModelError(_first_line(e) if entry.source == "built-in" else
-                             f"image encoder {entry.name!r} ({entry.source}): {_first_line(e)}") from e
+            raise ModelError(first_line(e) if entry.source == "built-in" else
+                             f"image encoder {entry.name!r} ({entry.source}): {first_line(e)}") from e
         missing = [a for a in ("name", "feature_dim", "encode") if not hasattr(encoder, a)]
         if missing:
             raise ModelError(f"image encoder {entry.name!r} ({entry.source}) lacks {', '.join(missing)}; "
@@ -233,7 +234,7 @@ class Assistant:
         try:
             return load_ocr(stamp_dir=paths.cache_dir() / "ocr")
         except (RuntimeError, ValueError, ImportError, OSError) as e:
-            self._notify(f"reading text in images is off: {_first_line(e)}", "warning")
+            self._notify(f"reading text in images is off: {first_line(e)}", "warning")
             return None
 
     @property
@@ -358,7 +359,7 @@ class Assistant:
         except WeightsError as e:
             raise InstallError(str(e)) from e
         except (RuntimeError, ValueError, ImportError, OSError) as e:
-            raise ModelError(f"{what}: {_first_line(e)}") from e
+            raise ModelError(f"{what}: {first_line(e)}") from e
 
     def _domain_phrases(self) -> list[str]:
         """What this assistant expects to hear: plugin command names and example phrases."""
@@ -399,7 +400,7 @@ class Assistant:
                 detail = entry.description if entry.source == "built-in" else f"{entry.source}: {entry.description}".rstrip(": ")
                 infos.append(ModelInfo(slot, str(getattr(engine, "name", entry.name)), source, detail))
             except (AssistantError, ValueError) as e:
-                infos.append(ModelInfo(slot, "unavailable", _first_line(e)))
+                infos.append(ModelInfo(slot, "unavailable", first_line(e)))
         return infos
 
     # ------------------------------------------------------------------ stages
@@ -436,7 +437,7 @@ class Assistant:
             try:
                 turn.ocr.append(engine.read(image, full=mode == "on"))
             except (RuntimeError, ValueError, MemoryError) as e:  # one image's failure costs only its text
-                self._notify(f"{turn.image_names[i]}: reading its text failed: {_first_line(e)}", "warning")
+                self._notify(f"{turn.image_names[i]}: reading its text failed: {first_line(e)}", "warning")
                 turn.ocr.append(None)
         turn.timings["ocr"] = time.perf_counter() - t0
         return turn
@@ -535,19 +536,12 @@ class Assistant:
             if self._is_command(turn):
                 yield from self._command_turn(turn)
                 return
-            if turn.text.lstrip().startswith("//"):
-                from plugins.manager import unescape
-
-                turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
+            turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
             yield from self._turn(turn, self._cancel)
 
     def _is_command(self, turn: Turn) -> bool:
-        """Whether the turn is a slash command for the plugins (see ``plugins.manager.is_command``)."""
-        if self.plugins is None or not turn.text.lstrip().startswith("/"):
-            return False
-        from plugins.manager import is_command
-
-        return is_command(turn.text)
+        """Whether the turn is a slash command for the plugins (see ``assistant.plugin_host.is_command``)."""
+        return self.plugins is not None and is_command(turn.text)
 
     # ------------------------------------------------------------------ plugins
 
@@ -563,6 +557,7 @@ class Assistant:
                 on_note=self._save_note,
                 on_notify=lambda message, severity="information": self._notify(message, severity),
                 on_context=self._pending_context.append,
+                folder=paths.data_dir,
             )
         return self._ctx
 
@@ -889,7 +884,7 @@ class Assistant:
                 return rec.transcribe(samples, context=context).strip()
             return rec.transcribe(samples).strip()
         except (RuntimeError, ValueError) as e:
-            raise ModelError(f"speech recognition failed: {_first_line(e)}") from e
+            raise ModelError(f"speech recognition failed: {first_line(e)}") from e
 
     def speak(self, text: str) -> tuple[np.ndarray, int]:
         """Text (Markdown is cleaned) -> (float32 mono samples, sample rate)."""
@@ -933,8 +928,7 @@ def _name(item, kind: str, index: int) -> str:
 
 def _save_transcript(turn: Turn) -> Path:
     """Write a turn's transcript to ``transcripts/`` in the data dir -> the file."""
-    folder = paths.data_dir() / "transcripts"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.private_dir(paths.data_dir() / "transcripts", warn=False)
     stem = Path(turn.audio_names[0]).stem if turn.audio_names else "audio"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:40] or "audio"
     path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.txt"
@@ -945,7 +939,7 @@ def _save_transcript(turn: Turn) -> Path:
     parts = [said if len(turn.transcript) == 1 else f"[{name}]\n{said}"
              for name, said in zip(turn.audio_names, turn.transcript)]
     path.write_text("\n\n".join(parts).strip() + "\n", encoding="utf-8")
-    return path
+    return paths.private_file(path)
 
 
 class _Slot:
@@ -993,9 +987,9 @@ def _remote_generator(settings: Settings, local):
 
 
 def _load_plugin_host(settings: Settings):
-    """The plugin host, when the plugin system is installed (see plugins/manager.py)."""
+    """The plugin host, when the plugin system is installed (see assistant/plugin_host/)."""
     try:
-        from plugins.manager import load_plugins
+        from assistant.plugin_host import load_plugins
     except ImportError:
         return None
     return load_plugins(settings.plugins, enabled=settings.plugins.enabled)
@@ -1029,10 +1023,6 @@ def encoders(plugins, notify):
             notify(f"plugin {spec.plugin}: {e}; skipped", "warning")
     return registry
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _accepts_context(recognizer) -> bool:

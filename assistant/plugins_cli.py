@@ -38,7 +38,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def run_plugins(args: argparse.Namespace) -> int:
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
 
     settings = _settings(args)
     # Problems show up in the table, so they are not printed twice while loading.

@@ -8,6 +8,9 @@ Layout under :func:`assistant.paths.data_dir` (``SYNESTHESIA_DATA_DIR`` moves it
 Schema changes are named, append-only migrations (:data:`MIGRATIONS`); the names applied
 are recorded in the ``_migrations`` table, so an old database is brought up to date on open
 and a migration never runs twice. Never edit a released migration: add a new one.
+A database that records a migration this version does not have was written by a newer
+version: it is opened read-only with a one-line warning (``write=True`` refuses it in one
+line instead) and never written to.
 
 Crash safety: a turn is inserted (``partial = 1``) before the reply starts; the reply is
 streamed into the row and committed every ``commit_every`` seconds
@@ -30,6 +33,7 @@ or in one call, after the fact: ``store.record_turn(session.id, text, reply, ima
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import sqlite3
@@ -41,6 +45,8 @@ from typing import Any, Callable, Sequence
 
 from assistant import paths
 from assistant.errors import InputError
+
+log = logging.getLogger("synesthesia.storage")
 
 DB_NAME = "sessions.db"
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
@@ -231,27 +237,64 @@ class SessionStore:
     Open with :meth:`open`; close with :meth:`close` (or use it as a context manager).
     """
 
-    def __init__(self, db_path: Path, *, root: Path | None = None) -> None:
+    def __init__(self, db_path: Path, *, root: Path | None = None, write: bool = False) -> None:
+        """Open (creating and migrating) the database at ``db_path``.
+
+        A database written by a newer version (migrations this one does not know) is never
+        written to: it opens read-only with a one-line warning, and any write raises
+        :class:`InputError`; with ``write=True`` (the caller cannot work without saving)
+        opening it is refused in one line instead.
+        """
         self.db_path = Path(db_path)
         self.root = Path(root) if root is not None else self.db_path.parent
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(
-                self.db_path, check_same_thread=False, isolation_level=None, timeout=10.0
-            )
-            self._db.row_factory = sqlite3.Row
+            self.newer_migrations = _unknown_migrations(self.db_path)
+            if self.newer_migrations:
+                if write:
+                    raise InputError(self._newer_message(
+                        "this version does not write to it (upgrade, or set SYNESTHESIA_DATA_DIR to another folder)"))
+                self._db = self._connect(read_only=True)
+                log.warning("warning: %s", self._newer_message("opened read-only, nothing is saved"))
+                return
+            if not self.db_path.parent.exists():
+                paths.private_dir(self.db_path.parent)
+            paths.create_private_file(self.db_path)  # SQLite gives its -wal and -shm files the same mode
+            self._db = self._connect(read_only=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
             self.migrate()
         except sqlite3.DatabaseError as e:
             raise InputError(f"{self.db_path}: unusable session database ({e})") from e
 
     @classmethod
-    def open(cls, path: str | Path | None = None) -> "SessionStore":
-        """The store at ``path`` (a ``.db`` file), by default ``sessions.db`` in the user data dir."""
-        return cls(Path(path) if path else paths.data_dir() / DB_NAME)
+    def open(cls, path: str | Path | None = None, *, write: bool = False) -> "SessionStore":
+        """The store at ``path`` (a ``.db`` file), by default ``sessions.db`` in the user data dir.
+        ``write=True``: refuse (one line) a database this version may not write to."""
+        return cls(Path(path) if path else paths.data_dir() / DB_NAME, write=write)
+
+    @property
+    def read_only(self) -> bool:
+        """True for a database written by a newer version: readable, never written."""
+        return bool(self.newer_migrations)
+
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        if read_only:
+            db = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True,
+                                 check_same_thread=False, isolation_level=None, timeout=10.0)
+        else:
+            db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _newer_message(self, consequence: str) -> str:
+        return (f"{self.db_path}: written by a newer version of Synesthesia (migrations unknown here: "
+                f"{', '.join(self.newer_migrations)}); {consequence}")
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise InputError(self._newer_message("opened read-only, this version does not change it (upgrade to)"))
 
     def close(self) -> None:
         with self._lock:
@@ -266,10 +309,12 @@ class SessionStore:
     # -- plumbing
 
     def _tx(self):
+        self._check_writable()
         return _Transaction(self)
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded; return their names."""
+        self._check_writable()
         applied: list[str] = []
         with self._lock:
             self._db.execute(
@@ -445,8 +490,10 @@ class SessionStore:
         return writer.finish(reply, save_audio=save_audio)
 
     def _attach(self, session_id: int, turn_id: int, role: str, kind: str, item: Any, stem: str) -> None:
+        self._check_writable()
         folder = self.session_dir(session_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(folder.parent, warn=False)
+        paths.private_dir(folder, warn=False)
         if isinstance(item, (str, Path)):
             src = Path(item).expanduser()
             if not src.is_file():
@@ -467,6 +514,7 @@ class SessionStore:
             item.save(dest, format="PNG")
         else:
             raise InputError(f"cannot store a {kind} attachment of type {type(item).__name__}")
+        paths.private_file(dest)
         with self._lock, self._tx():
             self._db.execute(
                 "INSERT INTO attachments(turn_id, role, kind, name, path) VALUES (?, ?, ?, ?, ?)",
@@ -745,6 +793,21 @@ class TurnWriter:
 
 _SESSION_COLUMNS = "s.id, s.title, s.created, s.updated, s.turn_count"
 """The columns of a :class:`Session`, in its field order."""
+
+
+def _unknown_migrations(db_path: Path) -> list[str]:
+    """The migrations recorded in the database at ``db_path`` that this version does not have
+    (a newer version wrote it); read without writing anything. None for a new database."""
+    if not db_path.is_file() or db_path.stat().st_size == 0:
+        return []
+    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:
+            return []
+        known = {name for name, _ in MIGRATIONS}
+        return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid") if r[0] not in known]
+    finally:
+        db.close()
 
 
 def _session_filter(match: str) -> tuple[list[str], list[Any]]:

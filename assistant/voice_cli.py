@@ -77,7 +77,7 @@ def _synthesizer(args: argparse.Namespace):
     from assistant.errors import InstallError, ModelError
     from assistant.pipeline import speech_engines
     from models.speech.weights import WeightsError
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
 
     settings = _settings(args)
     s = settings.speech

@@ -11,7 +11,7 @@ computed once and kept on disk (safetensors, never pickle):
   embeddings in one padded table (S, T, 576) float16 with its mask, saved as
   ``<cache>/text-<digest>.safetensors`` + ``.json`` (the strings).
 
-The default cache folder is ``$SYNESTHESIA_CACHE_DIR/clevr`` (else ``~/.cache/synesthesia/clevr``).
+The default cache folder is ``clevr/`` in the cache directory (:func:`models.cache.cache_root`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models import clevr
+from models.cache import cache_root
 
 CHUNK = 500
 """Images per cache file."""
@@ -35,8 +36,7 @@ TextEncoder = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("SYNESTHESIA_CACHE_DIR") or str(Path.home() / ".cache" / "synesthesia")
-    return Path(root) / "clevr"
+    return cache_root() / "clevr"
 
 
 def make_image(kind: str, seed: int):

@@ -7,10 +7,12 @@ so the pipeline, the CLI and the TUI can all build and read them.
 from __future__ import annotations
 
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
-from assistant.errors import InputError
+from plugins.errors import InputError
 
 Severity = Literal["information", "warning", "error"]
 
@@ -51,6 +53,10 @@ class CommandContext(Protocol):
     def add_context(self, text: str) -> None:
         """Put text into the conversation, so the next replies can use it."""
 
+    def data_dir(self) -> Path:
+        """The application's folder for files it keeps (``SYNESTHESIA_DATA_DIR``), private to
+        the user; a plugin writes its own files in a subfolder named after it."""
+
 
 def print_notice(message: str, severity: str = "information") -> None:
     prefix = {"warning": "warning: ", "error": "error: "}.get(severity, "")
@@ -65,6 +71,8 @@ class BasicContext:
     - ``on_note`` / ``on_context``: receive saved notes / added context; they are also kept in
       :attr:`notes` and :attr:`added` so a CLI or a test can read them back.
     - ``on_notify``: shows a message; missing means a line on stderr.
+    - ``folder``: returns the application's data folder; missing means a private temporary
+      folder, made on first use.
     """
 
     settings: Any = None
@@ -72,6 +80,7 @@ class BasicContext:
     on_note: Callable[[str], None] | None = None
     on_notify: Callable[[str, str], None] | None = None
     on_context: Callable[[str], None] | None = None
+    folder: Callable[[], Path] | None = None
     notes: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
 
@@ -90,6 +99,21 @@ class BasicContext:
         self.added.append(text)
         if self.on_context:
             self.on_context(text)
+
+    def data_dir(self) -> Path:
+        if self.folder is None:
+            self.folder = _temporary_folder
+        return Path(self.folder())
+
+
+_TEMPORARY: list[Path] = []
+
+
+def _temporary_folder() -> Path:
+    """One private (0700) temporary folder per process, for contexts given no data folder."""
+    if not _TEMPORARY:
+        _TEMPORARY.append(Path(tempfile.mkdtemp(prefix="synesthesia-plugins-")))
+    return _TEMPORARY[0]
 
 
 @dataclass

@@ -29,6 +29,10 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
 # ---------------------------------------------------------------- real offline models (loaded once)
 
 TEST_CACHE = os.environ.get("SYNESTHESIA_TEST_CACHE") or os.path.expanduser("~/.cache/synesthesia-tests")
+# The suite's own cache, private as the app makes a new one (an older run may have left it
+# 0755, and the app would warn about it on every command a test runs).
+os.makedirs(TEST_CACHE, mode=0o700, exist_ok=True)
+os.chmod(TEST_CACHE, 0o700)
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from assistant.errors import InputError
 from assistant.inputs import check_text
 from assistant.pipeline import Turn, prepare_turn
+from assistant.plugin_host.commands import is_command
 from assistant.serve.media import media_folder
 from assistant.serve.schemas import Message
 
@@ -71,13 +72,9 @@ def build_chat_turn(messages: list[Message], settings, *, plugins=None, allow_co
 def check_command(text: str, plugins, allow: bool) -> None:
     """Refuse a slash command the operator has not allowed (see the module docstring)."""
     line = text.strip()
-    if plugins is None or not line.startswith("/"):
+    if plugins is None or not is_command(line):  # "//x" is text for the model
         return
-    from plugins.manager import is_command
-
-    if not is_command(line):  # "//x" is text for the model
-        return
-    name = line[1:].split(maxsplit=1)[0].lower() if len(line) > 1 else ""
+    name = line[1:].split(maxsplit=1)[0].lower()
     if not allow:
         raise InputError(f"/{name}: slash commands are off for API requests (the operator can start "
                          "`assistant serve --allow-commands`)")

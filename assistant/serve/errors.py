@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.errors import AssistantError, InputError
+from assistant.errors import AssistantError, InputError, first_line
 
 TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
          405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
@@ -32,7 +32,7 @@ def from_assistant_error(e: AssistantError) -> ApiError:
     a 400; a model failing is a 500."""
     from assistant.pipeline import MessageTooLong
 
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    message = first_line(e)
     if isinstance(e, MessageTooLong):  # as OpenAI answers a prompt over the model's context
         return ApiError(400, message, code="context_length_exceeded", param="messages")
     if isinstance(e, InputError):

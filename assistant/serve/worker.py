@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, first_line
 from assistant.serve.errors import ApiError
 
 log = logging.getLogger("synesthesia.serve")
@@ -122,7 +122,7 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - AssistantError is the user's to fix; anything else is logged
             if not isinstance(e, AssistantError):
                 log.exception("loading the models failed")
-            self.state, self.error = "failed", str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self.state, self.error = "failed", first_line(e)
             if self._on_failed is not None:
                 self._on_failed(e)
             return

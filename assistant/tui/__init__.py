@@ -33,7 +33,7 @@ def run(settings: Any, load_bot: Callable[[], Any]) -> int:
     from assistant.storage import SessionStore
     from assistant.tui.app import SynesthesiaApp
 
-    with SessionStore.open() as store:
+    with SessionStore.open(write=True) as store:
         app = SynesthesiaApp(settings, load_bot, store)
         result = app.run()
     return int(result or 0)

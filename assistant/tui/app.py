@@ -25,7 +25,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from assistant.errors import AssistantError, Cancelled, InputError
+from assistant import paths
+from assistant.errors import AssistantError, Cancelled, InputError, first_line
 from assistant.storage import SearchHit, Session, SessionStore
 from assistant.tui import messages as m
 from assistant.tui.attachments import Pending, as_attachment, image_texts, split_paths
@@ -53,7 +54,7 @@ from assistant.tui.widgets import (
     format_timings,
     image_preview,
 )
-from plugins.manager import is_command
+from assistant.plugin_host import is_command
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class SynesthesiaApp(App[int]):
         super().__init__()
         self.settings = settings
         self._load_bot = load_bot
-        self.store = store if store is not None else SessionStore.open()
+        self.store = store if store is not None else SessionStore.open(write=True)
         self.voice = voice if voice is not None else VoiceBridge(settings)
         self.cursor_blink = cursor_blink
         self.bot: Any = None
@@ -216,11 +217,11 @@ class SynesthesiaApp(App[int]):
             else:
                 bot = self._load_bot()
         except AssistantError as e:
-            self.post_message(m.BotFailed(_one_line(e)))
+            self.post_message(m.BotFailed(first_line(e)))
             return
         except Exception as e:  # a bug: keep the traceback in the log, the app running
             log.exception("loading the models failed")
-            self.post_message(m.BotFailed(f"{type(e).__name__}: {_one_line(e)}"))
+            self.post_message(m.BotFailed(f"{type(e).__name__}: {first_line(e)}"))
             return
         self.post_message(m.BotReady(bot, describe_models(bot), time.perf_counter() - start))
 
@@ -372,7 +373,7 @@ class SynesthesiaApp(App[int]):
                 audio=audio + ([job.recording] if job.recording is not None else []),
             )
         except (AssistantError, OSError) as e:
-            self.post_message(m.ReplyFailed(job.key, _one_line(e), True))
+            self.post_message(m.ReplyFailed(job.key, first_line(e), True))
             return
         self.post_message(m.TurnStored(job.key, writer.turn_id))
         reply = None
@@ -403,7 +404,7 @@ class SynesthesiaApp(App[int]):
                 self.post_message(m.ReplyChunk(job.key, "".join(buffered)))
             if not isinstance(e, AssistantError):
                 log.error("turn failed:\n%s", traceback.format_exc())
-            message = _one_line(e) if isinstance(e, AssistantError) else f"{type(e).__name__}: {_one_line(e)}"
+            message = first_line(e) if isinstance(e, AssistantError) else f"{type(e).__name__}: {first_line(e)}"
             if speech is not None:
                 speech.stop()
                 speech.end(wait=False)
@@ -453,7 +454,7 @@ class SynesthesiaApp(App[int]):
         except VoiceUnavailable as e:
             self.post_message(m.CommandOutput("speak", f"spoken reply saved, not played: {e}", True))
         except Exception as e:
-            self.post_message(m.CommandOutput("speak", f"speaking failed: {_one_line(e)}", True))
+            self.post_message(m.CommandOutput("speak", f"speaking failed: {first_line(e)}", True))
         finally:
             self.post_message(m.SpeakingChanged(False))
 
@@ -685,7 +686,7 @@ class SynesthesiaApp(App[int]):
         try:
             text = self.bot.transcribe(audio).strip()
         except Exception as e:
-            self.post_message(m.CommandOutput("listen", f"could not transcribe: {_one_line(e)}", True))
+            self.post_message(m.CommandOutput("listen", f"could not transcribe: {first_line(e)}", True))
             return
         if not text:
             self.post_message(m.CommandOutput("listen", "heard nothing I could transcribe", True))
@@ -767,7 +768,7 @@ class SynesthesiaApp(App[int]):
         try:
             result = self._command_runner()(line, self._command_context())
         except Exception as e:
-            self.post_message(m.CommandOutput(name, _one_line(e), True))
+            self.post_message(m.CommandOutput(name, first_line(e), True))
             return
         if result is None:
             self.post_message(m.CommandOutput(name, f"{name}: unknown command (F1 lists the commands)", True))
@@ -797,6 +798,9 @@ class SynesthesiaApp(App[int]):
                 history = getattr(app.bot, "history", None)
                 if isinstance(history, list):
                     history.append({"role": "user", "content": text})
+
+            def data_dir(self) -> Path:
+                return paths.data_dir()
 
         return _Context()
 
@@ -928,7 +932,7 @@ class SynesthesiaApp(App[int]):
         try:
             md = self.store.export(target.id, folder)
         except (AssistantError, OSError) as e:
-            self.notify(_one_line(e), title="Export failed", severity="error")
+            self.notify(first_line(e), title="Export failed", severity="error")
             return
         self.notify(f"exported to {md.parent}", title="Export")
 
@@ -1086,7 +1090,3 @@ def _accepts(fn: Callable, name: str) -> bool:
 def _keys(key: str) -> str:
     return " / ".join(k.strip() for k in key.split(","))
 
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -12,6 +12,8 @@ import importlib
 import threading
 from typing import Any, Callable
 
+from assistant.errors import first_line
+
 
 class VoiceUnavailable(Exception):
     """Voice input or output cannot be used here; the message says why."""
@@ -85,14 +87,14 @@ class VoiceBridge:
                 on_level=on_level, on_utterance=on_utterance, on_error=error, on_state=state,
             )
         except Exception as e:
-            raise VoiceUnavailable(f"microphone unavailable: {_line(e)}") from e
+            raise VoiceUnavailable(f"microphone unavailable: {first_line(e)}") from e
         self._listener = listener
 
         def start() -> None:
             try:
                 listener.start()
             except Exception as e:  # DeviceError: no PortAudio, no microphone
-                error(_line(e))
+                error(first_line(e))
 
         threading.Thread(target=start, name="synesthesia-mic-open", daemon=True).start()
 
@@ -153,7 +155,7 @@ class VoiceBridge:
                 )
                 loop.start()
             except Exception as e:  # DeviceError (no microphone), ModelError (no recognizer), ...
-                failed(_line(e))
+                failed(first_line(e))
                 return
             if self._talk_token is not token:  # stopped while starting
                 loop.stop()
@@ -196,7 +198,7 @@ class VoiceBridge:
             voice.play(samples, sample_rate, stop=self._play_stop, device=self.settings.voice.output_device,
                        streams=self.streams)
         except Exception as e:
-            raise VoiceUnavailable(_line(e)) from e
+            raise VoiceUnavailable(first_line(e)) from e
 
     def stop_speaking(self) -> None:
         """Silence now: the streamed reply's speech, the hands-free reply (the loop goes on
@@ -219,7 +221,3 @@ class VoiceBridge:
             self._output.close()
             self._output = None
 
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -13,7 +13,7 @@ import operator
 import re
 from typing import Any, Callable
 
-from assistant.errors import InputError
+from plugins.errors import InputError
 from plugins.hookspecs import hookimpl
 from plugins.types import CommandResult, ToolResult, usage_error
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from assistant.errors import InputError
+from plugins.errors import InputError
 from plugins.hookspecs import hookimpl
 from plugins.types import CommandResult, ToolResult, usage_error
 

@@ -3,7 +3,7 @@ right corner": MMGAN (:mod:`models.mmgan`) draws a 75x75 Sort-of-CLEVR scene fro
 
 The description is parsed by :mod:`models.draw_text` (a description it cannot use gets one
 line saying what it understood); the picture is saved as a PNG under the app's data folder
-(``drawings/``; ``SYNESTHESIA_DATA_DIR`` moves it) and its path comes back in the result's
+(``ctx.data_dir() / "drawings"``; ``SYNESTHESIA_DATA_DIR`` moves it) and its path comes back in the result's
 ``data["image"]``, which the terminal UI shows inline. Only the app's own folder is written,
 so no capability is declared. ``assistant draw "..." -o out.png`` uses :func:`draw_picture` too.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import InputError, ModelError
+from plugins.errors import InputError, ModelError
 from plugins.hookspecs import hookimpl
 from plugins.types import CommandResult, ToolResult, usage_error
 
@@ -85,13 +85,11 @@ def draw_picture(description: str, *, seed: int | None = None, scale: int = 1, w
     return Drawing(img, desc.understood(), layout, seed)
 
 
-def drawing_path(description: str) -> Path:
-    """A fresh PNG path under the data folder's ``drawings/``."""
-    from assistant.paths import data_dir
-
+def drawing_path(description: str, data_dir: Path) -> Path:
+    """A fresh PNG path under ``drawings/`` of the application's data folder ``data_dir``."""
     slug = "-".join(re.findall(r"[a-z]+", description.lower()))[:40].strip("-") or "drawing"
-    folder = data_dir() / "drawings"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(data_dir) / "drawings"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = folder / f"{stamp}-{slug}.png"
     n = 1
@@ -101,9 +99,9 @@ def drawing_path(description: str) -> Path:
     return path
 
 
-def _draw_and_save(description: str) -> tuple[Drawing, Path]:
+def _draw_and_save(description: str, ctx: Any) -> tuple[Drawing, Path]:
     drawing = draw_picture(description, scale=4)
-    path = drawing_path(description)
+    path = drawing_path(description, ctx.data_dir())
     drawing.image.save(path)
     return drawing, path
 
@@ -112,7 +110,7 @@ def draw_command(args: str, ctx: Any) -> CommandResult:
     """Draw a scene from words: /draw a red circle at the top left and a blue square left of a gray circle."""
     if not args.strip():
         raise usage_error("/draw DESCRIPTION   e.g. /draw a red circle at the top left and a blue square at the bottom right")
-    drawing, path = _draw_and_save(args)
+    drawing, path = _draw_and_save(args, ctx)
     return CommandResult(
         text=f"Drew {drawing.layout.describe()} (from: {drawing.understood}; seed {drawing.seed}). Saved to {path}",
         data={"image": str(path), "understood": drawing.understood, "layout": drawing.layout.describe(), "seed": drawing.seed},
@@ -137,7 +135,7 @@ def _looks_like_drawing_request(text: str) -> bool:
 
 
 def draw_tool(text: str, ctx: Any) -> ToolResult:
-    drawing, path = _draw_and_save(description_from_request(text))
+    drawing, path = _draw_and_save(description_from_request(text), ctx)
     return ToolResult(text=f"I drew {drawing.layout.describe()} and saved the picture to {path}",
                       data={"image": str(path), "understood": drawing.understood, "seed": drawing.seed})
 

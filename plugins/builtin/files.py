@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import InputError
+from plugins.errors import InputError
 from plugins.hookspecs import hookimpl
 from plugins.types import READ_FILES, CommandResult, usage_error
 

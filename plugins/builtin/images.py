@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assistant.errors import InputError
+from plugins.errors import InputError
 from plugins.hookspecs import hookimpl
 from plugins.types import CommandResult
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from assistant.errors import InputError
+from plugins.errors import InputError
 from plugins.hookspecs import hookimpl
 from plugins.types import CommandResult, ToolResult, usage_error
 

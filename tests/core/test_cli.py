@@ -92,7 +92,7 @@ def test_chat_repl_records_the_session(monkeypatch, capsys, image_encoder):
     from assistant.config import Settings
     from assistant.pipeline import Assistant
     from assistant.storage import SessionStore
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
     from tests.core.fakes import FakeGenerator
 
     settings = Settings()

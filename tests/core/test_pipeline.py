@@ -123,7 +123,7 @@ def test_models_lists_every_slot(make_bot):
 
 @pytest.fixture(scope="module")
 def plugin_host():
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
 
     host = load_plugins(Settings().plugins)
     yield host
@@ -165,7 +165,7 @@ def test_tool_result_is_phrased_by_the_generator(plugged_bot):
 
 
 def test_read_puts_a_file_into_the_next_turn(image_encoder, tmp_path):
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
 
     settings = Settings()
     settings.plugins.trusted = ["files"]  # /read reads files: trusted, so no confirmation prompt

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.config import PluginSettings
-from plugins.manager import PluginHost, load_plugins
+from assistant.plugin_host import PluginHost, load_plugins
 from plugins.types import BasicContext
 
 
@@ -34,7 +34,7 @@ class Recorder:
 @pytest.fixture(scope="session")
 def sentence_encoder():
     """The packaged all-MiniLM-L6-v2, loaded once for the whole run (a few seconds)."""
-    from plugins.router import shared_encoder
+    from assistant.plugin_host.routing import shared_encoder
 
     return shared_encoder()
 
@@ -94,4 +94,7 @@ def host(load) -> PluginHost:
 
 @pytest.fixture
 def ctx() -> BasicContext:
-    return BasicContext()
+    """The context the application hands plugins: its data folder is SYNESTHESIA_DATA_DIR's."""
+    from assistant import paths
+
+    return BasicContext(folder=paths.data_dir)

@@ -9,7 +9,7 @@ import pytest
 
 from assistant.errors import InputError
 from plugins.builtin.clock import ClockPlugin, describe_seconds, parse_duration
-from plugins.manager import PluginHost
+from assistant.plugin_host import PluginHost
 from plugins.types import BasicContext
 
 FIXED = datetime(2026, 11, 28, 21, 3, tzinfo=timezone.utc)

@@ -25,7 +25,7 @@ def _objects(path: str):
 
 
 def test_draw_command_saves_and_reports(ctx):
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
 
     host = load_plugins(enabled=False)
     result = host.run_command("/draw a yellow circle in the bottom right corner", ctx)
@@ -42,7 +42,7 @@ def test_draw_command_saves_and_reports(ctx):
     ("/draw a purple hexagon", "I cannot draw purple"),
 ])
 def test_draw_command_refuses_in_one_line(ctx, line, needle):
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
 
     with pytest.raises(InputError, match=needle) as e:
         load_plugins(enabled=False).run_command(line, ctx)
@@ -93,7 +93,7 @@ def test_draw_in_the_chat_repl(monkeypatch, capsys):
     from assistant.cli import build_parser, cmd_chat
     from assistant.config import Settings
     from assistant.pipeline import Assistant
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
     from tests.core.fakes import FakeGenerator
 
     settings = Settings()

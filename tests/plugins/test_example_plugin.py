@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.manager import load_plugins
+from assistant.plugin_host import load_plugins
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "synesthesia-plugin-example"
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from assistant.errors import InputError, PluginError
-from plugins.manager import load_plugins
+from assistant.plugin_host import load_plugins
 from plugins.types import BasicContext
 
 GOOD = """
@@ -379,10 +379,10 @@ def test_disabled_by_name_is_never_imported(load, write_plugin, recorder, ctx):
 
 
 def test_entry_points_are_off_under_tests_by_default(monkeypatch):
-    import plugins.manager as manager
+    import assistant.plugin_host.discovery as discovery
 
     asked = []
-    monkeypatch.setattr(manager, "_entry_points", lambda: asked.append(1) or [])
+    monkeypatch.setattr(discovery, "_entry_points", lambda: asked.append(1) or [])
     load_plugins(None)
     assert asked == []  # SYNESTHESIA_TESTING=1 (tests/conftest.py): not even listed
     load_plugins(None, entry_points=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plugins.router import Router, packaged_model_dir
+from assistant.plugin_host.routing import Router, packaged_model_dir
 from plugins.types import Tool
 
 
@@ -134,7 +134,7 @@ def test_importing_plugins_does_not_load_models():
     import subprocess
     import sys
 
-    code = ("import sys; from plugins.manager import load_plugins; h = load_plugins(); "
+    code = ("import sys; from assistant.plugin_host import load_plugins; h = load_plugins(); "
             "h.route('hello there'); "
             "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers', 'textual') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

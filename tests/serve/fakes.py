@@ -17,6 +17,8 @@ class ScriptedGenerator(FakeGenerator):
         self.delay = delay
         self.generated_tokens = 0
         self.started = threading.Event()
+        self.finished = threading.Event()
+        """Set when a reply's stream has ended (cleared when the next begins)."""
         self.samplings: list = []
         self.seeds: list = []
 
@@ -26,7 +28,14 @@ class ScriptedGenerator(FakeGenerator):
         self.seeds.append(seed)
         words = (self.replies.pop(0) if self.replies else "ok").split(" ")
         self.generated_tokens, self.stop_reason = 0, "length"
+        self.finished.clear()
         self.started.set()
+        try:
+            yield from self._words(words, sampling, cancel)
+        finally:
+            self.finished.set()
+
+    def _words(self, words, sampling, cancel):
         for i, word in enumerate(words[:sampling.max_new_tokens]):
             if cancel is not None and cancel.is_set():
                 self.stop_reason = "cancelled"

@@ -175,7 +175,7 @@ def test_a_failed_load_is_a_503_with_the_reason():
 
 def test_commands_are_off_and_file_readers_never_run(image_encoder, tmp_path):
     from assistant.config import Settings
-    from plugins.manager import load_plugins
+    from assistant.plugin_host import load_plugins
 
     secret = tmp_path / "secret.txt"
     secret.write_text("the password is swordfish")

@@ -506,7 +506,7 @@ class BotWithPlugins(FakeAssistant):
 
     def __init__(self):
         super().__init__()
-        from plugins.manager import load_plugins
+        from assistant.plugin_host import load_plugins
 
         self.plugins = load_plugins(enabled=False)  # the built-in plugins only
 

@@ -36,16 +36,28 @@ class _Stream:
     def _loop(self):
         while self._run.is_set():
             if self.kind == "output":
-                self.owner.played.append(np.asarray(self.callback(self.blocksize), np.float32))
+                block = np.asarray(self.callback(self.blocksize), np.float32)
+                with self.owner.changed:
+                    self.owner.played.append(block)
+                    self.owner.changed.notify_all()
             else:
                 self.callback(self.owner.next_mic_block(self.blocksize))
             time.sleep(0.001 if self.kind == "output" else 0.008)  # the mic runs about 4x real time
 
     def stop(self):
-        self._run.clear()
+        self._halt()
 
     def close(self):
-        self._run.clear()
+        self._halt()
+
+    def _halt(self):
+        with self.owner.changed:
+            self._run.clear()
+            self.owner.changed.notify_all()
+
+    @property
+    def running(self) -> bool:
+        return self._run.is_set()
 
 
 class Devices:
@@ -56,6 +68,9 @@ class Devices:
         self.pos = 0
         self.no_mic, self.no_speaker = no_mic, no_speaker
         self.played = []
+        self.output = None
+        self.changed = threading.Condition()
+        """Notified at each block the speaker plays and when a stream stops."""
         self.talk = threading.Event()
         """The microphone hears silence until this is set."""
 
@@ -76,10 +91,23 @@ class Devices:
     def open_output(self, samplerate, blocksize, device, callback):
         if self.no_speaker:
             raise DeviceError("no speaker (test devices)")
-        return _Stream("output", samplerate, blocksize, callback, self)
+        self.output = _Stream("output", samplerate, blocksize, callback, self)
+        return self.output
 
     def speaker(self):
-        return np.concatenate(self.played) if self.played else np.zeros(0, np.float32)
+        with self.changed:
+            return np.concatenate(self.played) if self.played else np.zeros(0, np.float32)
+
+    def wait(self, condition, timeout: float, what: str) -> None:
+        """Block until ``condition()`` holds, woken by the speaker's blocks (no polling)."""
+        with self.changed:
+            if not self.changed.wait_for(condition, timeout):
+                raise AssertionError(f"timed out waiting for {what}")
+
+    def wait_blocks(self, n: int, timeout: float = 5.0) -> None:
+        """Let the speaker play ``n`` more blocks, or until its stream has stopped."""
+        goal = len(self.played) + n
+        self.wait(lambda: len(self.played) >= goal or not self.output.running, timeout, f"{n} speaker blocks")
 
 
 class ToneSynth:
@@ -117,9 +145,9 @@ def test_streamed_speech_output(settings):
     spoken = speech.end()
     assert bot.synthesizer.said == ["Hello there.", "How are you?"]
     assert spoken.audio.size >= 2 * 0.2 * RATE and spoken.sample_rate == RATE
-    deadline = time.monotonic() + 2  # the device thread files its last block just after
-    while np.count_nonzero(devices.speaker()) < 2 * 0.2 * RATE and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # the device thread files its last block just after
+    devices.wait(lambda: sum(np.count_nonzero(b) for b in devices.played) >= 2 * 0.2 * RATE,
+                 2, "the speech to reach the speaker")
     assert np.count_nonzero(devices.speaker()) == 2 * 0.2 * RATE  # all of it reached the speaker
     assert notices == []
     bridge.close()
@@ -131,28 +159,23 @@ def test_stop_speaking_silences_at_once(settings):
     bot = SpeakingBot(seconds=30)
     speech = bridge.begin_reply(bot, print)
     speech.feed("A very long sentence. And then")  # the first sentence is complete: it plays
-    deadline = time.monotonic() + 5
-    while not np.count_nonzero(devices.speaker()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert np.count_nonzero(devices.speaker()) > 0
+    devices.wait(lambda: any(np.count_nonzero(b) for b in devices.played), 5, "the first sentence to play")
     start = time.monotonic()
     bridge.stop_speaking()
     spoken = speech.end()
     assert spoken.stopped and time.monotonic() - start < 2
-    time.sleep(0.1)
+    devices.wait_blocks(50)  # blocks already on their way
     heard = np.count_nonzero(devices.speaker())
-    time.sleep(0.1)
+    devices.wait_blocks(50)
     assert np.count_nonzero(devices.speaker()) == heard < 30 * RATE  # silent now, long before the end
     bridge.close()
 
 
 def test_no_microphone_is_reported(settings):
     bridge = VoiceBridge(settings, streams=Devices(no_mic=True), vad=EnergyVAD())
-    errors = []
-    bridge.start_listening(lambda level: None, lambda audio: None, errors.append)
-    deadline = time.monotonic() + 5
-    while not errors and time.monotonic() < deadline:
-        time.sleep(0.01)
+    errors, reported = [], threading.Event()
+    bridge.start_listening(lambda level: None, lambda audio: None, lambda e: (errors.append(e), reported.set()))
+    assert reported.wait(5)
     assert errors == ["no microphone (test devices)"] and not bridge.listening
 
 

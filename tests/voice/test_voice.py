@@ -103,7 +103,8 @@ def test_listener_ends_on_silence_keeps_preroll_and_transcribes(vad, say16):
     assert listener.toggle() is True and streams.input.started
     streams.feed_all(tail_s=2.0)
     assert transcripts == ["hello there"]
-    assert not listener.listening and streams.input.closed or not streams.input.started
+    assert not listener.listening  # it stopped by itself at the end of speech,
+    assert not streams.input.started and streams.input.closed  # and let go of the microphone
     heard = rec.heard[0]
     # Pre-roll: the utterance starts before the VAD fired, so the first syllable is kept:
     # it holds (almost) all the speech plus some leading silence, but not the whole second.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from assistant.errors import InputError
+from plugins.errors import InputError
 from plugins import CommandResult, ToolResult, hookimpl
 
 __version__ = "0.1.0"

@@ -44,3 +44,9 @@ def _result(box: dict[str, Any]) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def describe(e: BaseException) -> str:
+    """A plugin's exception in one phrase: ``ValueError: bad input`` (or the type alone)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from assistant.errors import ModelError
-from plugins.isolation import call_with_timeout
+from assistant.plugin_host.isolation import call_with_timeout
 from plugins.types import Tool, ToolMatch
 
 #: Least cosine similarity for a tool to fire when the tool sets no threshold of its own.
