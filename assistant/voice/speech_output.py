@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from assistant.errors import DeviceError
+from assistant.errors import DeviceError, first_line
 from assistant.voice.devices import StreamFactory
 from assistant.voice.playback import Player
 
@@ -137,7 +137,7 @@ class SpeechOutput:
                     timeline.heard_from = time.perf_counter()
                 self._to_speaker(audio, timeline)
             except Exception as e:  # a failed sentence must not kill the worker
-                self.on_notice(f"speech synthesis failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                self.on_notice(f"speech synthesis failed: {first_line(e)}")
             finally:
                 with self._done:
                     self._pending -= 1

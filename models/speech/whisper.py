@@ -98,12 +98,13 @@ CHUNK_S = 25.0
 
 
 def whisper_root(whisper_dir: str | os.PathLike | None = None) -> Path:
-    """Where downloaded Whisper models live: ``whisper_dir`` or ``<user cache>/whisper``."""
+    """Where downloaded Whisper models live: ``whisper_dir`` or ``<cache root>/whisper``
+    (:func:`models.cache.cache_root`)."""
     if whisper_dir:
         return Path(whisper_dir).expanduser()
-    from platformdirs import user_cache_dir
+    from models.cache import cache_root
 
-    return Path(user_cache_dir("synesthesia")) / "whisper"
+    return cache_root() / "whisper"
 
 
 def whisper_weights(size: str, whisper_dir: str | os.PathLike | None = None) -> Path | None:
