@@ -20,10 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["COLORS", "SHAPES", "clevr_questions", "assistant_phrases", "domain_corpus", "normalise", "word_errors", "word_error_rate"]
+from models.clevr import COLOURS, SHAPES
 
-COLORS = ("red", "green", "blue", "orange", "gray", "yellow")
-SHAPES = ("circle", "square")
+__all__ = ["clevr_questions", "assistant_phrases", "domain_corpus", "normalise", "word_errors", "word_error_rate"]
+
 
 COMMANDS = (
     "help", "quit", "exit", "stop", "cancel", "clear", "new chat", "reset", "retry", "undo",
@@ -61,7 +61,7 @@ REQUESTS = (
 def clevr_questions() -> list[str]:
     """Every Sort-of-CLEVR question form, for every colour (and shape where it appears)."""
     out: list[str] = []
-    for c in COLORS:
+    for c in COLOURS:
         obj = f"the {c} object"
         out += [
             f"what is the shape of {obj}",

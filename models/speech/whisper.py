@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.clevr import COLOURS
 from models.speech.base import SAMPLE_RATE, Segmenting, check_audio
 
 __all__ = [
@@ -73,7 +74,7 @@ SCENE_PROMPT = (
 )
 CONTEXT_PROMPTS = {"scene": SCENE_PROMPT}
 
-_COLOUR_WORD = re.compile(r"\b(red|blue|green|orange|yellow|gr[ae]y)\b", re.IGNORECASE)
+_COLOUR_WORD = re.compile(r"\b(" + "|".join(COLOURS + ("grey",)) + r")\b", re.IGNORECASE)
 
 
 def pick_scene_reading(readings: list[str]) -> str:
