@@ -35,71 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-KINDS = ("shape", "horizontal", "vertical", "closest", "furthest")
-"""The single-object question types (closest / furthest: the reference object)."""
-TOP = 5
-
-
-def measure(core, image_encoder, embed_text, first_seed: int, scenes: int, paraphrase: bool = False,
-            progress=None) -> dict:
-    """-> per kind: counts of top-5 / top-1 hits, summed 3x3 mass, control and answer-object hits."""
-    import random
-
-    import numpy as np
-    import torch
-
-    from models import clevr
-    from models.attention import attention_map, cell_of, top_cells
-
-    stats = {k: {"n": 0, "top5": 0, "top1": 0, "covers": 0, "mass": 0.0, "control": 0.0, "answer": 0, "outside": 0} for k in KINDS}
-    rng = random.Random(first_seed)
-    for s in range(scenes):
-        scene = clevr.make_scene(first_seed + s)
-        image = clevr.render(scene)
-        box = image_encoder.crop_box(*image.size)
-        tokens = image_encoder.encode([image]).tokens  # (1, 49, 320)
-        questions = [clevr.make_question(scene, kind, colour, rng.randrange(len(clevr.TEMPLATES[kind])) if paraphrase else 0)
-                     for kind in KINDS for colour in clevr.COLOURS]
-        text, mask = embed_text([q.text for q in questions])  # (Q, T, 576), (Q, T)
-        with torch.inference_mode():
-            out = core({"image": (tokens.expand(len(questions), -1, -1), None)}, text, mask)
-        for j, q in enumerate(questions):
-            amap = attention_map(out.attention["image"][j], box)
-            row = stats[q.kind]
-            row["n"] += 1
-            obj = scene.by_colour(q.colour)
-            cell = cell_of(obj.x + 0.5, obj.y + 0.5, box, amap.shape)
-            if cell is None:
-                row["outside"] += 1
-                continue
-            top = top_cells(amap.grid, TOP)
-            row["top5"] += cell in top
-            row["top1"] += cell == top[0]
-            row["covers"] += any(c in top for c in covered_cells(obj, box, amap.shape))
-            r, c = cell
-            row["mass"] += float(amap.grid[max(0, r - 1):r + 2, max(0, c - 1):c + 2].sum())
-            others = [cell_of(o.x + 0.5, o.y + 0.5, box, amap.shape) for o in scene.objects if o is not obj]
-            row["control"] += float(np.mean([o in top for o in others]))
-            if q.kind in ("closest", "furthest"):
-                dist = [((o.x - obj.x) ** 2 + (o.y - obj.y) ** 2, o) for o in scene.objects if o is not obj]
-                target = (min if q.kind == "closest" else max)(dist, key=lambda t: t[0])[1]
-                row["answer"] += cell_of(target.x + 0.5, target.y + 0.5, box, amap.shape) in top
-        if progress and (s + 1) % 50 == 0:
-            progress(f"{s + 1}/{scenes} scenes")
-    return stats
-
-
-def covered_cells(obj, box, shape) -> set:
-    """The grid cells an object's pixels overlap (pixels x-HALF .. x+HALF, each 1 px wide)."""
-    from models.attention import cell_of
-    from models.clevr import HALF
-
-    corners = [cell_of(min(max(px, box[0]), box[2] - 1e-6), min(max(py, box[1]), box[3] - 1e-6), box, shape)
-               for px in (obj.x - HALF, obj.x + HALF + 0.999) for py in (obj.y - HALF, obj.y + HALF + 0.999)]
-    rows = range(min(r for r, _ in corners), max(r for r, _ in corners) + 1)
-    cols = range(min(c for _, c in corners), max(c for _, c in corners) + 1)
-    return {(r, c) for r in rows for c in cols}
-
+from models.attention import SINGLE_OBJECT_KINDS as KINDS, TOP  # noqa: E402
 
 def table(stats: dict) -> str:
     def pct(a, n):
@@ -135,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from assistant.config import Settings
     from assistant.pipeline import Assistant, packaged_fusion_dir
+    from models.attention import measure_on_scenes
 
     torch.set_num_threads(os.cpu_count() or 1)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -148,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stats = measure(core, encoder, lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens),
-                    args.first_seed, args.scenes, args.paraphrase, progress=say)
+    stats = measure_on_scenes(core, encoder, lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens),
+                              range(args.first_seed, args.first_seed + args.scenes), paraphrase=args.paraphrase,
+                              progress=say)
     run_s = time.perf_counter() - t0
     seeds = f"{args.first_seed:,}-{args.first_seed + args.scenes - 1:,}"
     forms = "paraphrased" if args.paraphrase else "canonical"

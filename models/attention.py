@@ -10,8 +10,9 @@ Image encoders flatten a square grid of cells row by row (EfficientNet-Lite0: 7x
   core's null token), and the part of the picture the grid covers (the encoder's crop);
 * :func:`draw_attention`: the picture with the grid upsampled over that part as a heat map
   (a colour map written out below, no plotting library); what the encoder never saw is dimmed;
-* :func:`cell_of` / :func:`top_cells`: which cell a point falls in, the most attended cells
-  (what ``benchmarks/bench_attention.py`` measures against the asked-about object).
+* :func:`cell_of` / :func:`top_cells`: which cell a point falls in, the most attended cells;
+  :func:`measure_on_scenes`: how often the object a Sort-of-CLEVR question names is among the
+  most attended cells (``benchmarks/bench_attention.py`` prints it; a test checks a few scenes).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+SINGLE_OBJECT_KINDS = ("shape", "horizontal", "vertical", "closest", "furthest")
+"""Sort-of-CLEVR question types about one named object (closest / furthest: the reference object)."""
+TOP = 5
+"""How many of the most attended cells the measure looks at (chance for one cell of 49: 10.2%)."""
 
 Box = tuple[float, float, float, float]
 """(left, top, right, bottom) in the original image's pixels (continuous coordinates)."""
@@ -124,3 +130,73 @@ def draw_attention(image: Image.Image, amap: AttentionMap, *, opacity: float = 0
         region = base[y0:y1, x0:x1]
         out[y0:y1, x0:x1] = region * (1 - alpha) + heat_colours(heat).astype(np.float32) * alpha
     return Image.fromarray(np.clip(out, 0, 255).round().astype(np.uint8))  # (H, W, 3) -> RGB
+
+
+# -- measuring it on Sort-of-CLEVR ---------------------------------------------------------------
+
+def covered_cells(obj, box, shape) -> set:
+    """The grid cells an object's pixels overlap (pixels x-HALF .. x+HALF, each 1 px wide)."""
+    from models.clevr import HALF
+
+    corners = [cell_of(min(max(px, box[0]), box[2] - 1e-6), min(max(py, box[1]), box[3] - 1e-6), box, shape)
+               for px in (obj.x - HALF, obj.x + HALF + 0.999) for py in (obj.y - HALF, obj.y + HALF + 0.999)]
+    rows = range(min(r for r, _ in corners), max(r for r, _ in corners) + 1)
+    cols = range(min(c for _, c in corners), max(c for _, c in corners) + 1)
+    return {(r, c) for r in rows for c in cols}
+
+
+def measure_on_scenes(core, image_encoder, embed_text, seeds, *, kinds=None, paraphrase: bool = False,
+                      progress=None) -> dict:
+    """Ask every single-object question (``kinds``, default :data:`SINGLE_OBJECT_KINDS`) about
+    every object of the Sort-of-CLEVR scenes ``seeds`` and check the core's attention against
+    the named object's cell. ``embed_text(texts) -> (B, T, text_dim), (B, T)``. -> per kind:
+    ``n`` questions; ``top5`` / ``top1``: the object's centre cell among the TOP most attended
+    cells / the most attended; ``covers``: any cell the object overlaps in the top TOP; ``mass``:
+    summed attention on its 3x3 cells; ``control``: summed share of the *other* objects' cells in
+    the top TOP; ``answer``: closest/furthest, the answer object's cell in the top TOP."""
+    import random
+
+    import torch
+
+    from models import clevr
+
+    kinds = tuple(kinds or SINGLE_OBJECT_KINDS)
+    stats = {k: {"n": 0, "top5": 0, "top1": 0, "covers": 0, "mass": 0.0, "control": 0.0, "answer": 0, "outside": 0}
+             for k in kinds}
+    seeds = list(seeds)
+    rng = random.Random(seeds[0] if seeds else 0)
+    for s, seed in enumerate(seeds):
+        scene = clevr.make_scene(seed)
+        image = clevr.render(scene)
+        crop = getattr(image_encoder, "crop_box", None)
+        box = crop(*image.size) if callable(crop) else full_box(image)
+        tokens = image_encoder.encode([image]).tokens  # (1, 49, 320)
+        questions = [clevr.make_question(scene, kind, colour, rng.randrange(len(clevr.TEMPLATES[kind])) if paraphrase else 0)
+                     for kind in kinds for colour in clevr.COLOURS]
+        text, mask = embed_text([q.text for q in questions])  # (Q, T, 576), (Q, T)
+        with torch.inference_mode():
+            out = core({"image": (tokens.expand(len(questions), -1, -1), None)}, text, mask)
+        for j, q in enumerate(questions):
+            amap = attention_map(out.attention["image"][j], box)
+            row = stats[q.kind]
+            row["n"] += 1
+            obj = scene.by_colour(q.colour)
+            cell = cell_of(obj.x + 0.5, obj.y + 0.5, box, amap.shape)
+            if cell is None:
+                row["outside"] += 1
+                continue
+            top = top_cells(amap.grid, TOP)
+            row["top5"] += cell in top
+            row["top1"] += cell == top[0]
+            row["covers"] += any(c in top for c in covered_cells(obj, box, amap.shape))
+            r, c = cell
+            row["mass"] += float(amap.grid[max(0, r - 1):r + 2, max(0, c - 1):c + 2].sum())
+            others = [cell_of(o.x + 0.5, o.y + 0.5, box, amap.shape) for o in scene.objects if o is not obj]
+            row["control"] += float(np.mean([o in top for o in others]))
+            if q.kind in ("closest", "furthest"):
+                dist = [((o.x - obj.x) ** 2 + (o.y - obj.y) ** 2, o) for o in scene.objects if o is not obj]
+                target = (min if q.kind == "closest" else max)(dist, key=lambda t: t[0])[1]
+                row["answer"] += cell_of(target.x + 0.5, target.y + 0.5, box, amap.shape) in top
+        if progress and (s + 1) % 50 == 0:
+            progress(f"{s + 1}/{len(seeds)} scenes")
+    return stats

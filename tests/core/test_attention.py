@@ -126,3 +126,132 @@ def test_encoder_crop_box_matches_its_preprocessing():
     assert left == pytest.approx(75 * 16 / 256) and right == pytest.approx(75 * 240 / 256)
     left, top, right, bottom = enc.crop_box(400, 200)  # wide: the crop is a centred square
     assert bottom - top == pytest.approx(right - left) and (left + right) / 2 == pytest.approx(200, abs=1)
+
+
+# ---------------------------------------------------------------- `assistant ask --attention` on fakes
+
+
+@pytest.fixture
+def tiny_weights(tmp_path, monkeypatch):
+    """A tiny attention core for the fake generator (8-d) and 320-d image tokens, set as the
+    fusion weights; the text reader off (not what these tests are about)."""
+    core = build_fusion(FusionConfig(modality_dims={"image": 320}, max_tokens={"image": 49}, text_dim=8,
+                                     max_text_tokens=8, d_model=16, n_heads=2, n_layers=2, n_queries=2,
+                                     generator_dim=8, answers=["square", "circle", "none"]))
+    folder = core.save(tmp_path / "fusion")
+    monkeypatch.setenv("SYNESTHESIA_FUSION__WEIGHTS", str(folder))
+    monkeypatch.setenv("SYNESTHESIA_IMAGE__OCR", "off")
+    return core
+
+
+@pytest.fixture
+def picture(tmp_path):
+    path = tmp_path / "scene.png"
+    Image.new("RGB", (120, 90), (200, 220, 240)).save(path)
+    return path
+
+
+def test_ask_attention_writes_the_map_and_json_carries_the_grid(lazy_stack, tiny_weights, picture, tmp_path, capsys):
+    from assistant.cli import main
+
+    out = tmp_path / "att.png"
+    assert main(["ask", "What shape is the red object?", "--image", str(picture), "--attention", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    reply = json.loads(captured.out)
+    entry = reply["attention"][0]
+    grid = np.asarray(entry["grid"])
+    assert entry["image"] == "scene.png" and grid.shape == (entry["rows"], entry["cols"]) == (7, 7)
+    assert abs(grid.sum() - 1) < 1e-4 and (grid >= 0).all()
+    assert entry["file"] == str(out)
+    with Image.open(out) as im:
+        assert im.size == (120, 90) and im.format == "PNG"
+    assert "written to" in captured.err and "Traceback" not in captured.err
+
+
+def test_json_has_the_grid_without_attention_flag(lazy_stack, tiny_weights, picture, capsys):
+    from assistant.cli import main
+
+    assert main(["ask", "What shape is the red object?", "--image", str(picture), "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["attention"][0]
+    assert abs(np.asarray(entry["grid"]).sum() - 1) < 1e-4 and "file" not in entry
+
+
+def test_several_images_get_numbered_maps(lazy_stack, tiny_weights, picture, tmp_path, capsys):
+    from assistant.cli import main
+
+    out = tmp_path / "att.png"
+    assert main(["ask", "What is this?", "--image", str(picture), "--image", str(picture), "--attention", str(out)]) == 0
+    assert (tmp_path / "att-1.png").is_file() and (tmp_path / "att-2.png").is_file() and not out.exists()
+
+
+def test_an_image_unlike_the_training_data_gets_a_one_line_note(lazy_stack, tiny_weights, picture, tmp_path, monkeypatch,
+                                                              capsys):
+    from assistant.cli import main
+
+    tiny_weights.set_domain(torch.full((320,), 5.0), torch.ones(320), threshold=1.0)  # zero tokens lie far away
+    folder = tiny_weights.save(tmp_path / "calibrated")
+    monkeypatch.setenv("SYNESTHESIA_FUSION__WEIGHTS", str(folder))
+    out = tmp_path / "att.png"
+    assert main(["ask", "What is this?", "--image", str(picture), "--attention", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert out.is_file()
+    notes = [line for line in err.splitlines() if "does not know images like this one" in line]
+    assert len(notes) == 1
+
+
+@pytest.mark.parametrize("target,needle", [
+    ("{tmp}/no/such/folder/att.png", "does not exist"),
+    ("{tmp}", "that is a folder"),
+    ("{tmp}/att.jpg", "ending in .png"),
+])
+def test_bad_output_path_is_one_line_before_any_model_loads(lazy_stack, tiny_weights, picture, tmp_path, capsys, target,
+                                                           needle):
+    from assistant.cli import main
+
+    assert main(["ask", "hi", "--image", str(picture), "--attention", target.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and err[0].startswith("assistant: error:")
+    assert lazy_stack.bot is None  # refused before loading anything
+
+
+def test_attention_without_an_image_is_one_line(lazy_stack, tmp_path, capsys):
+    from assistant.cli import main
+
+    assert main(["ask", "hi", "--attention", str(tmp_path / "att.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give an --image" in err[0]
+    assert lazy_stack.bot is None
+
+
+def test_no_fusion_core_is_one_line(lazy_stack, picture, tmp_path, monkeypatch, capsys):
+    """The fake generator is 8-d: the shipped 576-d core is off, so there is nothing to draw."""
+    from assistant.cli import main
+
+    monkeypatch.setenv("SYNESTHESIA_IMAGE__OCR", "off")
+    assert main(["ask", "hi", "--image", str(picture), "--attention", str(tmp_path / "att.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("assistant: error: --attention: no map to draw") and "Traceback" not in "\n".join(err)
+
+
+# ---------------------------------------------------------------- the shipped weights
+
+
+@pytest.mark.integration
+def test_shipped_core_looks_at_the_named_object(generator, image_encoder):
+    """On eight held-out scenes, the object a question names has its cell among the five most
+    attended of 49 for most questions (chance: 10%), far more often than the other objects do.
+    ("furthest" is left out: its reference object is rarely where the core looks; see
+    benchmarks/results_attention.md.)"""
+    from assistant.config import Settings
+    from assistant.pipeline import Assistant
+    from models.attention import measure_on_scenes
+
+    core, _ = Assistant._load_fusion(Settings(), generator)
+    stats = measure_on_scenes(core, image_encoder, lambda t: generator.embed_text(t, max_tokens=core.cfg.max_text_tokens),
+                              range(1_000_000, 1_000_008), kinds=("shape", "horizontal", "vertical", "closest"))
+    n = sum(r["n"] for r in stats.values())
+    hits = sum(r["top5"] for r in stats.values()) / n
+    control = sum(r["control"] for r in stats.values()) / n
+    assert n == 8 * 4 * 6
+    assert hits > 0.5, stats
+    assert control < hits / 3, stats
