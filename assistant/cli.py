@@ -1,7 +1,7 @@
 """The `assistant` command.
 
     assistant                          the terminal UI (a line REPL where it is unavailable)
-    assistant ask "TEXT" [--image P]... [--audio P]... [--json] [--speak OUT.wav]
+    assistant ask "TEXT" [--image P]... [--audio P]... [--json] [--speak OUT.wav] [--attention OUT.png]
     assistant chat                     a line REPL with history
     assistant models [--json]          each model slot and where its weights came from
     assistant models pull whisper:base download Whisper weights (needs network)
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--audio", action="append", default=[], metavar="PATH", help="attach an audio file (repeatable)")
     ask.add_argument("--json", action="store_true", help="print the reply, transcript, evidence and timings as JSON")
     ask.add_argument("--speak", metavar="OUT.wav", help="also write the spoken reply to this file")
+    ask.add_argument("--attention", metavar="OUT.png",
+                     help="also write the image with a heat map of where the fusion core looked (several images: "
+                          "OUT-1.png, OUT-2.png, ...)")
     ask.set_defaults(handler=cmd_ask)
 
     chat = sub.add_parser("chat", parents=[common], help="a line-by-line chat in the terminal")
@@ -128,6 +131,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         text = data  # bytes: check_text reports invalid UTF-8 with its position
     if not text and not args.image and not args.audio:
         raise InputError("ask: give a question, an --image or an --audio file")
+    if args.attention:  # checked before any model loads
+        if not args.image:
+            raise InputError("--attention: give an --image too (the map is drawn over it)")
+        _check_png_path(args.attention)
     from assistant.pipeline import MessageTooLong, prepare_turn
 
     settings = load_settings(args)
@@ -156,9 +163,55 @@ def cmd_ask(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     if args.speak:
         _write_wav(args.speak, reply.audio, reply.sample_rate)
+    if args.attention:
+        _write_attention(args.attention, turn.images, reply, bot)
     if args.json:
         print(json.dumps(reply.to_dict(), ensure_ascii=False, indent=2))
     return 0
+
+
+def _check_png_path(path: str) -> None:
+    """A place --attention can write a PNG, or a one-line InputError saying why not."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise InputError(f"--attention {path}: that is a folder; give a file name such as {p / 'attention.png'}")
+    if p.suffix.lower() != ".png":
+        raise InputError(f"--attention {path}: the map is written as a PNG; give a name ending in .png")
+    parent = p.parent
+    if not parent.is_dir():
+        raise InputError(f"--attention {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"--attention {path}: cannot write in the folder {parent}")
+
+
+def _write_attention(path: str, images: list, reply, bot) -> None:
+    """Draw each image's attention map over it (OUT.png, or OUT-1.png, OUT-2.png, ... for several);
+    each entry of ``reply.attention`` gets its ``file``. A caveat, if any, goes to stderr."""
+    from pathlib import Path
+
+    from assistant.pipeline import attention_caveat
+    from models.attention import AttentionMap, draw_attention
+
+    if not any(reply.attention):
+        why = (f"the fusion core did not run ({bot.fusion_source})" if bot.fusion is None else
+               "the fusion core reported no attention over an image grid (its strategy or the image encoder's tokens)")
+        raise InputError(f"--attention: no map to draw: {why}")
+    p = Path(path).expanduser()
+    for i, entry in enumerate(reply.attention):
+        if entry is None:
+            continue
+        out = p if len(images) == 1 else p.with_name(f"{p.stem}-{i + 1}{p.suffix}")
+        try:
+            draw_attention(images[i], AttentionMap.from_dict(entry)).save(out, format="PNG")
+        except (OSError, ValueError) as e:
+            raise InputError(f"--attention {out}: cannot write the map ({e})") from e
+        entry["file"] = str(out)
+        print(f"assistant: attention map of {entry['image']} written to {out}", file=sys.stderr)
+        caveat = attention_caveat(entry)
+        if caveat:
+            print(f"assistant: note: {caveat}", file=sys.stderr)
 
 
 def _ask_command(line: str, settings, args: argparse.Namespace) -> int:

@@ -54,6 +54,7 @@ class Turn:
     labels: list = field(default_factory=list)  # per image [(label, p)]
     ocr: list = field(default_factory=list)  # per image: models.ocr.OcrResult, or None when not read
     fusion_tokens: list = field(default_factory=list)  # one (K, hidden) tensor per image
+    attention: list = field(default_factory=list)  # per image: models.attention.AttentionMap, or None
     context: list[str] = field(default_factory=list)  # extra text for the generator (plugins, tools)
     scene_notes: list[str] = field(default_factory=list)  # the fusion core's answers (placed after the question)
     timings: dict[str, float] = field(default_factory=dict)
@@ -86,6 +87,9 @@ class Reply:
     """The slash command that produced this reply (no generator involved), if any."""
     ocr: list = field(default_factory=list)
     """Per image, the text read in it (``OcrResult.to_dict()`` plus ``image``), or None when not read."""
+    attention: list = field(default_factory=list)
+    """Per image, where the fusion core's queries looked (``AttentionMap.to_dict()`` plus ``image``:
+    ``grid`` rows x cols summing to 1), or None; [] when the core did not run."""
 
     def to_dict(self) -> dict:
         return {
@@ -100,6 +104,7 @@ class Reply:
             "tool": self.tool,
             "command": self.command,
             "ocr": self.ocr,
+            "attention": self.attention,
         }
 
 
@@ -509,7 +514,28 @@ class Assistant:
             if self.fusion.cfg.aligned_to_generator and getattr(self.generator, "soft_tokens", True):
                 # only tokens trained through the generator go in, and only to one in this process
                 turn.fusion_tokens.append(out.tokens[i])
+        turn.attention = self._attention_maps(turn, out, answered)
         return answered
+
+    def _attention_maps(self, turn: Turn, out, answered: set[int]) -> list:
+        """Per image, where the core's last cross-attention layer looked (models.attention), over
+        the part of the picture the image encoder kept; [] when the core reports no attention."""
+        from models.attention import attention_map, full_box
+
+        weights = (out.attention or {}).get("image")  # (B, N)
+        if weights is None:
+            return []
+        crop = getattr(self.image_encoder, "crop_box", None)
+        threshold = self.fusion.cfg.domain_threshold
+        maps = []
+        for i, image in enumerate(turn.images):
+            amap = attention_map(weights[i], crop(*image.size) if callable(crop) else full_box(image))
+            if amap is not None:
+                amap.answered = i in answered
+                if out.domain_distance is not None and threshold > 0:
+                    amap.known = bool(float(out.domain_distance[i]) <= threshold)
+            maps.append(amap)
+        return maps
 
     def user_message(self, turn: Turn, *, with_fusion: bool = False) -> str:
         """The user's message as the generator sees it: evidence in brackets, then the question."""
@@ -681,7 +707,8 @@ class Assistant:
                                              {"role": "assistant", "content": written}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
                                     timings=turn.timings, partial=partial, images=turn.image_names,
-                                    audio_inputs=turn.audio_names, tool=tool, ocr=_ocr_dicts(turn))
+                                    audio_inputs=turn.audio_names, tool=tool, ocr=_ocr_dicts(turn),
+                                    attention=_attention_dicts(turn))
         if hold and text_out:
             yield text_out
 
@@ -918,6 +945,22 @@ def prepare_turn(settings: Settings, text: str | bytes = "", images: Sequence = 
 def _ocr_dicts(turn: Turn) -> list:
     """Per image, what was read in it (for --json and the UI); [] when nothing was read."""
     return [None if r is None else {"image": turn.image_names[i], **r.to_dict()} for i, r in enumerate(turn.ocr)]
+
+
+def _attention_dicts(turn: Turn) -> list:
+    """Per image, the core's attention map (for --json, --attention and the UI); [] when it did not run."""
+    return [None if a is None else {"image": turn.image_names[i], **a.to_dict()} for i, a in enumerate(turn.attention)]
+
+
+def attention_caveat(entry: dict) -> str | None:
+    """One line on how far to trust an attention map (an entry of ``Reply.attention``), or None."""
+    if entry.get("known_image") is False:
+        return (f"{entry['image']}: the fusion core was trained on Sort-of-CLEVR scenes and does not know images "
+                "like this one; its map shows where it looked, not what it understood")
+    if entry.get("answered") is False:
+        return (f"{entry['image']}: the fusion core did not answer this question (not one it was trained for); "
+                "its map shows where it looked")
+    return None
 
 
 def _name(item, kind: str, index: int) -> str:

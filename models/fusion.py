@@ -20,6 +20,9 @@ modality token gets a learned modality-type embedding and a learned position emb
 Outputs (:class:`FusionOutput`): ``tokens`` (B, K, generator_dim) to place in the
 generator's prompt, and, when the config names answers, ``answer_logits`` (B, A) from an
 answer head on the pooled queries (trained first without the generator, as BLIP-2 does).
+The ``attention`` strategy also reports where its queries looked (``attention``: per modality,
+the last cross-attention layer's weights averaged over queries and heads; the attention view
+of :mod:`models.attention` draws them over the image).
 
 Weights are saved as ``model.safetensors`` beside a ``config.json`` holding
 :class:`FusionConfig`; :func:`load_fusion` rebuilds the module from them. No pickle.
@@ -105,6 +108,11 @@ class FusionOutput:
     """(B, C) when the config has caption attributes (independent sigmoid logits)."""
     domain_distance: torch.Tensor | None = None
     """(B,) distance of each image from the training images (when the core is calibrated)."""
+    attention: dict[str, torch.Tensor] | None = None
+    """``attention`` strategy only: modality name -> (B, N_m), the share of the last
+    cross-attention layer's attention (averaged over its queries and heads) that fell on each
+    token of that modality; what is left of 1 went to the always-present null token. Computed
+    beside the layer from its own projections (detached), so the other outputs are unchanged."""
 
 
 Modalities = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
@@ -170,6 +178,27 @@ class TokenEmbedder(nn.Module):
         return self.text_proj(self.text_norm(x)) + self.text_pos[: x.shape[1]] + self.text_type
 
 
+def attention_weights(
+    attn: nn.MultiheadAttention,
+    query: torch.Tensor,  # (B, K, d), as the layer passes it in
+    key: torch.Tensor,  # (B, N, d)
+    key_pad: torch.Tensor | None,  # (B, N) True = padding
+) -> torch.Tensor:  # (B, H, K, N)
+    """The attention weights ``attn`` uses for ``query`` over ``key``, per head, recomputed
+    from its input projections: softmax(q k^T / sqrt(d_head)) with padded keys masked.
+    (``need_weights=True`` would make the layer leave its fused kernel; this leaves it alone.)"""
+    b, k, d = query.shape
+    n, h = key.shape[1], attn.num_heads
+    w_q, w_k, _ = attn.in_proj_weight.chunk(3)  # (d, d) each
+    b_q, b_k, _ = attn.in_proj_bias.chunk(3) if attn.in_proj_bias is not None else (None, None, None)
+    q = F.linear(query, w_q, b_q).view(b, k, h, d // h).transpose(1, 2)  # (B, H, K, d_h)
+    kk = F.linear(key, w_k, b_k).view(b, n, h, d // h).transpose(1, 2)  # (B, H, N, d_h)
+    scores = q @ kk.transpose(-1, -2) / (d // h) ** 0.5  # (B, H, K, N)
+    if key_pad is not None:
+        scores = scores.masked_fill(key_pad[:, None, None, :], float("-inf"))
+    return scores.softmax(dim=-1)
+
+
 class CrossAttentionLayer(nn.Module):
     """Queries attend to (queries + text), then cross-attend to modality tokens, then an MLP."""
 
@@ -190,14 +219,22 @@ class CrossAttentionLayer(nn.Module):
         text_pad: torch.Tensor,  # (B, T) True = padding
         kv: torch.Tensor,  # (B, N, d) modality tokens
         kv_pad: torch.Tensor,  # (B, N) True = padding
-    ) -> torch.Tensor:  # (B, K, d)
+        *,
+        with_weights: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # (B, K, d) [, (B, H, K, N) cross-attention weights]
         h = self.norm_self(q)
         ctx = torch.cat([h, self.norm_self(text)], dim=1)  # (B, K+T, d)
         ctx_pad = torch.cat([torch.zeros_like(text_pad[:, :1]).expand(-1, q.shape[1]), text_pad], dim=1)
         q = q + self.self_attn(h, ctx, ctx, key_padding_mask=ctx_pad, need_weights=False)[0]
-        kv_n = self.norm_kv(kv)
-        q = q + self.cross_attn(self.norm_cross(q), kv_n, kv_n, key_padding_mask=kv_pad, need_weights=False)[0]
-        return q + self.mlp(self.norm_mlp(q))
+        kv_n = self.norm_kv(kv)  # (B, N, d)
+        h = self.norm_cross(q)  # (B, K, d)
+        out = q + self.cross_attn(h, kv_n, kv_n, key_padding_mask=kv_pad, need_weights=False)[0]
+        out = out + self.mlp(self.norm_mlp(out))  # (B, K, d)
+        if not with_weights:
+            return out
+        with torch.no_grad():
+            weights = attention_weights(self.cross_attn, h, kv_n, kv_pad)  # (B, H, K, N)
+        return out, weights
 
 
 class FusionCore(nn.Module):
@@ -235,6 +272,12 @@ class FusionCore(nn.Module):
         text (B, T, d), text_pad (B, T) -> (B, K, d)."""
         raise NotImplementedError
 
+    def fuse_with_attention(self, mods, text, text_pad) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`fuse` plus, where the strategy has one, the last cross-attention layer's
+        weights over [null ; modality tokens in ``mods`` order], averaged over queries and
+        heads -> ((B, K, d), (B, 1+N) or None)."""
+        return self.fuse(mods, text, text_pad), None
+
     def forward(
         self,
         modalities: Modalities,
@@ -256,7 +299,8 @@ class FusionCore(nn.Module):
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
         t = self.embed.text(text)  # (B, T', d)
         text_pad = ~text_mask[:, -t.shape[1]:].bool()
-        q = self.out_norm(self.fuse(mods, t, text_pad))  # (B, K, d)
+        fused, weights = self.fuse_with_attention(mods, t, text_pad)  # (B, K, d), (B, 1+N) or None
+        q = self.out_norm(fused)  # (B, K, d)
         pooled = q.mean(dim=1)  # (B, d)
         logits = self.answer_head(pooled) if self.answer_head is not None else None  # (B, A)
         caption = self.caption_head(pooled) if self.caption_head is not None else None  # (B, C)
@@ -264,8 +308,14 @@ class FusionCore(nn.Module):
         if self.cfg.domain_threshold > 0 and "image" in modalities:
             x, mask = modalities["image"]
             distance = self.domain_distance(x, mask)  # (B,)
+        attention = None
+        if weights is not None:  # split [null ; modality tokens] back into modalities (null dropped)
+            attention, start = {}, 1
+            for name, (x, _) in mods.items():
+                attention[name] = weights[:, start:start + x.shape[1]]  # (B, N_m)
+                start += x.shape[1]
         return FusionOutput(tokens=self.projector(q), pooled=pooled, answer_logits=logits, caption_logits=caption,
-                            domain_distance=distance)
+                            domain_distance=distance, attention=attention)
 
     # -- persistence
     def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -312,6 +362,9 @@ class AttentionFusion(FusionCore):
             self.relation_gate = nn.Parameter(torch.zeros(1))
 
     def fuse(self, mods, text, text_pad):  # -> (B, K, d)
+        return self.fuse_with_attention(mods, text, text_pad)[0]
+
+    def fuse_with_attention(self, mods, text, text_pad):  # -> (B, K, d), (B, 1+N)
         b = text.shape[0]
         kv, kv_pad = _with_null(mods, self.null, b)  # (B, 1+N, d)
         if self.relation is not None:  # tokens compare themselves with each other, in the light of the question
@@ -320,9 +373,12 @@ class AttentionFusion(FusionCore):
             related = self.relation(seq, src_key_padding_mask=torch.cat([kv_pad, text_pad], dim=1))[:, :n]  # (B, 1+N, d)
             kv = kv + torch.tanh(self.relation_gate) * (related - kv)
         q = self.queries.unsqueeze(0).expand(b, -1, -1)  # (B, K, d)
-        for layer in self.layers:
+        if not len(self.layers):
+            return q, None
+        for layer in self.layers[:-1]:
             q = layer(q, text, text_pad, kv, kv_pad)
-        return q
+        q, weights = self.layers[-1](q, text, text_pad, kv, kv_pad, with_weights=True)  # (B, K, d), (B, H, K, 1+N)
+        return q, weights.mean(dim=(1, 2))  # (B, K, d), (B, 1+N)
 
 
 class EarlyFusion(FusionCore):

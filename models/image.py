@@ -176,6 +176,16 @@ class ImageEncoder:
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)  # (B, 3, size, size)
         return ((x - self.mean) / self.std).to(self.device)
 
+    def crop_box(self, width: int, height: int, size: int = INPUT_SIZE) -> tuple[float, float, float, float]:
+        """The part of a ``width`` x ``height`` picture that :meth:`preprocess` keeps (and the 7x7
+        token grid covers), as (left, top, right, bottom) in the picture's own pixels."""
+        resize = round(size / 0.875)
+        scale = resize / min(width, height)
+        w, h = max(size, round(width * scale)), max(size, round(height * scale))
+        left, top = (w - size) // 2, (h - size) // 2
+        sx, sy = w / width, h / height
+        return (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+
     @torch.inference_mode()
     def features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels (B, 3, H, W) -> (tokens (B, H/32 * W/32, 320), logits (B, 1000))."""

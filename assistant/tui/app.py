@@ -112,6 +112,7 @@ class SynesthesiaApp(App[int]):
         Binding("ctrl+r", "listen", "Listen"),
         Binding("f5", "talk", "Talk"),
         Binding("f6", "image_text", "Image text"),
+        Binding("f7", "attention", "Attention view", show=False),
         Binding("ctrl+t", "toggle_speak", "Speak replies"),
         Binding("ctrl+o", "attach", "Attach"),
         Binding("ctrl+n", "new_session", "New"),
@@ -476,6 +477,7 @@ class SynesthesiaApp(App[int]):
             if stored.transcript:
                 turn.user.add_transcript(stored.transcript)
             turn.user.image_texts = image_texts(msg.reply, stored.evidence)
+            turn.user.attention = list(getattr(msg.reply, "attention", None) or [])
             await turn.reply.finish(stored.reply_text, reply_footer(stored))
         if stored.timings:
             self.query_one(StatusBar).timings = format_timings(stored.timings) if self.settings.ui.show_timings else ""
@@ -565,6 +567,18 @@ class SynesthesiaApp(App[int]):
                     self.query_one(ChatLog).scroll_to_widget(user, animate=False)
                 return
         self.notify("No text has been read in an image yet (attach a screenshot and ask about it).", severity="warning")
+
+    def action_attention(self) -> None:
+        """Show where the fusion core looked in the latest message's images, under them (again: hide)."""
+        for key in sorted(self.turns, reverse=True):
+            user = self.turns[key].user
+            if any(user.attention):
+                if user.toggle_attention():
+                    self.notify("Where the fusion core looked: shown under the image (F7 hides it)")
+                    self.query_one(ChatLog).scroll_to_widget(user, animate=False)
+                return
+        self.notify("No attention map yet: ask about an image (the fusion core draws one when it runs; "
+                    "maps are not kept in saved sessions).", severity="warning")
 
     def action_toggle_speak(self) -> None:
         self.speak_replies = not self.speak_replies

@@ -33,11 +33,16 @@ class HalfBlockImage(Widget):
 
     DEFAULT_CSS = "HalfBlockImage { height: 8; width: auto; }"
 
-    def __init__(self, path: Path, **kw: Any) -> None:
+    def __init__(self, path: Path, *, image: Any = None, **kw: Any) -> None:
+        """``image``: a PIL image to draw instead of reading ``path`` (e.g. an attention map)."""
         super().__init__(**kw)
         self.path = path
         self._strip_rows: list[Strip] | None = None
         self._strip_size: tuple[int, int] = (0, 0)
+        if image is not None:
+            self._image = image.convert("RGB")
+            self._image.thumbnail((256, 256))
+            return
         try:
             from PIL import Image
 
@@ -110,6 +115,8 @@ class UserMessage(Vertical):
         self.transcript = list(transcript)
         self.image_texts = list(image_texts)
         """(image name, text read in it), shown under the images on request (F6)."""
+        self.attention: list[dict | None] = []
+        """Per attached image, where the fusion core looked (``Reply.attention``), shown on request (F7)."""
 
     def compose(self):
         yield Static(Text(self.text or "(attachments only)"), classes="user-text")
@@ -131,6 +138,16 @@ class UserMessage(Vertical):
         self.mount(ImageText(self.image_texts))
         return True
 
+    def toggle_attention(self) -> bool:
+        """Show (or hide again) the fusion core's attention over the images; -> True when now shown."""
+        shown = self.query(AttentionView)
+        if shown:
+            shown.first().display = not shown.first().display
+            return bool(shown.first().display)
+        images = [att.path for att in self.attachments if att.kind == "image"]
+        self.mount(AttentionView(list(zip(images, self.attention))))
+        return True
+
     def add_transcript(self, lines: Iterable[str]) -> None:
         for line in lines:
             if line and line not in self.transcript:
@@ -150,6 +167,48 @@ class ImageText(Vertical):
         for name, text in self.texts:
             yield Static(Text(f"text in {name}:"), classes="image-text-title")
             yield TextArea(text, read_only=True, soft_wrap=True, show_line_numbers=False, classes="image-text-body")
+
+
+class AttentionView(Vertical):
+    """Each image with a heat map of where the fusion core's queries looked (last cross-attention
+    layer, averaged over queries and heads), and a line on how far to trust it."""
+
+    def __init__(self, maps: Iterable[tuple[Path, dict | None]]) -> None:
+        super().__init__(classes="attention")
+        self.maps = [(path, entry) for path, entry in maps if entry]
+
+    def compose(self):
+        from assistant.pipeline import attention_caveat
+
+        for path, entry in self.maps:
+            rows, cols = entry.get("rows"), entry.get("cols")
+            yield Static(Text(f"where the fusion core looked in {entry['image']} ({rows}x{cols} cells, "
+                              "brighter = more attention):"), classes="attention-title")
+            caveat = attention_caveat(entry)
+            if caveat:
+                yield Static(Text(caveat), classes="attention-caveat")
+            yield HalfBlockImage(path, image=attention_picture(path, entry), classes="preview")
+
+
+def attention_picture(path: Path, entry: dict) -> Any:
+    """The image at ``path`` (at most 256 px a side) with the heat map of ``entry`` drawn over it;
+    None when it cannot be read (the widget then says so)."""
+    try:
+        from PIL import Image
+
+        from models.attention import AttentionMap, draw_attention
+
+        amap = AttentionMap.from_dict(entry)
+        with Image.open(path) as im:
+            picture = im.convert("RGB")
+        w, h = picture.size
+        picture.thumbnail((256, 256))
+        sx, sy = picture.width / w, picture.height / h
+        left, top, right, bottom = amap.box
+        amap.box = (left * sx, top * sy, right * sx, bottom * sy)
+        return draw_attention(picture, amap)
+    except Exception:  # unreadable file or a malformed entry: the title line still stands
+        return None
 
 
 class AssistantMessage(Vertical):
@@ -324,7 +383,7 @@ def format_timings(timings: dict[str, float], limit: int = 5) -> str:
 
 
 __all__ = [
-    "AssistantMessage", "AttachmentBar", "ChatInput", "ChatLog", "HalfBlockImage", "ImageText", "LevelMeter",
+    "AssistantMessage", "AttachmentBar", "AttentionView", "ChatInput", "ChatLog", "HalfBlockImage", "ImageText", "LevelMeter",
     "StatusBar", "SystemLine", "Turn", "UserMessage", "as_attachment",
     "format_timings", "image_preview",
 ]
