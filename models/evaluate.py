@@ -112,7 +112,7 @@ def spoken_items(items: list[EvalItem], voices, *, variant: str = SPOKEN, rates=
     the i-th scene's j-th type: ``voices[(i + j) % len(voices)]``), a rate and pitch (the
     voice's own, else drawn from the training rates and pitches) and a noise level (uniform
     in ``snr_db``, default 10-30 dB, as the training transcripts)."""
-    from models.train import SPOKEN_PITCHES, SPOKEN_RATES, SPOKEN_SNR_DB, voice_spec
+    from models.spoken_data import SPOKEN_PITCHES, SPOKEN_RATES, SPOKEN_SNR_DB, voice_spec
 
     voices = list(voices)
     if not voices:
@@ -140,13 +140,13 @@ class EspeakSpeech:
     ``synthesizer``: ``(voice, rate, pitch) -> synthesizer`` (default eSpeak NG)."""
 
     def __init__(self, synthesizer=None, seed: int = 0):
-        from models.train import espeak_factory
+        from models.spoken_data import espeak_factory
 
         self.synthesizer = synthesizer or espeak_factory()
         self.seed = seed
 
     def __call__(self, item: EvalItem) -> np.ndarray:  # -> (T,) float32, 16 kHz
-        from models.train import noisy_speech
+        from models.spoken_data import noisy_speech
 
         rng = np.random.default_rng([self.seed, item.scene_seed, clevr.QUESTION_TYPES.index(item.kind)])
         synth = self.synthesizer(item.voice, item.rate, item.pitch)

@@ -1,7 +1,7 @@
 """Which synthetic voices tune the project and which ones only evaluate it: one list for everything.
 
 Anything the project tunes or trains on synthetic speech (the pocketsphinx domain model's
-combination rule, the spoken Sort-of-CLEVR questions of ``models.train.make_spoken``, the
+combination rule, the spoken Sort-of-CLEVR questions of ``models.spoken_data.make_spoken``, the
 voices of the former pocketsphinx benchmark, removed when Whisper became the default) uses :data:`TUNING_VOICES`. Accuracy is reported on
 voices that were never used for any of that: :data:`EVAL_VOICES` (other eSpeak NG accents and
 variants) and :data:`PIPER_EVAL_VOICE` (the assistant's own Piper voice, for the round trip

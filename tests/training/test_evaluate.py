@@ -151,7 +151,7 @@ def test_run_evaluation_speaks_the_typed_questions_and_reports_the_ratio():
 
 def test_the_default_spoken_voices_are_the_evaluation_voices():
     from models.speech.voices import EVAL_VOICES, TUNING_VOICES
-    from models.train import voice_spec
+    from models.spoken_data import voice_spec
 
     speech = FakeSpeech()
     run_evaluation(None, n_per_type=3, spoken_fn=lambda a, im: (_hear(a), "square"), speech=speech,
@@ -220,7 +220,7 @@ def test_assistant_eval_command_runs_through_the_bot(capsys, tmp_path):
 def test_assistant_eval_speaks_through_the_app_and_compares_with_typed(capsys, tmp_path, monkeypatch):
     """--only spoken: synthesized (by a fake synthesizer here) 16 kHz audio goes to bot.ask with
     the scene, in both voice sets with --voices both; --compare adds the typed run and the ratio."""
-    import models.train
+    import models.spoken_data
     from assistant import train_cli
     from assistant.cli import build_parser
 
@@ -235,7 +235,7 @@ def test_assistant_eval_speaks_through_the_app_and_compares_with_typed(capsys, t
         def synthesize(self, text):
             return np.full(len(text) * 100, 0.1, np.float32)
 
-    monkeypatch.setattr(models.train, "espeak_factory", lambda: FakeSynth)
+    monkeypatch.setattr(models.spoken_data, "espeak_factory", lambda: FakeSynth)
     bot = FakeBot()
     typed = build_parser().parse_args(["eval", "--per-type", "2", "--only", "typed", "--output", str(tmp_path / "t.json")])
     typed.load_bot = lambda: bot

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from models import clevr
 from models.fusion import load_fusion
-from models.train import TrainConfig, answer_vocabulary, noisy_text, question_strings, train
+from models.train import TrainConfig, train
+from models.train_data import answer_vocabulary, noisy_text, question_strings
 
 from .conftest import fake_text_encoder
 
@@ -121,7 +122,7 @@ def test_noisy_questions_keep_the_colour_and_are_seeded():
 
 
 def _homophones(word):
-    from models.train import _HOMOPHONES
+    from models.train_data import _HOMOPHONES
 
     return _HOMOPHONES.get(word, [])
 
@@ -215,7 +216,8 @@ def _fake_synth(made):
 
 
 def test_make_spoken_uses_tuning_voices_the_scene_context_and_resumes(tmp_path):
-    from models.train import load_spoken, make_spoken, spoken_questions
+    from models.spoken_data import make_spoken, spoken_questions
+    from models.train_data import load_spoken
 
     rec, made = _FakeRecognizer(), []
     path = make_spoken(tmp_path / "s.json", voices=["en-a", ("en-b", 150)], renditions=3, limit=4, recognizer=rec,
@@ -244,7 +246,7 @@ def test_make_spoken_uses_tuning_voices_the_scene_context_and_resumes(tmp_path):
 
 def test_make_spoken_covers_paraphrases_and_refuses_evaluation_voices(tmp_path):
     from models.speech.voices import EVAL_VOICES
-    from models.train import make_spoken, spoken_questions, voice_spec
+    from models.spoken_data import make_spoken, spoken_questions, voice_spec
 
     forms = spoken_questions()
     assert len(forms) == sum(len(f) * (1 if k == clevr.DESCRIBE else 6) for k, f in clevr.TEMPLATES.items())
@@ -260,7 +262,8 @@ def test_the_repository_spoken_questions_come_from_whisper_and_tuning_voices_onl
     from pathlib import Path
 
     from models.speech.voices import EVAL_VOICES, TUNING_VOICES
-    from models.train import load_spoken, spoken_questions, voice_spec
+    from models.spoken_data import spoken_questions, voice_spec
+    from models.train_data import load_spoken
 
     path = Path(__file__).resolve().parents[2] / "configs" / "clevr_spoken.json"
     data = json.loads(path.read_text())
