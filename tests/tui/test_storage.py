@@ -36,7 +36,7 @@ def test_migrations_are_recorded_and_run_once(tmp_path, monkeypatch):
         ran.append(1)
         db.execute("CREATE TABLE extra (x INTEGER)")
 
-    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + [("m999_extra", m999_extra)])
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", storage.migrations.MIGRATIONS + [("m999_extra", m999_extra)])
     with SessionStore.open(path) as s:
         assert s.applied_migrations()[-1] == "m999_extra"
         assert [x.title for x in s.list_sessions()] == ["kept"]  # data survives
@@ -53,7 +53,7 @@ def test_failed_migration_rolls_back_and_is_not_recorded(tmp_path, monkeypatch):
         db.execute("CREATE TABLE half (x INTEGER)")
         raise sqlite3.OperationalError("boom")
 
-    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + [("m998_broken", m998_broken)])
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", storage.migrations.MIGRATIONS + [("m998_broken", m998_broken)])
     with pytest.raises(InputError, match="boom"):
         SessionStore.open(path)
     db = sqlite3.connect(path)

@@ -102,7 +102,7 @@ def test_sessions_filter_by_title_words_or_id(store):
 def test_turn_counts_survive_the_migration_and_follow_deletes(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
     with monkeypatch.context() as m:  # a database from before the session-list migration
-        m.setattr(storage, "MIGRATIONS", [x for x in storage.MIGRATIONS if x[0] < "m004"])
+        m.setattr(storage.migrations, "MIGRATIONS", [x for x in storage.migrations.MIGRATIONS if x[0] < "m004"])
         SessionStore.open(path).close()
     with sqlite3.connect(path) as old:
         sid = old.execute("INSERT INTO sessions(title, created, updated) VALUES ('long', 1, 1)").lastrowid

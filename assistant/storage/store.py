@@ -1,34 +1,5 @@
-"""Sessions on disk: one SQLite database plus a folder of attachments per session.
-
-Layout under :func:`assistant.paths.data_dir` (``SYNESTHESIA_DATA_DIR`` moves it)::
-
-    sessions.db               sessions, turns, attachments, notes, FTS5 index (WAL mode)
-    sessions/<id>/            files of session <id>: copied images and audio, spoken replies
-
-Schema changes are named, append-only migrations (:data:`MIGRATIONS`); the names applied
-are recorded in the ``_migrations`` table, so an old database is brought up to date on open
-and a migration never runs twice. Never edit a released migration: add a new one.
-A database that records a migration this version does not have was written by a newer
-version: it is opened read-only with a one-line warning (``write=True`` refuses it in one
-line instead) and never written to.
-
-Crash safety: a turn is inserted (``partial = 1``) before the reply starts; the reply is
-streamed into the row and committed every ``commit_every`` seconds
-(:meth:`TurnWriter.append`); :meth:`TurnWriter.finish` writes the final reply and clears the
-flag. A process killed in between leaves the committed prefix of the reply in the database,
-still marked partial, and WAL keeps the file consistent.
-
-Typical use (what ``assistant chat`` does)::
-
-    store = SessionStore.open()
-    session = store.last_session() or store.create_session()
-    writer = store.begin_turn(session.id, text, images=[...], audio=[...])
-    for chunk in bot.stream(text, ...):
-        writer.append(chunk)
-    writer.finish(bot.last_reply)
-
-or in one call, after the fact: ``store.record_turn(session.id, text, reply, images=[...])``.
-"""
+"""The session store: :class:`SessionStore` (sessions, turns, notes, search, history) and
+:class:`TurnWriter` (a reply streamed into its row, crash-safe). See :mod:`assistant.storage`."""
 
 from __future__ import annotations
 
@@ -39,193 +10,17 @@ import shutil
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from assistant import paths
 from assistant.errors import InputError
+from assistant.storage import migrations as schema
+from assistant.storage.records import Attachment, SearchHit, Session, Turn
 
 log = logging.getLogger("synesthesia.storage")
 
 DB_NAME = "sessions.db"
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".aiff", ".aif"})
-
-
-# ----------------------------------------------------------------------------- migrations
-
-Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[tuple[str, Migration]] = []
-
-
-def migration(fn: Migration) -> Migration:
-    """Register ``fn`` as the next migration, under its function name."""
-    MIGRATIONS.append((fn.__name__, fn))
-    return fn
-
-
-def _script(db: sqlite3.Connection, sql: str) -> None:
-    """Run several statements inside the caller's transaction (``executescript`` would commit it)."""
-    statement = ""
-    for line in sql.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            db.execute(statement)
-            statement = ""
-    if statement.strip():
-        raise ValueError(f"incomplete SQL statement: {statement!r}")
-
-
-@migration
-def m001_initial(db: sqlite3.Connection) -> None:
-    _script(
-        db,
-        """
-        CREATE TABLE sessions (
-            id       INTEGER PRIMARY KEY AUTOINCREMENT,
-            title    TEXT NOT NULL,
-            created  REAL NOT NULL,
-            updated  REAL NOT NULL
-        );
-        CREATE TABLE turns (
-            id          INTEGER PRIMARY KEY AUTOINCREMENT,
-            session_id  INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-            created     REAL NOT NULL,
-            user_text   TEXT NOT NULL DEFAULT '',
-            reply_text  TEXT NOT NULL DEFAULT '',
-            transcript  TEXT NOT NULL DEFAULT '[]',
-            evidence    TEXT NOT NULL DEFAULT '[]',
-            timings     TEXT NOT NULL DEFAULT '{}',
-            partial     INTEGER NOT NULL DEFAULT 1,
-            finished    REAL
-        );
-        CREATE INDEX turns_session ON turns(session_id, id);
-        CREATE TABLE attachments (
-            id       INTEGER PRIMARY KEY AUTOINCREMENT,
-            turn_id  INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
-            role     TEXT NOT NULL,      -- 'user' (an input) or 'assistant' (the spoken reply)
-            kind     TEXT NOT NULL,      -- 'image' or 'audio'
-            name     TEXT NOT NULL,      -- the original file name, for display
-            path     TEXT NOT NULL       -- relative to the data dir
-        );
-        CREATE INDEX attachments_turn ON attachments(turn_id);
-        CREATE TABLE notes (
-            id          INTEGER PRIMARY KEY AUTOINCREMENT,
-            session_id  INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-            created     REAL NOT NULL,
-            text        TEXT NOT NULL
-        );
-        """
-    )
-
-
-@migration
-def m002_fts(db: sqlite3.Connection) -> None:
-    # External-content FTS5 index over turns, kept in step by triggers.
-    _script(
-        db,
-        """
-        CREATE VIRTUAL TABLE turns_fts USING fts5(
-            user_text, reply_text, transcript, content='turns', content_rowid='id'
-        );
-        CREATE TRIGGER turns_fts_ai AFTER INSERT ON turns BEGIN
-            INSERT INTO turns_fts(rowid, user_text, reply_text, transcript)
-            VALUES (new.id, new.user_text, new.reply_text, new.transcript);
-        END;
-        CREATE TRIGGER turns_fts_ad AFTER DELETE ON turns BEGIN
-            INSERT INTO turns_fts(turns_fts, rowid, user_text, reply_text, transcript)
-            VALUES ('delete', old.id, old.user_text, old.reply_text, old.transcript);
-        END;
-        CREATE TRIGGER turns_fts_au AFTER UPDATE OF user_text, reply_text, transcript ON turns BEGIN
-            INSERT INTO turns_fts(turns_fts, rowid, user_text, reply_text, transcript)
-            VALUES ('delete', old.id, old.user_text, old.reply_text, old.transcript);
-            INSERT INTO turns_fts(rowid, user_text, reply_text, transcript)
-            VALUES (new.id, new.user_text, new.reply_text, new.transcript);
-        END;
-        INSERT INTO turns_fts(turns_fts) VALUES ('rebuild');
-        """
-    )
-
-
-@migration
-def m003_turn_error(db: sqlite3.Connection) -> None:
-    # Why a turn ended early ('cancelled', or an error message); NULL when it finished normally.
-    db.execute("ALTER TABLE turns ADD COLUMN stop_reason TEXT")
-
-
-@migration
-def m004_session_list(db: sqlite3.Connection) -> None:
-    # The session list reads a page of the most recent sessions with their turn counts: an index
-    # in that order, and a count kept by triggers, so neither grows with sessions or turns.
-    _script(
-        db,
-        """
-        ALTER TABLE sessions ADD COLUMN turn_count INTEGER NOT NULL DEFAULT 0;
-        UPDATE sessions SET turn_count = (SELECT COUNT(*) FROM turns WHERE turns.session_id = sessions.id);
-        CREATE TRIGGER turns_count_ai AFTER INSERT ON turns BEGIN
-            UPDATE sessions SET turn_count = turn_count + 1 WHERE id = new.session_id;
-        END;
-        CREATE TRIGGER turns_count_ad AFTER DELETE ON turns BEGIN
-            UPDATE sessions SET turn_count = turn_count - 1 WHERE id = old.session_id;
-        END;
-        CREATE INDEX sessions_recent ON sessions(updated DESC, id DESC);
-        """
-    )
-
-
-# ----------------------------------------------------------------------------- records
-
-
-@dataclass
-class Attachment:
-    id: int
-    role: str
-    kind: str
-    name: str
-    path: Path
-    """Absolute path of the stored copy."""
-
-
-@dataclass
-class Turn:
-    id: int
-    session_id: int
-    created: float
-    user_text: str
-    reply_text: str
-    transcript: list[str]
-    evidence: list[str]
-    timings: dict[str, float]
-    partial: bool
-    finished: float | None
-    stop_reason: str | None
-    attachments: list[Attachment] = field(default_factory=list)
-
-    def inputs(self, kind: str) -> list[Attachment]:
-        return [a for a in self.attachments if a.role == "user" and a.kind == kind]
-
-    @property
-    def reply_audio(self) -> Attachment | None:
-        return next((a for a in self.attachments if a.role == "assistant"), None)
-
-
-@dataclass
-class Session:
-    id: int
-    title: str
-    created: float
-    updated: float
-    turns: int = 0
-
-
-@dataclass
-class SearchHit:
-    session_id: int
-    session_title: str
-    turn_id: int
-    snippet: str
-    """The matching text with the hits wrapped in ``[`` ``]``."""
 
 
 # ----------------------------------------------------------------------------- the store
@@ -249,7 +44,7 @@ class SessionStore:
         self.root = Path(root) if root is not None else self.db_path.parent
         self._lock = threading.RLock()
         try:
-            self.newer_migrations = _unknown_migrations(self.db_path)
+            self.newer_migrations = schema.unknown_migrations(self.db_path)
             if self.newer_migrations:
                 if write:
                     raise InputError(self._newer_message(
@@ -321,7 +116,7 @@ class SessionStore:
                 "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)"
             )
             done = {r[0] for r in self._db.execute("SELECT name FROM _migrations")}
-            for name, fn in MIGRATIONS:
+            for name, fn in schema.MIGRATIONS:
                 if name in done:
                     continue
                 with self._tx():
@@ -628,66 +423,11 @@ class SessionStore:
             rows = self._db.execute(sql, (match, limit)).fetchall()
         return [SearchHit(r[0], r[1], r[2], _plain_snippet(r[3])) for r in rows]
 
-    # -- export
-
     def export(self, session_id: int, dest: str | Path) -> Path:
-        """Write ``session.md``, ``session.json`` and the session's files into folder ``dest``.
+        """Write the session out as a folder: :func:`assistant.storage.export.export_session`."""
+        from assistant.storage.export import export_session
 
-        Returns the Markdown file. Files are copied under ``media/``; the Markdown links them
-        relatively, so the folder can be moved or zipped as a whole.
-        """
-        session = self.get_session(session_id)
-        dest = Path(dest).expanduser()
-        if dest.exists() and not dest.is_dir():
-            raise InputError(f"{dest}: exists and is not a folder")
-        media = dest / "media"
-        media.mkdir(parents=True, exist_ok=True)
-        turns = self.turns(session.id)
-
-        def copy(a: Attachment) -> str | None:
-            if not a.path.is_file():
-                return None
-            target = media / a.path.name
-            shutil.copyfile(a.path, target)
-            return f"media/{target.name}"
-
-        md = [f"# {session.title}", "", f"_Session {session.id}, started {_fmt_time(session.created)}_", ""]
-        records = []
-        for t in turns:
-            files = {a.id: copy(a) for a in t.attachments}
-            md.append(f"## You · {_fmt_time(t.created)}")
-            md.append("")
-            if t.user_text:
-                md += [t.user_text, ""]
-            for a in t.inputs("image"):
-                if files[a.id]:
-                    md += [f"![{a.name}]({files[a.id]})", ""]
-            for a in t.inputs("audio"):
-                if files[a.id]:
-                    md += [f"[audio: {a.name}]({files[a.id]})", ""]
-            for line in t.transcript:
-                md += [f"> transcript: {line}", ""]
-            md.append("## Assistant" + (" (partial)" if t.partial else ""))
-            md.append("")
-            md += [t.reply_text or "_(no reply)_", ""]
-            if t.reply_audio is not None and files[t.reply_audio.id]:
-                md += [f"[spoken reply]({files[t.reply_audio.id]})", ""]
-            record = asdict(t)
-            record["attachments"] = [
-                {"role": a.role, "kind": a.kind, "name": a.name, "file": files[a.id]} for a in t.attachments
-            ]
-            records.append(record)
-        notes = self.notes(session.id)
-        if notes:
-            md += ["## Notes", ""] + [f"- {text}" for _, text in notes] + [""]
-        (dest / "session.md").write_text("\n".join(md), encoding="utf-8")
-        payload = {
-            "session": asdict(session),
-            "turns": records,
-            "notes": [{"created": c, "text": x} for c, x in notes],
-        }
-        (dest / "session.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-        return dest / "session.md"
+        return export_session(self, session_id, dest)
 
 
 class _Transaction:
@@ -795,21 +535,6 @@ _SESSION_COLUMNS = "s.id, s.title, s.created, s.updated, s.turn_count"
 """The columns of a :class:`Session`, in its field order."""
 
 
-def _unknown_migrations(db_path: Path) -> list[str]:
-    """The migrations recorded in the database at ``db_path`` that this version does not have
-    (a newer version wrote it); read without writing anything. None for a new database."""
-    if not db_path.is_file() or db_path.stat().st_size == 0:
-        return []
-    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone() is None:
-            return []
-        known = {name for name, _ in MIGRATIONS}
-        return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid") if r[0] not in known]
-    finally:
-        db.close()
-
-
 def _session_filter(match: str) -> tuple[list[str], list[Any]]:
     """SQL conditions (on sessions ``s``) for :meth:`SessionStore.list_sessions`'s ``match``."""
     words = match.split()
@@ -852,18 +577,3 @@ def _title_from(text: str, limit: int = 48) -> str:
 def _safe_name(name: str) -> str:
     cleaned = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "file"
     return cleaned[-80:]
-
-
-def _fmt_time(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
-
-
-def classify(path: str | Path) -> str | None:
-    """'image' or 'audio' by file extension, else None."""
-    ext = Path(path).suffix.lower()
-    if ext in IMAGE_EXTENSIONS:
-        return "image"
-    if ext in AUDIO_EXTENSIONS:
-        return "audio"
-    return None
-
