@@ -127,7 +127,7 @@ def main() -> int:
             else:
                 mu = torch.zeros(len(scenes), model.cfg.z_dim)
             facts = torch.sigmoid(model.caption_decoder(mu)).numpy()  # (N, 18)
-            decoded = mvae.tensor_to_images(model.image_decoder(mu))  # (N, 75, 75, 3)
+            decoded = mvae.tensor_to_images(model.decode_image(mu))  # (N, 75, 75, 3)
         captions[name] = caption_accuracy([clevr.caption_from_facts(f) for f in facts], scenes)
         answers[name] = question_accuracy(scenes, facts, list(decoded))
     truth = np.array([clevr.caption_targets(s) for s in scenes])

@@ -12,8 +12,9 @@ Two modalities of a Sort-of-CLEVR scene (:mod:`models.clevr`):
 Each modality has an encoder (an "expert") giving a Gaussian over the latent z; the posterior
 given any subset of modalities is the product of those experts with a N(0, I) prior expert
 (:func:`product_of_experts`), so a missing modality is simply left out of the product. Two
-decoders read z back: the image decoder (75x75x3 Bernoulli means) and the caption decoder (18
-fact logits). Training (:mod:`models.train_mvae`) maximises the joint ELBO plus each
+decoders read z back: the caption decoder (18 fact logits) and the image decoder (75x75x3
+Bernoulli means; object-centric, it takes each object's halves and shape from the facts decoded
+from the same z and learns where inside the quadrant to draw it). Training (:mod:`models.train_mvae`) maximises the joint ELBO plus each
 single-modality ELBO, so either modality alone, or both, infers the latent.
 
 Uses: a caption from an image (:func:`caption_facts`), an image from a caption
@@ -36,6 +37,8 @@ from models import clevr, small_weights
 N_FACTS = 3 * len(clevr.COLOURS)  # 18
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "mvae"
 SIDE = clevr.IMAGE_SIZE  # 75
+QUADRANT_GAP = 3
+"""Drawn objects keep their centre this many pixels off the centre lines (as MMGAN's do)."""
 BLUR_SIGMA = 6.0
 MIN_PALETTE_SHARE = 0.9
 """An image is captioned only when this share of its pixels is white or a scene colour
@@ -102,34 +105,38 @@ class ImageEncoder(nn.Module):
 
 
 class ImageDecoder(nn.Module):
-    """Object-centric (layered) image decoder, one slot per colour, as MMGAN's generator is: an
-    MLP reads z and the slot's colour and writes where the object's centre is (anywhere a scene
-    may put it) and how square it is (0: a circle, 1: a square). Each object is drawn as a soft
-    disc or square of the scenes' size around its centre (differentiable in both), in its slot's
-    RGB (a parameter, initialised to the palette colour), and the objects are laid on a white
-    canvas. Output: the 75x75x3 Bernoulli means."""
+    """Object-centric (layered) image decoder, one slot per colour, as MMGAN's generator is, and
+    hierarchical: it reads z and the caption facts decoded from the same z. Each object's half
+    (left / right, top / bottom) and shape come from its facts (probabilities, so a fact in doubt
+    draws the object between halves); an MLP reads z and the slot's colour and writes where inside
+    that quadrant the centre is. Each object is drawn as a soft disc or square of the scenes' size
+    in its slot's RGB (a parameter, initialised to the palette colour) on a white canvas.
+    Output: the 75x75x3 Bernoulli means."""
 
     def __init__(self, cfg: MVAEConfig):
         super().__init__()
         n = len(clevr.COLOURS)
         self.mlp = nn.Sequential(nn.Linear(cfg.z_dim + n, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
-                                 nn.Linear(cfg.hidden, 3))
+                                 nn.Linear(cfg.hidden, 2))
         pal = torch.tensor(PALETTE[:n], dtype=torch.float32).div(255).clamp(0.02, 0.98)  # (6, 3)
         self.rgb = nn.Parameter(torch.log(pal / (1 - pal)))  # logits of each slot's colour
         self.edge = cfg.edge
         self.register_buffer("colour_ids", torch.eye(n), persistent=False)
         self.register_buffer("pixels", torch.arange(SIDE, dtype=torch.float32), persistent=False)
 
-    def objects(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # z: (B, z) -> centres (B, 6, 2) in pixels, squareness (B, 6) in [0, 1], RGB (B, 6, 3) in [0, 1]
+    def objects(self, z: torch.Tensor, fact_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # z: (B, z), fact_logits: (B, 18) -> centres (B, 6, 2) in pixels, squareness (B, 6), RGB (B, 6, 3) in [0, 1]
         B, n = z.shape[0], len(clevr.COLOURS)
-        out = self.mlp(torch.cat([z[:, None].expand(B, n, z.shape[1]), self.colour_ids.expand(B, n, n)], dim=-1))  # (B, 6, 3)
-        xy = clevr.MARGIN + torch.sigmoid(out[..., :2]) * (SIDE - 1 - 2 * clevr.MARGIN)  # (B, 6, 2)
-        return xy, torch.sigmoid(out[..., 2]), torch.sigmoid(self.rgb).expand(B, n, 3)
+        p = torch.sigmoid(fact_logits).view(B, n, 3)  # (B, 6, 3): circle, right, bottom
+        inside = torch.sigmoid(self.mlp(torch.cat([z[:, None].expand(B, n, z.shape[1]), self.colour_ids.expand(B, n, n)], dim=-1)))  # (B, 6, 2)
+        near, far = clevr.MARGIN, SIDE // 2 + QUADRANT_GAP + 1  # first centre of the left / right (top / bottom) half
+        width = SIDE // 2 - QUADRANT_GAP - clevr.MARGIN  # range of centres inside a half
+        xy = near + p[..., 1:3] * (far - near) + inside * width  # (B, 6, 2)
+        return xy, 1 - p[..., 0], torch.sigmoid(self.rgb).expand(B, n, 3)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # z: (B, z) -> image (B, 3, 75, 75) in [0, 1]
-        xy, square, rgb = self.objects(z)
+    def forward(self, z: torch.Tensor, fact_logits: torch.Tensor) -> torch.Tensor:
+        # z: (B, z), fact_logits: (B, 18) -> image (B, 3, 75, 75) in [0, 1]
+        xy, square, rgb = self.objects(z, fact_logits)
         dx = (self.pixels - xy[..., 0:1]).abs()[:, :, None, :]  # (B, 6, 1, 75): column distance
         dy = (self.pixels - xy[..., 1:2]).abs()[:, :, :, None]  # (B, 6, 75, 1): row distance
         dist = square[..., None, None] * torch.maximum(dx, dy) + (1 - square[..., None, None]) * (dx ** 2 + dy ** 2 + 1e-6).sqrt()
@@ -227,9 +234,13 @@ class MVAE(nn.Module):
             raise ValueError("the MVAE needs an image, a caption or both to infer the latent")
         return product_of_experts(mus, lvs)
 
+    def decode_image(self, z: torch.Tensor) -> torch.Tensor:
+        # z: (B, z) -> image (B, 3, 75, 75) in [0, 1], its objects' halves and shapes from the facts decoded from z
+        return self.image_decoder(z, self.caption_decoder(z).detach())
+
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # z: (B, z) -> image (B, 3, 75, 75) in [0, 1], fact logits (B, 18)
-        return self.image_decoder(z), self.caption_decoder(z)
+        return self.decode_image(z), self.caption_decoder(z)
 
     def elbo_terms(self, image: torch.Tensor, facts: torch.Tensor, experts: tuple, *,
                    use_image: bool, use_caption: bool, cross: bool = False, blur_weight: float = 0.0) -> Terms:
@@ -246,7 +257,7 @@ class MVAE(nn.Module):
         zero = mu.new_zeros(())
         rec_image = rec_caption = zero
         if use_image or cross:
-            drawn = self.image_decoder(z).clamp(1e-4, 1 - 1e-4)  # (B, 3, 75, 75)
+            drawn = self.decode_image(z).clamp(1e-4, 1 - 1e-4)  # (B, 3, 75, 75)
             rec_image = F.binary_cross_entropy(drawn, image, reduction="sum") / len(z)
             if blur_weight:
                 diff = blur(drawn, BLUR_SIGMA) - blur(image, BLUR_SIGMA)  # (B, 3, 75, 75)
@@ -322,7 +333,7 @@ def draw_facts(model: MVAE, facts: torch.Tensor, seed: int = 0, *, sample: bool 
     if sample:
         noise = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed))
         mu = mu + noise * torch.exp(0.5 * logvar)
-    return tensor_to_images(model.image_decoder(mu))
+    return tensor_to_images(model.decode_image(mu))
 
 
 @torch.no_grad()
@@ -330,7 +341,7 @@ def reconstruct(model: MVAE, images: np.ndarray | None = None, facts: torch.Tens
     """The image decoded from the posterior mean given images, facts or both: (B, 75, 75, 3) uint8."""
     x = images_to_tensor(images) if images is not None else None
     mu, _ = model.infer(x, facts)
-    return tensor_to_images(model.image_decoder(mu))
+    return tensor_to_images(model.decode_image(mu))
 
 
 def save(folder: str | Path, model: MVAE, meta: dict | None = None) -> Path:
