@@ -18,8 +18,8 @@ SAMPLE_RATE = 16_000
 
 
 def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("train", parents=parents, help="train the fusion core or MMGAN on Sort-of-CLEVR (see docs/MODEL_CARD.md)")
-    p.add_argument("train_config", metavar="CONFIG", help="training config (JSON), e.g. configs/fusion_cpu.json or configs/mmgan_cpu.json")
+    p = sub.add_parser("train", parents=parents, help="train the fusion core, MMGAN, MMRNN or the MVAE on Sort-of-CLEVR (see docs/MODEL_CARD.md)")
+    p.add_argument("train_config", metavar="CONFIG", help="training config (JSON), e.g. configs/fusion_cpu.json, configs/mmgan_cpu.json or configs/mvae_cpu.json")
     p.add_argument("--output-dir", help="override the config's output_dir")
     p.add_argument("--no-resume", action="store_true", help="start over even if the output folder has a checkpoint")
     p.set_defaults(handler=cmd_train)
@@ -47,6 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_mmgan(args)
     if family == "mmrnn":
         return _train_mmrnn(args)
+    if family == "mvae":
+        return _train_mvae(args)
     from models.train import TrainConfig, train
 
     overrides = {"output_dir": args.output_dir} if args.output_dir else {}
@@ -79,6 +81,18 @@ def _train_mmgan(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(str(e)) from e
     print(train(cfg, resume=not args.no_resume, log=lambda m: print(m, file=sys.stderr)))
+    return 0
+
+
+def _train_mvae(args: argparse.Namespace) -> int:
+    """A config with ``"family": "mvae"``: the product-of-experts VAE over image and caption (models.train_mvae)."""
+    from models.train_mvae import MVAETrainConfig, train
+
+    try:
+        cfg = MVAETrainConfig.from_file(args.train_config, **({"output_dir": args.output_dir} if args.output_dir else {}))
+        print(train(cfg, resume=not args.no_resume, log=lambda m: print(m, file=sys.stderr)))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     return 0
 
 

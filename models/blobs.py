@@ -44,6 +44,13 @@ class Blob:
         return f"{'top' if self.y < mid else 'bottom'} {'left' if self.x < mid else 'right'}"
 
 
+def palette_share(image: np.ndarray) -> float:
+    """Share of the pixels of an (H, W, 3) uint8 image within :data:`MAX_DISTANCE` of the white
+    background or a palette colour: 1.0 for rendered scenes, low for photos and other pictures."""
+    px = np.asarray(image, dtype=np.float32)[..., :3]  # (H, W, 3)
+    return float((np.linalg.norm(px[:, :, None, :] - _PALETTE[None, None], axis=-1).min(-1) <= MAX_DISTANCE).mean())
+
+
 def detect(image: np.ndarray) -> list[Blob]:
     """Objects in a (75, 75, 3) uint8 image, largest first."""
     px = np.asarray(image, dtype=np.float32)[..., :3]  # (H, W, 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -60,25 +61,33 @@ def held_out_layouts(n: int, seed: int = 12345) -> list[mmgan.Layout]:
     return [mmgan.sample_layout(rng, split="eval") for _ in range(n)]
 
 
-def evaluate_drawings(gen: mmgan.Generator, *, n_layouts: int = 500, seed: int = 12345,
-                      layouts: list[mmgan.Layout] | None = None, batch: int = 100) -> DrawResults:
-    """Draw each held-out layout once and check it object by object."""
+DrawFn = Callable[[list[mmgan.Layout], int], np.ndarray]
+"""(layouts, seed) -> drawings (N, 75, 75, 3) uint8: how another model (the MVAE) is checked."""
+
+
+def evaluate_drawings(gen: mmgan.Generator | None, *, n_layouts: int = 500, seed: int = 12345,
+                      layouts: list[mmgan.Layout] | None = None, batch: int = 100, draw: DrawFn | None = None) -> DrawResults:
+    """Draw each held-out layout once (with MMGAN ``gen``, or ``draw``) and check it object by object."""
     layouts = layouts if layouts is not None else held_out_layouts(n_layouts, seed)
+    draw = draw or (lambda lays, s: mmgan.draw(gen, lays, seed=s))
     res = DrawResults()
     for i in range(0, len(layouts), batch):
         chunk = layouts[i:i + batch]
-        for img, lay in zip(mmgan.draw(gen, chunk, seed=seed + i), chunk):
+        for img, lay in zip(draw(chunk, seed + i), chunk):
             res.add(blobs.check(img, lay.objects)[0])
     return res
 
 
-def diversity(gen: mmgan.Generator, layouts: list[mmgan.Layout], draws: int = 4, seed: int = 7) -> dict:
-    """For each layout, ``draws`` drawings with different noise: the share of drawing pairs
-    whose matched objects' centres differ by more than one pixel on average, and that mean shift."""
+def diversity(gen: mmgan.Generator | None, layouts: list[mmgan.Layout], draws: int = 4, seed: int = 7,
+              draw: DrawFn | None = None) -> dict:
+    """For each layout, ``draws`` drawings with different noise (MMGAN ``gen``, or ``draw``): the
+    share of drawing pairs whose matched objects' centres differ by more than one pixel on
+    average, and that mean shift."""
+    draw = draw or (lambda lays, s: mmgan.draw(gen, lays, seed=s))
     shifts, differ = [], 0
     pairs = 0
     for k, lay in enumerate(layouts):
-        imgs = mmgan.draw(gen, [lay] * draws, seed=seed + k)
+        imgs = draw([lay] * draws, seed + k)
         found = [{b.colour: b for b in reversed(blobs.detect(im))} for im in imgs]
         for a in range(draws):
             for b in range(a + 1, draws):

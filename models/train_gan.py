@@ -134,6 +134,25 @@ def load_checkpoint(folder: Path, nets: dict, opts: dict) -> dict:
     return state
 
 
+def start_run(out: Path, nets: dict, opts: dict, *, total: int, stop_after: int, resume: bool, progress: bool,
+              desc: str, log) -> tuple:
+    """Resume from ``out/checkpoint`` when there is one (and ``resume``); returns (first step,
+    last step of this run, wall seconds already spent, a tqdm bar or None, the metrics file)."""
+    ckpt = out / "checkpoint"
+    start, elapsed = 0, 0.0
+    if resume and (ckpt / "state.json").exists():
+        st = load_checkpoint(ckpt, nets, opts)
+        start, elapsed = st["step"], st.get("elapsed_s", 0.0)
+        log(f"resuming from step {start} ({ckpt})")
+    end = min(total, start + stop_after) if stop_after else total
+    bar = None
+    if progress and start < end:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start, desc=desc, dynamic_ncols=True, file=sys.stderr)
+    return start, end, elapsed, bar, (out / "metrics.jsonl").open("a")
+
+
 # ------------------------------------------------------------------------------ training
 
 
@@ -154,19 +173,9 @@ def train(cfg: GANTrainConfig, *, resume: bool = True, progress: bool = True, lo
     nets, opts = {"G": G, "Ds": Ds, "Dl": Dl, "E": E}, {"opt_g": opt_g, "opt_d": opt_d}
     sprites = mmgan.real_sprites(gcfg.sprite)  # (12, 3, S, S)
     ckpt = out / "checkpoint"
-    start, elapsed = 0, 0.0
-    if resume and (ckpt / "state.json").exists():
-        st = load_checkpoint(ckpt, nets, opts)
-        start, elapsed = st["step"], st.get("elapsed_s", 0.0)
-        log(f"resuming from step {start} ({ckpt})")
     total = cfg.steps
-    end = min(total, start + cfg.stop_after) if cfg.stop_after else total
-    bar = None
-    if progress and start < end:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=start, desc="mmgan", dynamic_ncols=True, file=sys.stderr)
-    metrics = (out / "metrics.jsonl").open("a")
+    start, end, elapsed, bar, metrics = start_run(out, nets, opts, total=total, stop_after=cfg.stop_after, resume=resume,
+                                                  progress=progress, desc="mmgan", log=log)
     t0 = time.time()
     for step in range(start, end):
         G.train()
@@ -235,15 +244,20 @@ def train(cfg: GANTrainConfig, *, resume: bool = True, progress: bool = True, lo
     return final
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="train MMGAN (text -> 75x75 scene)")
+def cli_main(argv: list[str] | None, description: str, config_cls, train_fn) -> int:
+    """``python -m models.train_X CONFIG [--output-dir DIR] [--no-resume]`` for a resumable trainer."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("config")
     p.add_argument("--output-dir")
     p.add_argument("--no-resume", action="store_true")
     a = p.parse_args(argv)
-    cfg = GANTrainConfig.from_file(a.config, **({"output_dir": a.output_dir} if a.output_dir else {}))
-    print(train(cfg, resume=not a.no_resume, log=lambda m: print(m, file=sys.stderr)))
+    cfg = config_cls.from_file(a.config, **({"output_dir": a.output_dir} if a.output_dir else {}))
+    print(train_fn(cfg, resume=not a.no_resume, log=lambda m: print(m, file=sys.stderr)))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(argv, "train MMGAN (text -> 75x75 scene)", GANTrainConfig, train)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Built-in plugin: ``/draw DESCRIPTION`` and requests like "draw me a yellow circle in the bottom
-right corner": MMGAN (:mod:`models.mmgan`) draws a 75x75 Sort-of-CLEVR scene from the words.
+right corner": MMGAN (:mod:`models.mmgan`) draws a 75x75 Sort-of-CLEVR scene from the words
+(:func:`draw_picture` can also draw with the MVAE, :mod:`models.mvae`, for ``assistant draw --model mvae``).
 
 The description is parsed by :mod:`models.draw_text` (a description it cannot use gets one
 line saying what it understood); the picture is saved as a PNG under the app's data folder
@@ -48,25 +49,29 @@ class Drawing:
     seed: int
 
 
-def _generator(weights: str | Path | None):
-    from models import mmgan
+def _generator(weights: str | Path | None, model: str = "mmgan"):
+    from models import mmgan, mvae
 
-    key = str(weights or mmgan.DEFAULT_WEIGHTS)
+    default, load, name = ((mvae.DEFAULT_WEIGHTS, mvae.load, "the MVAE") if model == "mvae"
+                           else (mmgan.DEFAULT_WEIGHTS, mmgan.load_generator, "the drawing model"))
+    key = f"{model}:{weights or default}"
     with _LOCK:
         if key not in _GENERATORS:
             try:
-                _GENERATORS[key] = mmgan.load_generator(key)
+                _GENERATORS[key] = load(weights or default)
             except (FileNotFoundError, ValueError) as e:
-                raise ModelError(f"cannot load the drawing model: {e}") from e
+                raise ModelError(f"cannot load {name}: {e}") from e
         return _GENERATORS[key]
 
 
-def draw_picture(description: str, *, seed: int | None = None, scale: int = 1, weights: str | Path | None = None) -> Drawing:
-    """Parse ``description`` and draw it. Raises InputError (one line) for a description that
-    cannot be drawn, ModelError when the weights are missing."""
+def draw_picture(description: str, *, seed: int | None = None, scale: int = 1, weights: str | Path | None = None,
+                 model: str = "mmgan") -> Drawing:
+    """Parse ``description`` and draw it with MMGAN (``model="mmgan"``: 1-6 objects) or the MVAE
+    (``"mvae"``: whole six-object scenes, z sampled from q(z | caption facts)). Raises InputError
+    (one line) for a description that cannot be drawn, ModelError when the weights are missing."""
     from PIL import Image
 
-    from models import mmgan
+    from models import mmgan, mvae
     from models.draw_text import DescriptionError, parse
 
     if not 1 <= scale <= MAX_SCALE:
@@ -75,10 +80,18 @@ def draw_picture(description: str, *, seed: int | None = None, scale: int = 1, w
         desc = parse(description)
         seed = random.randrange(2**31) if seed is None else int(seed)
         layout = desc.layout(random.Random(seed))
+        facts = mvae.layout_facts(layout.objects) if model == "mvae" else None
     except DescriptionError as e:
         raise InputError(str(e)) from e
-    gen = _generator(weights)
-    pixels = mmgan.draw(gen, [layout], seed=seed)[0]  # (75, 75, 3) uint8
+    except ValueError as e:
+        raise InputError(f"{e}; `--model mmgan` draws any 1-6 of them") from e
+    net = _generator(weights, model)
+    if facts is not None:
+        import torch
+
+        pixels = mvae.draw_facts(net, torch.tensor([facts]), seed=seed)[0]  # (75, 75, 3) uint8
+    else:
+        pixels = mmgan.draw(net, [layout], seed=seed)[0]  # (75, 75, 3) uint8
     img = Image.fromarray(pixels, "RGB")
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
