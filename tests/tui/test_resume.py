@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from assistant.tui.app import SHOWN_TURNS
+from assistant.tui.session_actions import SHOWN_TURNS
 from assistant.tui.resume import MAX_CHARS_PER_TOKEN, prompt_budget, resume_conversation
 from assistant.tui.testing import FakeAssistant
 from assistant.tui.widgets import SystemLine, UserMessage
