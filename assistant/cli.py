@@ -191,7 +191,7 @@ def _write_attention(path: str, images: list, reply, bot) -> None:
     each entry of ``reply.attention`` gets its ``file``. A caveat, if any, goes to stderr."""
     from pathlib import Path
 
-    from assistant.pipeline import attention_caveat
+    from assistant.turns import attention_caveat
     from models.attention import AttentionMap, draw_attention
 
     if not any(reply.attention):

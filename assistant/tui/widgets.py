@@ -178,7 +178,7 @@ class AttentionView(Vertical):
         self.maps = [(path, entry) for path, entry in maps if entry]
 
     def compose(self):
-        from assistant.pipeline import attention_caveat
+        from assistant.turns import attention_caveat
 
         for path, entry in self.maps:
             rows, cols = entry.get("rows"), entry.get("cols")
