@@ -19,7 +19,7 @@ def packaged_fusion_dir() -> Path | None:
     return folder if (folder / "model.safetensors").is_file() else None
 
 
-class _Slot:
+class Slot:
     """A model filled on first use, once, whichever thread asks first (the others wait)."""
 
     def __init__(self, load):
@@ -29,7 +29,7 @@ class _Slot:
         self._lock = threading.Lock()
 
     @classmethod
-    def ready(cls, value) -> "_Slot":
+    def ready(cls, value) -> "Slot":
         slot = cls(lambda: value)
         slot._value, slot.loaded = value, True
         return slot
@@ -43,7 +43,7 @@ class _Slot:
         return self._value
 
 
-def _remote_generator(settings: Settings, local):
+def remote_generator(settings: Settings, local):
     """``generator.backend = "openai"``: the server at ``generator.base_url`` writes the replies;
     ``local`` (the loaded local generator) measures prompts and conditions the fusion core."""
     from models.remote import RemoteGenerator
@@ -63,7 +63,7 @@ def _remote_generator(settings: Settings, local):
         raise ConfigError(str(e)) from e
 
 
-def _load_plugin_host(settings: Settings):
+def load_plugin_host(settings: Settings):
     """The plugin host, when the plugin system is installed (see assistant/plugin_host/)."""
     try:
         from assistant.plugin_host import load_plugins
@@ -101,7 +101,7 @@ def encoders(plugins, notify):
     return registry
 
 
-def _accepts_context(recognizer) -> bool:
+def accepts_context(recognizer) -> bool:
     """Does ``recognizer.transcribe`` take ``context=`` (plugin engines may not)?"""
     import inspect
 

@@ -29,12 +29,12 @@ from assistant.errors import AssistantError, ConfigError, InputError, InstallErr
 from assistant.plugin_host.commands import is_command, unescape
 from assistant.inputs import load_audio
 from assistant.loading import (
-    _load_plugin_host,
-    _remote_generator,
-    _Slot,
-    _accepts_context,
+    accepts_context,
     encoders,
+    load_plugin_host,
     packaged_fusion_dir,
+    remote_generator,
+    Slot,
     speech_engines,
 )
 from assistant.turns import (
@@ -42,9 +42,9 @@ from assistant.turns import (
     ModelInfo,
     Reply,
     Turn,
-    _attention_dicts,
-    _ocr_dicts,
-    _save_transcript,
+    attention_dicts,
+    ocr_dicts,
+    save_transcript,
     prepare_turn,
 )
 
@@ -61,12 +61,12 @@ class Assistant:
         self.plugins = plugins
         self._say = progress or (lambda message: None)
         if image_encoder is None:
-            self._image_slot = _Slot(self._load_image_encoder)
-            self._fusion_slot = _Slot(lambda: self._load_fusion(self.settings, self.generator, self.image_encoder.feature_dim))
+            self._image_slot = Slot(self._load_image_encoder)
+            self._fusion_slot = Slot(lambda: self._load_fusion(self.settings, self.generator, self.image_encoder.feature_dim))
         else:
-            self._image_slot = _Slot.ready(image_encoder)
-            self._fusion_slot = _Slot.ready((fusion, fusion_source))
-        self._ocr_slot = _Slot(self._load_ocr)
+            self._image_slot = Slot.ready(image_encoder)
+            self._fusion_slot = Slot.ready((fusion, fusion_source))
+        self._ocr_slot = Slot(self._load_ocr)
         self.history: list[dict] = []
         """The conversation as sent to the chat template (without the system message)."""
         self.last_reply: Reply | None = None
@@ -114,10 +114,10 @@ class Assistant:
         except (RuntimeError, ValueError) as e:
             raise ModelError(str(e)) from e
         if settings.generator.backend == "openai":
-            generator = _remote_generator(settings, generator)
+            generator = remote_generator(settings, generator)
         host = None
         if plugins:
-            host = _load_plugin_host(settings)
+            host = load_plugin_host(settings)
         # The image encoder and the fusion core load on the first image turn, the speech
         # engines on the first audio or spoken turn, the intent router on the first request a
         # tool's check accepts: a text question pays for none of them (see :meth:`preload`).
@@ -627,8 +627,8 @@ class Assistant:
                                              {"role": "assistant", "content": written}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
                                     timings=turn.timings, partial=partial, images=turn.image_names,
-                                    audio_inputs=turn.audio_names, tool=tool, ocr=_ocr_dicts(turn),
-                                    attention=_attention_dicts(turn))
+                                    audio_inputs=turn.audio_names, tool=tool, ocr=ocr_dicts(turn),
+                                    attention=attention_dicts(turn))
         if hold and text_out:
             yield text_out
 
@@ -699,7 +699,7 @@ class Assistant:
         message = f"message: {error}"
         if not any(t.strip() for t in turn.transcript):
             return MessageTooLong(message, budget=budget)
-        saved = _save_transcript(turn)
+        saved = save_transcript(turn)
         names = ", ".join(turn.audio_names)
         reply = Reply(text="", transcript=turn.transcript, evidence=turn.evidence, timings=turn.timings, partial=True,
                       images=turn.image_names, audio_inputs=turn.audio_names)
@@ -827,7 +827,7 @@ class Assistant:
             samples = load_audio(audio, max_seconds=self.settings.speech.max_audio_seconds)
         rec = self.recognizer
         try:
-            if context is not None and _accepts_context(rec):
+            if context is not None and accepts_context(rec):
                 return rec.transcribe(samples, context=context).strip()
             return rec.transcribe(samples).strip()
         except (RuntimeError, ValueError) as e:

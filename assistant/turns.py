@@ -128,12 +128,12 @@ def prepare_turn(settings: Settings, text: str | bytes = "", images: Sequence = 
     return turn
 
 
-def _ocr_dicts(turn: Turn) -> list:
+def ocr_dicts(turn: Turn) -> list:
     """Per image, what was read in it (for --json and the UI); [] when nothing was read."""
     return [None if r is None else {"image": turn.image_names[i], **r.to_dict()} for i, r in enumerate(turn.ocr)]
 
 
-def _attention_dicts(turn: Turn) -> list:
+def attention_dicts(turn: Turn) -> list:
     """Per image, the core's attention map (for --json, --attention and the UI); [] when it did not run."""
     return [None if a is None else {"image": turn.image_names[i], **a.to_dict()} for i, a in enumerate(turn.attention)]
 
@@ -155,7 +155,7 @@ def _name(item, kind: str, index: int) -> str:
     return getattr(item, "filename", None) and Path(item.filename).name or f"{kind} {index + 1}"
 
 
-def _save_transcript(turn: Turn) -> Path:
+def save_transcript(turn: Turn) -> Path:
     """Write a turn's transcript to ``transcripts/`` in the data dir -> the file."""
     folder = paths.private_dir(paths.data_dir() / "transcripts", warn=False)
     stem = Path(turn.audio_names[0]).stem if turn.audio_names else "audio"

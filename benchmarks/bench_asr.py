@@ -261,12 +261,9 @@ SOURCES: tuple[Source, ...] = (
 
 
 def default_cache() -> Path:
-    try:
-        from platformdirs import user_cache_dir
+    from models.cache import cache_root
 
-        return Path(user_cache_dir("synesthesia")) / "asr-bench"
-    except ImportError:
-        return Path.home() / ".cache" / "synesthesia" / "asr-bench"
+    return cache_root() / "asr-bench"
 
 
 def source_roots(src: Source, cache: Path) -> list[Path]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.cache import cache_root  # noqa: E402
 from models.ocr import load_ocr  # noqa: E402
 from models.ocr_eval import cer, normalize  # noqa: E402
 
@@ -49,12 +50,7 @@ NO_TEXT = ["tests/data/cat.jpg", "tests/data/coffee.jpg"]
 
 
 def cache_dir() -> Path:
-    try:
-        from platformdirs import user_cache_dir
-
-        return Path(user_cache_dir("synesthesia")) / "ocr-photos"
-    except ImportError:
-        return Path.home() / ".cache" / "synesthesia" / "ocr-photos"
+    return cache_root() / "ocr-photos"
 
 
 def fetch(cache: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from assistant import paths
 from assistant.errors import InputError
 from assistant.storage import migrations as schema
+from assistant.storage.export import export_session
 from assistant.storage.records import Attachment, SearchHit, Session, Turn
 
 log = logging.getLogger("synesthesia.storage")
@@ -425,8 +426,6 @@ class SessionStore:
 
     def export(self, session_id: int, dest: str | Path) -> Path:
         """Write the session out as a folder: :func:`assistant.storage.export.export_session`."""
-        from assistant.storage.export import export_session
-
         return export_session(self, session_id, dest)
 
 

@@ -28,13 +28,13 @@ def lazy_stack(monkeypatch):
     """`Assistant.load` (what `assistant ask` calls) builds a real, lazily loading Assistant
     whose generator, image encoder and speech engines are fakes; the plugin host is real."""
     from assistant.config import Settings
-    from assistant.pipeline import Assistant, _load_plugin_host
+    from assistant.pipeline import Assistant, load_plugin_host
 
     stack = LazyStack(generator=FakeGenerator("The capital of France is Paris."))
 
     def load(cls, config=None, *, offline=None, plugins=True, progress=None):
         settings = config if isinstance(config, Settings) else Settings.load(config)
-        stack.bot = cls(settings, generator=stack.generator, plugins=_load_plugin_host(settings) if plugins else None,
+        stack.bot = cls(settings, generator=stack.generator, plugins=load_plugin_host(settings) if plugins else None,
                         progress=progress)
         return stack.bot
 

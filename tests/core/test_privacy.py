@@ -15,7 +15,7 @@ import soundfile
 from PIL import Image
 
 from assistant import paths
-from assistant.pipeline import _save_transcript
+from assistant.pipeline import save_transcript
 from assistant.storage import SessionStore
 
 
@@ -75,7 +75,7 @@ def test_sessions_database_and_stored_files_are_private(tmp_path, monkeypatch):
 
 def test_saved_transcripts_are_private(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNESTHESIA_DATA_DIR", str(tmp_path / "data"))
-    path = _save_transcript(SimpleNamespace(audio_names=["memo.wav"], transcript=["call the bank"]))
+    path = save_transcript(SimpleNamespace(audio_names=["memo.wav"], transcript=["call the bank"]))
     assert path.read_text() == "call the bank\n"
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
 

@@ -18,7 +18,7 @@ import pytest
 
 from assistant.cli import main
 from assistant.config import Settings
-from assistant.pipeline import Assistant, Turn, _load_plugin_host
+from assistant.pipeline import Assistant, Turn, load_plugin_host
 from tests.core.fakes import FakeGenerator, FakeImageEncoder
 
 PLUGIN = '''
@@ -94,7 +94,7 @@ def fake_models(monkeypatch):
         generator = FakeGenerator("Hello there.", "Hello again.")
         made.append(generator)
         return cls(settings, generator=generator, image_encoder=FakeImageEncoder(),
-                   plugins=_load_plugin_host(settings) if plugins else None)
+                   plugins=load_plugin_host(settings) if plugins else None)
 
     monkeypatch.setattr(Assistant, "load", classmethod(load))
     return made
@@ -152,7 +152,7 @@ def test_chat_shows_and_stores_the_transformed_reply_once(monkeypatch, config, f
 def test_python_api_stream_yields_the_transformed_reply_once(config):
     settings = Settings.load(config)
     bot = Assistant(settings, generator=FakeGenerator("one two three."), image_encoder=FakeImageEncoder(),
-                    plugins=_load_plugin_host(settings))
+                    plugins=load_plugin_host(settings))
     chunks = list(bot.stream("hi"))
     assert chunks == ["Tag: one two three."]
     assert bot.last_reply.text == "Tag: one two three."
@@ -163,7 +163,7 @@ def test_without_reply_transforms_the_reply_streams(tmp_path):
     settings = Settings()
     settings.plugins.folder = tmp_path  # empty: built-ins only, none transforms replies
     bot = Assistant(settings, generator=FakeGenerator("one two three."), image_encoder=FakeImageEncoder(),
-                    plugins=_load_plugin_host(settings))
+                    plugins=load_plugin_host(settings))
     assert list(bot.stream("hi")) == ["one ", "two ", "three. "]
 
 
@@ -178,7 +178,7 @@ def test_a_turn_transform_returning_another_type_is_skipped(tmp_path, capsys):
     settings = Settings()
     settings.plugins.folder = tmp_path
     gen = FakeGenerator("fine")
-    bot = Assistant(settings, generator=gen, image_encoder=FakeImageEncoder(), plugins=_load_plugin_host(settings))
+    bot = Assistant(settings, generator=gen, image_encoder=FakeImageEncoder(), plugins=load_plugin_host(settings))
     assert bot.ask("hello").text == "fine"
     assert gen.prompts[0][-1]["content"] == "hello"
     assert "turn transform of plugin bad raised TypeError: returned dict, not Turn" in capsys.readouterr().err
@@ -255,7 +255,7 @@ def test_spoken_reply_array(config):
     """The plugin's voice is selectable by name and gives audio for the transformed text."""
     settings = Settings.load(config)
     bot = Assistant(settings, generator=FakeGenerator("Hi."), image_encoder=FakeImageEncoder(),
-                    plugins=_load_plugin_host(settings))
+                    plugins=load_plugin_host(settings))
     reply = bot.ask("hello", speak=True)
     assert reply.text == "Tag: Hi." and isinstance(reply.audio, np.ndarray)
 

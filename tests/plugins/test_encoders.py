@@ -10,7 +10,7 @@ import pytest
 
 from assistant.cli import main
 from assistant.config import Settings
-from assistant.pipeline import Assistant, _load_plugin_host
+from assistant.pipeline import Assistant, load_plugin_host
 from models.encoders import builtin_encoders
 from tests.conftest import DATA
 from tests.core.fakes import FakeGenerator
@@ -67,7 +67,7 @@ def fake_generator(monkeypatch):
     def load(cls, config=None, *, offline=None, plugins=True, progress=None):
         settings = config if isinstance(config, Settings) else Settings.load(config)
         made.append(FakeGenerator("It is a teapot."))
-        return cls(settings, generator=made[-1], plugins=_load_plugin_host(settings) if plugins else None)
+        return cls(settings, generator=made[-1], plugins=load_plugin_host(settings) if plugins else None)
 
     monkeypatch.setattr(Assistant, "load", classmethod(load))
     return made
@@ -95,7 +95,7 @@ def test_unknown_image_encoder_is_one_line_listing_the_choices(config, fake_gene
 
 def test_python_api_registry_holds_builtins_and_plugin_encoders(config):
     settings = Settings.load(config("teapot"))
-    bot = Assistant(settings, generator=FakeGenerator(), plugins=_load_plugin_host(settings))
+    bot = Assistant(settings, generator=FakeGenerator(), plugins=load_plugin_host(settings))
     assert [e.name for e in bot.encoders.encoders("image")] == ["efficientnet-lite0", "huggingface", "teapot"]
     assert [e.source for e in bot.encoders.encoders("depth")] == ["plugin eyes"]
     assert bot.image_encoder.name == "teapot"

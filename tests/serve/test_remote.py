@@ -15,7 +15,7 @@ import pytest
 
 from assistant.config import Settings
 from assistant.errors import ConfigError, InputError, ModelError
-from assistant.pipeline import Assistant, MessageTooLong, _remote_generator
+from assistant.pipeline import Assistant, MessageTooLong, remote_generator
 from assistant.serve.background import serving
 from models.generator import Generator, Sampling
 from models.remote import RemoteGenerator
@@ -43,7 +43,7 @@ def remote_bot(local, url: str, **generator_settings) -> Assistant:
     for key, value in {"backend": "openai", "base_url": f"{url}/v1", "max_retries": 0, "timeout_s": 30.0,
                        **generator_settings}.items():
         setattr(settings.generator, key, value)
-    return Assistant(settings, generator=_remote_generator(settings, local))
+    return Assistant(settings, generator=remote_generator(settings, local))
 
 
 def test_the_reply_is_the_servers_generators_streamed(tiny, tiny_server):
@@ -242,14 +242,14 @@ def test_settings_mistakes_are_config_errors(tiny, monkeypatch):
     settings = Settings()
     settings.generator.backend = "openai"
     with pytest.raises(ConfigError, match="needs generator.base_url"):
-        _remote_generator(settings, tiny)
+        remote_generator(settings, tiny)
     settings.generator.base_url = "gpu-box:8000"
     with pytest.raises(ConfigError, match="give the server's API root"):
-        _remote_generator(settings, tiny)
+        remote_generator(settings, tiny)
     settings.generator.base_url, settings.generator.api_key_env = "http://127.0.0.1:9/v1", "NO_SUCH_KEY_VAR"
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(ConfigError, match="NO_SUCH_KEY_VAR is not set"):
-        _remote_generator(settings, tiny)
+        remote_generator(settings, tiny)
 
 
 def test_the_cli_says_one_line_when_the_server_is_down(tiny, monkeypatch, capsys):
