@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from assistant import paths
-from assistant.errors import ConfigError
+from assistant.errors import ConfigError, first_line
 
 
 class Section(BaseModel):
@@ -242,33 +242,50 @@ class Settings(BaseSettings):
             )
             raise ConfigError(f"{file}: {problems}") from e
 
-    def to_toml(self) -> str:
-        """The settings as TOML text (what the settings screen saves)."""
-        lines: list[str] = []
-        top = self.model_dump(mode="json", exclude_none=True)
-        for key, value in top.items():
-            if not isinstance(value, dict):
-                lines.append(f"{key} = {_toml_value(value)}")
-        for key, value in top.items():
-            if isinstance(value, dict):
-                lines.append(f"\n[{key}]")
-                lines.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
-        return "\n".join(lines) + "\n"
+    def to_toml(self, existing: str = "") -> str:
+        """The settings as TOML text (what the settings screen saves).
+
+        With no ``existing`` text, every setting is written. Given the text of an existing file,
+        its comments, order and layout are kept: the values it holds change in place (a value
+        now unset is removed), and a setting it lacks is added only when it differs from what
+        it would be without the file (the default, or the environment's value), so a short
+        hand-written file stays short.
+        """
+        import tomlkit  # here, not at the top: every command reads settings, few write them
+
+        doc = tomlkit.parse(existing) if existing else tomlkit.document()
+        without_file = type(self)().model_dump(mode="json", exclude_none=True)
+        _merge(doc, self.model_dump(mode="json", exclude_none=True), without_file, every=not existing)
+        return tomlkit.dumps(doc)
 
     def save(self, path: str | Path | None = None) -> Path:
+        """Write the settings to ``path`` (default: ``config.toml``), keeping an existing file's comments."""
         file = Path(path) if path else paths.config_file()
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(self.to_toml(), encoding="utf-8")
+        from tomlkit.exceptions import TOMLKitError
+
+        try:
+            text = self.to_toml(file.read_text(encoding="utf-8") if file.exists() else "")
+        except (TOMLKitError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{file}: not valid TOML, not overwritten: {first_line(e)}") from e
+        file.write_text(text, encoding="utf-8")
         return file
 
 
-def _toml_value(value: Any) -> str:
-    import json
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+def _merge(table: Any, values: dict[str, Any], defaults: dict[str, Any], *, every: bool) -> None:
+    """Make the TOML ``table`` hold ``values``, changing only what differs (comments stay)."""
+    for key in [k for k in table if k not in values]:
+        del table[key]
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict):
+            if key not in table:
+                if not every and value == default:
+                    continue
+                table[key] = {}  # tomlkit writes a new dict as a [section]
+            _merge(table[key], value, default or {}, every=every)
+        elif key in table:
+            if table[key] != value:
+                table[key] = value
+        elif every or value != default:
+            table[key] = value

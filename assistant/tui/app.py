@@ -287,8 +287,8 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
                 return
             try:
                 where = new.save()
-            except OSError as e:
-                self.notify(f"could not save settings: {e}", severity="error")
+            except (OSError, AssistantError) as e:
+                self.notify(f"could not save settings: {first_line(e)}", severity="error", markup=False)
                 return
             self.settings = new
             if new.ui.theme in self.available_themes:

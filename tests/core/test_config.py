@@ -56,6 +56,53 @@ def test_save_round_trip(tmp_path):
     assert again == s
 
 
+COMMENTED = """\
+# My settings: keep downloads off.
+offline = true  # the default, but I like to see it
+
+[generator]
+# Short replies on this laptop.
+max_new_tokens = 99   # tokens
+temperature = 0.3
+
+[speech]
+whisper_dir = "/srv/whisper"  # shared with the other box
+"""
+
+
+def test_save_keeps_a_files_comments_and_layout(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text(COMMENTED)
+    s = Settings.load(f)
+    s.generator.max_new_tokens = 64
+    s.save(f)
+    assert f.read_text() == COMMENTED.replace("max_new_tokens = 99", "max_new_tokens = 64")
+    assert Settings.load(f).generator.max_new_tokens == 64
+
+
+def test_save_removes_unset_values_and_adds_only_changed_ones(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text(COMMENTED)
+    s = Settings.load(f)
+    s.speech.whisper_dir = None
+    s.ui.theme = "nord"
+    s.save(f)
+    text = f.read_text()
+    assert "whisper_dir" not in text and "[speech]" in text  # the section stays, empty
+    assert text.startswith(COMMENTED.split("[speech]")[0])  # the rest untouched
+    assert text.rstrip().endswith('[ui]\ntheme = "nord"')  # a default setting is not written out
+    again = Settings.load(f)
+    assert again == s
+
+
+def test_save_refuses_to_overwrite_a_broken_file(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text("[generator\nmax_new_tokens = 5\n")
+    with pytest.raises(ConfigError, match="not valid TOML, not overwritten"):
+        Settings().save(f)
+    assert f.read_text() == "[generator\nmax_new_tokens = 5\n"
+
+
 def test_assignment_is_validated():
     s = Settings()
     with pytest.raises(ValueError):

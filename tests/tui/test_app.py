@@ -352,6 +352,27 @@ async def test_settings_screen_validates_and_saves(make_app, settings):
         assert app.theme == "nord" and app.settings.generator.max_new_tokens == 64
 
 
+async def test_settings_screen_keeps_the_files_comments(make_app, settings):
+    from assistant import paths
+
+    text = "# chosen by hand\n[generator]\nmax_new_tokens = 99  # short on this laptop\n"
+    paths.config_file().write_text(text)
+    settings.generator.max_new_tokens = 99
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f2")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#set-generator-max_new_tokens").value = "64"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is not screen
+    saved = paths.config_file().read_text()
+    assert saved.startswith("# chosen by hand\n[generator]\nmax_new_tokens = 64  # short on this laptop\n")
+    assert Settings.load().generator.max_new_tokens == 64
+
+
 async def test_voice_key_without_voice_says_so(make_app):
     app = make_app()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
