@@ -27,7 +27,8 @@ from assistant.errors import ConfigError, first_line
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # The docstring under each field becomes its ``description`` (shown by the settings screen).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class GeneratorSettings(Section):
@@ -194,6 +195,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_assignment=True,
+        use_attribute_docstrings=True,
     )
 
     offline: bool = True

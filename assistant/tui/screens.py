@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import ast
-import inspect
-import textwrap
 import typing
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -211,21 +207,9 @@ class SearchScreen(ModalScreen[SearchHit | None]):
 # ----------------------------------------------------------------------------- settings
 
 
-@lru_cache(maxsize=None)
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstrings written under each field of a settings class (read from its source)."""
-    docs: dict[str, str] = {}
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
-        return docs
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
+def field_doc(model: type[BaseModel], name: str) -> str:
+    """The docstring written under a settings field (pydantic keeps it as the field's description)."""
+    return " ".join((model.model_fields[name].description or "").split())
 
 
 def _choices(annotation: Any) -> list[Any] | None:
@@ -281,7 +265,7 @@ class SettingsScreen(ModalScreen[Any]):
                     if section != current:
                         current = section
                         yield Label(Text(f"[{section}]" if section else "general"), classes="settings-section")
-                    doc = field_docs(type(owner)).get(fname, "")
+                    doc = field_doc(type(owner), fname)
                     value = getattr(owner, fname)
                     with Horizontal(classes="setting"):
                         with Vertical(classes="setting-label"):

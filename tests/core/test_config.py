@@ -107,3 +107,16 @@ def test_assignment_is_validated():
     s = Settings()
     with pytest.raises(ValueError):
         s.generator.top_p = 2.0
+
+
+def test_every_setting_is_documented_by_its_docstring():
+    from assistant.config import GeneratorSettings, Section
+
+    assert GeneratorSettings.model_fields["max_new_tokens"].description == "Most tokens in one reply."
+    sections = [f.annotation for f in Settings.model_fields.values() if isinstance(f.annotation, type)
+                and issubclass(f.annotation, Section)]
+    assert len(sections) == 7
+    for model in [Settings, *sections]:
+        for name, field in model.model_fields.items():
+            if field.annotation not in sections:  # a section itself needs none
+                assert field.description, f"{model.__name__}.{name} has no docstring"
