@@ -10,8 +10,9 @@ import shutil
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from assistant import paths
 from assistant.errors import InputError
@@ -104,9 +105,18 @@ class SessionStore:
 
     # -- plumbing
 
-    def _tx(self):
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) under the store's lock."""
         self._check_writable()
-        return _Transaction(self)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded; return their names."""
@@ -427,23 +437,6 @@ class SessionStore:
     def export(self, session_id: int, dest: str | Path) -> Path:
         """Write the session out as a folder: :func:`assistant.storage.export.export_session`."""
         return export_session(self, session_id, dest)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) under the store's lock."""
-
-    def __init__(self, store: SessionStore) -> None:
-        self.store = store
-
-    def __enter__(self) -> None:
-        self.store._lock.acquire()
-        self.store._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.store._lock.release()
 
 
 class TurnWriter:
