@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, wait
 from typing import Any, Callable
 
 
@@ -16,34 +17,31 @@ def call_with_timeout(fn: Callable[..., Any], args: tuple, timeout_s: float | No
     Python cannot kill a thread: a hung plugin keeps its thread until the process exits, but
     the caller goes on. Exceptions raised by ``fn`` are re-raised here; ``SystemExit`` becomes
     a RuntimeError. ``timeout_s=None`` runs ``fn`` in the calling thread.
+
+    The thread is a daemon one rather than a ThreadPoolExecutor's worker, whose threads the
+    interpreter joins at exit: one hung plugin would keep the assistant from quitting.
     """
-    box: dict[str, Any] = {}
-    done = threading.Event()
+    if timeout_s is None:
+        return _call(fn, args)
+    future: Future = Future()
 
     def target() -> None:
         try:
-            box["value"] = fn(*args)
-        except SystemExit as e:  # a plugin must not end the assistant
-            box["error"] = RuntimeError(f"the plugin called sys.exit({e.code!r})")
+            future.set_result(_call(fn, args))
         except BaseException as e:  # noqa: BLE001 - handed to the caller
-            box["error"] = e
-        finally:
-            done.set()
-
-    if timeout_s is None:
-        target()
-        return _result(box)
+            future.set_exception(e)
 
     threading.Thread(target=target, name=f"plugin {label}", daemon=True).start()
-    if not done.wait(timeout_s):
+    if not wait([future], timeout_s).done:
         raise PluginTimeout(f"{label} did not finish within {timeout_s:g} s")
-    return _result(box)
+    return future.result()
 
 
-def _result(box: dict[str, Any]) -> Any:
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+def _call(fn: Callable[..., Any], args: tuple) -> Any:
+    try:
+        return fn(*args)
+    except SystemExit as e:  # a plugin must not end the assistant
+        raise RuntimeError(f"the plugin called sys.exit({e.code!r})") from None
 
 
 def describe(e: BaseException) -> str:

@@ -449,3 +449,23 @@ def test_default_confirm_says_no_without_a_terminal(write_plugin, folder, ctx):
     host = load_plugins(PluginSettings(folder=folder), notify=lambda m, s: None)
     with pytest.raises(PluginError, match="not allowed"):
         host.run_command("/shell ls", ctx)
+
+
+def test_call_with_timeout_tells_a_hung_call_from_one_that_raises_timeouterror():
+    import threading
+
+    from assistant.plugin_host import PluginTimeout, call_with_timeout
+
+    release = threading.Event()
+    with pytest.raises(PluginTimeout, match="/stuck did not finish within 0.05 s"):
+        call_with_timeout(release.wait, (), 0.05, "/stuck")
+    release.set()
+
+    def slow_server(args, ctx):
+        raise TimeoutError("the weather service did not answer")
+
+    with pytest.raises(TimeoutError, match="weather service"):  # the plugin's own error, not a time-out
+        call_with_timeout(slow_server, ("", None), 5.0, "/weather")
+    assert call_with_timeout(lambda a, b: a + b, (2, 3), 5.0, "add") == 5
+    with pytest.raises(RuntimeError, match=r"sys.exit\(4\)"):
+        call_with_timeout(lambda: __import__("sys").exit(4), (), None, "quit")
