@@ -140,15 +140,15 @@ def domain_corpus(extra_phrases: Iterable[str] = ()) -> list[str]:
 
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edits, reference words) after :func:`normalise`: substitutions + deletions + insertions."""
-    ref, hyp = normalise(reference).split(), normalise(hypothesis).split()
-    prev = list(range(len(hyp) + 1))  # edit distance row by row, O(len(hyp)) memory
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1], len(ref)
+    """(edits, reference words) after :func:`normalise`: substitutions + deletions + insertions
+    of the word alignment jiwer finds."""
+    import jiwer  # here, not at the top: speech recognition imports this module, scoring is rarer
+
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    if not ref:  # nothing to hear: every word heard is an insertion
+        return len(hyp.split()), 0
+    out = jiwer.process_words(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions, len(ref.split())
 
 
 def word_error_rate(pairs: Iterable[tuple[str, str]]) -> float:
