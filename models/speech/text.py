@@ -1,22 +1,28 @@
 """Text for the ear: what a reply sounds like once markdown is gone, cut into sentences.
 
-* :func:`speakable` turns a markdown reply into plain prose a synthesizer can read: code
-  blocks become "(code omitted)", inline code keeps its words, links keep their label, bare
-  URLs become their host name ("a link to example.com"), emphasis/heading/table/list markup
-  goes, and list items end with a full stop so each is spoken as its own sentence.
+* :func:`speakable` turns a markdown reply into plain prose a synthesizer can read. The
+  reply is parsed by markdown-it-py (CommonMark with tables and strikethrough) and its tokens
+  are read out: fenced code blocks become "(code omitted)", indented ones are left out,
+  inline code keeps its words, links and pictures their label (a link without one, and a
+  bare URL, become their host name: "a link to example.com"), emphasis/heading/table/list
+  markup goes, table rows are read cell by cell, and headings and list items end with a
+  full stop so each is spoken as its own sentence.
 * :func:`split_sentences` cuts prose at sentence ends without cutting at abbreviations
   ("e.g.", "Dr."), decimals ("3.14"), initials ("J. R. R."), list numbers ("1.") or
   ellipses inside a sentence.
 * :class:`SentenceStream` does the same on a stream of chunks (tokens from the generator):
   ``feed(chunk)`` returns the sentences completed so far, ``flush()`` the remainder. A
   sentence is only released once the next non-space character shows it really ended, and
-  nothing inside an open code fence is released until the fence closes, so streamed speech
-  says the same as speaking the whole reply at once.
+  nothing inside an open code fence (or a table) is released until it closes, so streamed
+  speech says the same as speaking the whole reply at once.
 """
 
 from __future__ import annotations
 
 import re
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 __all__ = ["speakable", "split_sentences", "SentenceStream", "ABBREVIATIONS"]
 
@@ -29,16 +35,14 @@ ABBREVIATIONS = frozenset(
 )
 """Words that end in a full stop without ending the sentence (lower case, inner dots kept)."""
 
+# CommonMark plus the two GitHub extensions replies use: tables and ~~strikethrough~~.
+_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+# The stream holds an open code block back until it closes, and a table until a line that is
+# not one of its rows.
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_TABLE_ROW = re.compile(r"^\s*\|")
+_TABLE_AFTER_TEXT = re.compile(r"^(?!\s*\|)(.*\S.*)\n(?=\s*\|)", re.MULTILINE)
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\]]+", re.IGNORECASE)
-_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)]*)\)")
-_INLINE_CODE = re.compile(r"`+([^`]*)`+")
-_EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|~~)(?=\S)(.+?)(?<=\S)\1")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
-_QUOTE = re.compile(r"^\s{0,3}>\s?")
-_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
-_RULE = re.compile(r"^\s*([-*_=])(\s*\1){2,}\s*$")
-_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _HTML = re.compile(r"</?[a-zA-Z][^>]*>")
 _SYMBOLS = {"&": " and ", "%": " percent", "→": " to ", "->": " to ", "=>": " gives ", "+/-": " plus or minus "}
 
@@ -54,51 +58,75 @@ def _say_url(m: re.Match) -> str:
     return f"a link to {_host(url)}{tail}"
 
 
-def _inline(line: str) -> str:
-    line = _HTML.sub("", line)
-    line = _LINK.sub(lambda m: m.group(1) or f"a link to {_host(m.group(2))}", line)
-    line = _URL.sub(_say_url, line)
-    line = _INLINE_CODE.sub(lambda m: m.group(1), line)
-    for _ in range(2):  # nested emphasis, e.g. ***bold italic***
-        line = _EMPHASIS.sub(lambda m: m.group(2), line)
+def _prose(text: str) -> str:
+    """Plain text -> what is said: bare URLs by host, symbols in words, stray markup gone."""
+    text = _URL.sub(_say_url, text)
     for symbol, words in _SYMBOLS.items():
-        line = line.replace(symbol, words)
-    # Markup characters never worth pronouncing.
-    line = re.sub(r"[*_#`|\\^<>{}\[\]~]", " ", line)
-    return re.sub(r"[ \t]+", " ", line).strip()
+        text = text.replace(symbol, words)
+    text = re.sub(r"[*_#`|\\^<>{}\[\]~]", " ", text)  # markup characters never worth pronouncing
+    lines = (re.sub(r"[ \t]+", " ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if re.search(r"\w", line))  # "===" says nothing
+
+
+def _inline(token: Token) -> str:
+    """An inline token's words: emphasis and HTML tags dropped, code kept as its text, a link
+    or picture as its label (a link without one as its host), a line break as a line break."""
+    parts: list[str] = []
+    link_at, href = 0, ""
+    for child in token.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif child.type == "link_open":
+            link_at, href = len(parts), str(child.attrGet("href") or "")
+        elif child.type == "link_close" and not "".join(parts[link_at:]).strip():
+            parts.append(f"a link to {_host(href)}")
+        elif child.type == "image":
+            parts.append(child.content or f"a link to {_host(str(child.attrGet('src') or ''))}")
+    return _prose("".join(parts))
+
+
+def _speak(markdown: str, *, finished: bool = True) -> str:
+    """Markdown -> one line per paragraph, heading, list item or table row. With ``finished``,
+    a heading or list item without closing punctuation gets a full stop (so it is said as
+    a sentence of its own); without, the text is a preview of a line still being written."""
+    text = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    text = _TABLE_AFTER_TEXT.sub(r"\1\n\n", text)  # a table right under a line of text starts its own block
+    out: list[str] = []
+    row: list[str] | None = None
+    in_item = in_heading = 0
+    for token in _MARKDOWN.parse(text):
+        kind = token.type
+        if kind == "fence":
+            out.append("(code omitted).")
+        elif kind == "html_block":
+            out.append(_prose(_HTML.sub("", token.content)))
+        elif kind in ("list_item_open", "list_item_close"):
+            in_item += 1 if kind.endswith("open") else -1
+        elif kind in ("heading_open", "heading_close"):
+            in_heading += 1 if kind.endswith("open") else -1
+        elif kind == "tr_open":
+            row = []
+        elif kind == "tr_close" and row is not None:
+            out.append(", ".join(cell for cell in row if cell))
+            row = None
+        elif kind == "inline":
+            said = _inline(token)
+            if row is not None:
+                row.append(said.replace("\n", " "))
+            elif said:
+                if finished and (in_item or in_heading) and said[-1] not in ".!?:;":
+                    said += "."
+                out.append(said)
+        # Indented code ("code_block") is left out without a word: a stream may see an
+        # indented continuation line of a list item on its own, which parses as code.
+    return "\n".join(line for line in out if line)
 
 
 def speakable(markdown: str) -> str:
     """Markdown -> plain prose for a synthesizer (one line per paragraph or list item)."""
-    out: list[str] = []
-    in_code = False
-    for raw in markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if _FENCE.match(raw):
-            if not in_code:
-                out.append("(code omitted).")
-            in_code = not in_code
-            continue
-        if in_code or raw.startswith("    ") and raw.strip() and (not out or out[-1] == ""):
-            continue  # fenced or indented code
-        if _RULE.match(raw) or _TABLE_SEP.match(raw):
-            continue
-        line = _HEADING.sub("", raw)
-        line = _QUOTE.sub("", line)
-        item = bool(_BULLET.match(line))
-        line = _BULLET.sub("", line)
-        if "|" in line and line.strip().startswith("|"):
-            line = ", ".join(c.strip() for c in line.strip().strip("|").split("|") if c.strip())
-        heading = bool(_HEADING.match(raw))
-        line = _inline(line)
-        if not line:
-            out.append("")
-            continue
-        if (item or heading) and line[-1] not in ".!?:;":
-            line += "."
-        out.append(line)
-    text = "\n".join(out)
-    text = re.sub(r"\n{2,}", "\n", text).strip()
-    return text
+    return _speak(markdown)
 
 
 # ----------------------------------------------------------------------------- sentences
@@ -239,9 +267,14 @@ class SentenceStream:
         if cut < 0:
             return
         lines = self._raw[:cut].split("\n")
+        complete = len(lines)
         fences = [i for i, ln in enumerate(lines) if _FENCE.match(ln)]
         if len(fences) % 2:  # a code block is still open: keep it (and what follows) raw
             lines = lines[: fences[-1]]
+        else:  # and a table that may go on: markdown reads its rows together
+            while lines and _TABLE_ROW.match(lines[-1]):
+                lines.pop()
+        if len(lines) < complete:
             if not lines:
                 return
             cut = len("\n".join(lines))
@@ -262,7 +295,7 @@ class SentenceStream:
             return ""
         if re.match(r"\s*(?:[|#>]|\d+[.)]\s)", raw) or re.search(r"\[[^\]]*$|\]\([^)]*$|(?:https?://|www\.)\S*$", raw):
             return ""  # a table row, heading, list number, or a link still being written
-        text = _inline(_BULLET.sub("", raw)) + (" " if raw[-1:].isspace() else "")
+        text = _speak(raw, finished=False) + (" " if raw[-1:].isspace() else "")
         said = self._line_said
         if text.startswith(said):
             return text[len(said):]

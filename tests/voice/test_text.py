@@ -51,6 +51,37 @@ def test_speakable_keeps_plain_text():
     assert speakable("2 + 2 = 4 & 50% done") == "2 + 2 = 4 and 50 percent done"
 
 
+@pytest.mark.parametrize("md,expected", [
+    # code: a fenced block is announced, never read; inline code keeps its words
+    ("Run `make test` first.\n~~~\nrm -rf build\n~~~\nThen wait.", "Run make test first.\n(code omitted).\nThen wait."),
+    ("Before.\n\n    indented = code\n\nAfter.", "Before.\nAfter."),
+    # links and pictures: the label; without one, the host
+    ("Read [the guide](https://x.org/guide) or <https://www.y.com/a/b>.", "Read the guide or a link to y.com."),
+    ("![a red cube](cube.png) and [](http://bar.org/q)", "a red cube and a link to bar.org"),
+    # lists: each item its own sentence, nested ones too; markers of every kind go
+    ("Steps:\n1. Mix it\n2) Bake it\n- plain\n  * nested item\n+ plus", "Steps:\nMix it.\nBake it.\nplain.\nnested item.\nplus."),
+    # emphasis of every kind, inside words too
+    ("***Very*** __strong__, _light_ and ~~gone~~ snake_case.", "Very strong, light and gone snake case."),
+    # headings (ATX and underlined) end in a full stop; a rule says nothing
+    ("## Results!\nGood.\n\nSummary\n=======\n\n---\n\n***\nEnd.", "Results!\nGood.\nSummary.\nEnd."),
+    # quotes, HTML, entities and escapes
+    ("> Be brief.\n\n<div>kept <b>text</b></div>\n\nTom &amp; Jerry \\*not emphasis\\*", "Be brief.\nkept text\nTom and Jerry not emphasis"),
+    # a table straight under a line of text is still read as a table
+    ("Prices:\n| item | cost |\n|---|--:|\n| tea | 2 |", "Prices:\nitem, cost\ntea, 2"),
+])
+def test_speakable_markdown_constructs(md, expected):
+    assert speakable(md) == expected
+
+
+def test_stream_holds_a_table_until_it_ends():
+    reply = "Here:\n| a | b |\n|---|---|\n| 1 | 2 |\nDone."
+    s = SentenceStream()
+    out = []
+    for ch in reply:
+        out += s.feed(ch)
+    assert out + s.flush() == split_sentences(speakable(reply)) == ["Here:", "a, b", "1, 2", "Done."]
+
+
 REPLY = """Sure! Here is how to do it.
 
 1. Install it with `pip install x`.
