@@ -419,7 +419,8 @@ class Assistant:
         nothing about images unlike its training data (real photos), which keep their labels."""
         import torch
 
-        from models.fusion import answer_evidence
+        from models.clevr import rejected_choices
+        from models.fusion import answer_evidence, confident_answer
 
         question = turn.question or "Describe the image"
         text, mask = self.generator.embed_text([question] * len(turn.images), max_tokens=self.fusion.cfg.max_text_tokens)
@@ -431,6 +432,8 @@ class Assistant:
             if note:
                 turn.scene_notes.append(note if len(turn.images) == 1 else f"Image {i + 1}: {note}")
                 answered.add(i)
+                if len(turn.images) == 1:  # the question offered a choice and the core took one side
+                    turn.ruled_out += rejected_choices(question, confident_answer(self.fusion.cfg, out, i)[0])
             if self.fusion.cfg.aligned_to_generator and getattr(self.generator, "soft_tokens", True):
                 # only tokens trained through the generator go in, and only to one in this process
                 turn.fusion_tokens.append(out.tokens[i])
@@ -591,6 +594,7 @@ class Assistant:
         plain = self.user_message(turn)
         g = self.settings.generator
         sampling = self.sampling()
+        sampling.avoid_words = tuple(turn.ruled_out)
         budget = self.budget()
         system = [{"role": "system", "content": g.system_prompt}]
         try:

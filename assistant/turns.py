@@ -46,6 +46,7 @@ class Turn:
     attention: list = field(default_factory=list)  # per image: models.attention.AttentionMap, or None
     context: list[str] = field(default_factory=list)  # extra text for the generator (plugins, tools)
     scene_notes: list[str] = field(default_factory=list)  # the fusion core's answers (placed after the question)
+    ruled_out: list[str] = field(default_factory=list)  # choices the core rejected: the reply may not name them
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

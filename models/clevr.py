@@ -399,6 +399,21 @@ def question_colour(question: str) -> str | None:
     return None
 
 
+CHOICES = (("left", "right"), ("top", "bottom"), SHAPES)
+"""Answer pairs a question can offer as a choice ('... on the left or right ...')."""
+
+
+def rejected_choices(question: str, answer: str) -> tuple[str, ...]:
+    """The other answers a question offers beside ``answer``, when it names a choice that
+    includes ``answer``: ('Is the red object on the left or right?', 'right') -> ('left',);
+    () when the question offers no such choice (a shape question that names no shapes)."""
+    words = set(re.findall(r"[a-z]+", question.lower()))
+    for pair in CHOICES:
+        if answer in pair and words.issuperset(pair):
+            return tuple(w for w in pair if w != answer)
+    return ()
+
+
 def answer_statement(question: str, answer: str) -> str:
     """A declarative sentence that states ``answer`` to a Sort-of-CLEVR ``question`` and names
     no other candidate answer, e.g. ('Is the red object a square or a circle?', 'square') ->

@@ -464,18 +464,25 @@ def load_fusion(directory: str | Path, device: str = "cpu") -> FusionCore:
     return model.to(device).eval()
 
 
-def answer_evidence(cfg: FusionConfig, out: FusionOutput, index: int, question: str, min_probability: float = 0.5) -> str | None:
-    """The answer head's verdict for example ``index`` as a short note for the generator, or None
-    when the core has no answer head or is not confident (e.g. a photo unlike its training data)."""
+def confident_answer(cfg: FusionConfig, out: FusionOutput, index: int, min_probability: float = 0.5) -> tuple[str, float] | None:
+    """The answer head's word for example ``index`` and its probability, or None when the core
+    has no answer head, is not confident, or sees an image unlike its training data."""
     if out.answer_logits is None or not cfg.answers:
         return None
     if out.domain_distance is not None and float(out.domain_distance[index]) > cfg.domain_threshold:
         return None  # an image unlike the training images: say nothing about it
     probs = out.answer_logits[index].float().softmax(dim=-1)  # (A,)
     p, i = float(probs.max()), int(probs.argmax())
-    if p < min_probability:
+    return (cfg.answers[i], p) if p >= min_probability else None
+
+
+def answer_evidence(cfg: FusionConfig, out: FusionOutput, index: int, question: str, min_probability: float = 0.5) -> str | None:
+    """The answer head's verdict for example ``index`` as a short note for the generator, or None
+    when the core has no answer head or is not confident (e.g. a photo unlike its training data)."""
+    verdict = confident_answer(cfg, out, index, min_probability)
+    if verdict is None:
         return None
-    answer = cfg.answers[i]
+    answer, p = verdict
     if answer == "none":  # trained to say: not a question about a scene the core knows
         return None
     if answer == "describe":  # a description request: the caption head speaks

@@ -53,6 +53,9 @@ class Sampling:
     no_repeat_ngram: int = 0
     """n > 0: never produce an n-gram that this reply or an earlier assistant reply in the
     conversation already contains (stops copying a previous answer's template)."""
+    avoid_words: tuple[str, ...] = ()
+    """Words this reply may not write (any case, with or without a leading space), e.g. the
+    choice the fusion core ruled out: a small generator otherwise contradicts the core's note."""
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -414,7 +417,8 @@ class Generator:
 
     def _stream(self, messages, inserts, sampling: Sampling, cancel, seed) -> Iterator[str]:
         prompt = self.render(messages)
-        chooser = _Chooser(sampling, seed, self._earlier_replies(messages) if sampling.no_repeat_ngram > 0 else [])
+        chooser = _Chooser(sampling, seed, self._earlier_replies(messages) if sampling.no_repeat_ngram > 0 else [],
+                           avoid=self.word_ids(sampling.avoid_words))
         if inserts:
             cache = self.runner.new_cache()
             logits = self.runner.forward(cache, self._prompt_embeddings(prompt, inserts))
@@ -456,6 +460,18 @@ class Generator:
             yield text[len(emitted):]
         if fed is not None:
             self._cache, self._cache_ids = cache, fed
+
+    def word_ids(self, words) -> list[int]:
+        """The single tokens that spell one of ``words`` (lower case, capitalized or upper case,
+        with or without a leading space): what :attr:`Sampling.avoid_words` forbids."""
+        ids = set()
+        for word in words:
+            for form in {word.lower(), word.capitalize(), word.upper()}:
+                for text in (form, " " + form):
+                    piece = self.encode(text)
+                    if len(piece) == 1:
+                        ids.add(piece[0])
+        return sorted(ids)
 
     def _earlier_replies(self, messages: list[dict]) -> list[list[int]]:
         return [self.encode(m["content"]) for m in messages if m["role"] == "assistant" and isinstance(m["content"], str)]
@@ -517,8 +533,9 @@ def looping(ids: list[int], max_period: int = 8, min_span: int = 16) -> bool:
 class _Chooser:
     """Picks each next token from the logits (numpy, the same for every runtime)."""
 
-    def __init__(self, sampling: Sampling, seed: int | None, earlier: list[list[int]]):
+    def __init__(self, sampling: Sampling, seed: int | None, earlier: list[list[int]], avoid: list[int] = ()):
         self.s = sampling
+        self.avoid = list(avoid)  # token ids never chosen
         self.rng = np.random.default_rng(seed)
         self.n = sampling.no_repeat_ngram
         self.seen: dict[tuple, set[int]] = {}  # (n-1)-gram -> tokens that followed it
@@ -536,6 +553,8 @@ class _Chooser:
     def choose(self, logits: np.ndarray, generated: list[int]) -> int:
         scores = logits.astype(np.float32, copy=True)  # (vocab,)
         s = self.s
+        if self.avoid:
+            scores[self.avoid] = -np.inf
         if s.repetition_penalty != 1.0 and generated:
             ids = np.unique(np.asarray(generated))
             vals = scores[ids]

@@ -167,6 +167,13 @@ def test_no_repeat_ngram_blocks_an_earlier_replys_phrases():
     assert plain.choose(logits, [5, 6]) == 7
 
 
+def test_avoided_tokens_are_never_chosen():
+    logits = np.array([0.0, 3.0, 2.0, -1.0], dtype=np.float32)
+    assert _Chooser(Sampling(), seed=0, earlier=[], avoid=[1]).choose(logits, []) == 2
+    sampled = _Chooser(Sampling(temperature=1.0, top_k=0, top_p=1.0), seed=0, earlier=[], avoid=[1, 2])
+    assert {sampled.choose(logits, []) for _ in range(50)} <= {0, 3}
+
+
 def test_repetition_penalty_counts_the_reply_only():
     logits = np.array([0.0, 2.0, 1.9, -1.0], dtype=np.float32)
     chooser = _Chooser(Sampling(repetition_penalty=1.5), seed=0, earlier=[])

@@ -158,3 +158,12 @@ def test_other_images_are_not_scenes_and_are_seeded():
 )
 def test_score_reply_rule(reply, kind, correct, right):
     assert clevr.score_reply(reply, kind, correct) is right
+
+
+def test_rejected_choices_are_the_other_options_the_question_offers():
+    assert clevr.rejected_choices("Is the red object on the left or right of the image?", "right") == ("left",)
+    assert clevr.rejected_choices("Is the red object on the top or bottom?", "top") == ("bottom",)
+    assert clevr.rejected_choices("Is the red object a square or a circle?", "circle") == ("square",)
+    assert clevr.rejected_choices("What is the shape of the red object?", "circle") == ()  # no choice offered
+    assert clevr.rejected_choices("Is the red object on the left?", "right") == ()  # only one side named
+    assert clevr.rejected_choices("Is the red object on the left or right?", "three") == ()
