@@ -545,7 +545,7 @@ class Assistant:
         if text_out:
             yield text_out
         turn.timings["command"] = time.perf_counter() - start
-        self.last_reply = Reply(text=text_out, timings=turn.timings, images=turn.image_names,
+        self.last_reply = Reply(text=text_out, timings=turn.timings, image_names=turn.image_names,
                                 audio_inputs=turn.audio_names, command=getattr(result, "command", None) or None)
 
     def _use_tool(self, turn: Turn) -> str | None:
@@ -626,7 +626,7 @@ class Assistant:
             self.history = messages[1:-1] + [{"role": "user", "content": plain},
                                              {"role": "assistant", "content": written}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
-                                    timings=turn.timings, partial=partial, images=turn.image_names,
+                                    timings=turn.timings, partial=partial, image_names=turn.image_names,
                                     audio_inputs=turn.audio_names, tool=tool, ocr=ocr_dicts(turn),
                                     attention=attention_dicts(turn))
         if hold and text_out:
@@ -702,7 +702,7 @@ class Assistant:
         saved = save_transcript(turn)
         names = ", ".join(turn.audio_names)
         reply = Reply(text="", transcript=turn.transcript, evidence=turn.evidence, timings=turn.timings, partial=True,
-                      images=turn.image_names, audio_inputs=turn.audio_names)
+                      image_names=turn.image_names, audio_inputs=turn.audio_names)
         return MessageTooLong(
             f"{message}; the transcript of {names} was kept in {saved} (too long to answer about at once: ask about "
             f"a part of it, e.g. `/read {saved}`)", budget=budget, transcript=turn.transcript, saved_to=saved, reply=reply)

@@ -41,7 +41,7 @@ from assistant.tui.slash import SLASH_COMMANDS, SlashCommands
 from assistant.tui.turns import TurnJob, TurnRunner
 from assistant.tui.voice_actions import VoiceActions
 from assistant.tui.voice_bridge import VoiceBridge
-from assistant.tui.widgets import AttachmentBar, ChatInput, ChatLog, LevelMeter, StatusBar, Turn
+from assistant.tui.widgets import AttachmentBar, ChatInput, ChatLog, LevelMeter, StatusBar, TurnView
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         self.session: Session | None = None
         self.pending: list[Pending] = []
         self.job: TurnJob | None = None
-        self.turns: dict[int, Turn] = {}
+        self.turns: dict[int, TurnView] = {}
         self._keys = itertools.count(1)
         self.speak_replies = bool(settings.voice.speak_replies)
         self._spinner = None

@@ -117,7 +117,7 @@ class FakeAssistant:
             text=out, transcript=transcript, evidence=[f"label: {n}" for n in names],
             timings=dict(self.fixed_timings) if self.fixed_timings is not None else
             {"first_token": round(first or 0.0, 3), "total": round(time.perf_counter() - start, 3)},
-            partial=partial, images=names,
+            partial=partial, image_names=names,
         )
 
     def ask(self, text: str, **kw: Any) -> Reply:

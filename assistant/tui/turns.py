@@ -24,7 +24,7 @@ from assistant.tui.widgets import (
     ChatLog,
     StatusBar,
     SystemLine,
-    Turn,
+    TurnView,
     UserMessage,
     format_timings,
     image_preview,
@@ -69,7 +69,7 @@ class TurnRunner:
                       cancel=cancel or threading.Event(), speech=speech)
         waiting = "…" if self.bot is not None else "waiting for the models to load…"
         user = UserMessage(("🎤 " if heard else "") + text, job.attachments, preview=self.settings.ui.image_preview)
-        turn = Turn(job.key, user, AssistantMessage(waiting=waiting))
+        turn = TurnView(job.key, user, AssistantMessage(waiting=waiting))
         self.turns[job.key] = turn
         chat = self.query_one(ChatLog)
         chat.mount(turn)

@@ -24,7 +24,7 @@ class LookingAssistant(FakeAssistant):
 
     def stream(self, text, images=(), audio=(), cancel=None):
         yield from super().stream(text, images, audio, cancel)
-        self.last_reply.attention = [entry(n, known=False) for n in self.last_reply.images]
+        self.last_reply.attention = [entry(n, known=False) for n in self.last_reply.image_names]
 
 
 @pytest.mark.asyncio

@@ -20,7 +20,7 @@ class ReadingAssistant(FakeAssistant):
 
     def stream(self, text, images=(), audio=(), cancel=None):
         yield from super().stream(text, images, audio, cancel)
-        names = list(self.last_reply.images)
+        names = list(self.last_reply.image_names)
         self.last_reply.evidence += [f"Image {i + 1} ({n}) contains text:\n{READ}" for i, n in enumerate(names)]
         self.last_reply.ocr = [{"image": n, "text": READ, "lines": []} for n in names]
 
