@@ -10,7 +10,7 @@ from PIL import Image
 from assistant.config import Settings
 from assistant.storage import SessionStore
 from assistant.tui.app import SynesthesiaApp
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 
 
 class NoVoice:

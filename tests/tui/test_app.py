@@ -13,7 +13,7 @@ from assistant.errors import ModelError
 from assistant.tui.app import SynesthesiaApp
 from assistant.tui.screens import HelpScreen, SearchScreen, SettingsScreen
 from assistant.tui.sidebar import SessionList
-from assistant.tui.testing import FailAfter, FakeAssistant
+from tests.tui.fake_assistant import FailAfter, FakeAssistant
 from assistant.tui.widgets import (
     AssistantMessage,
     AttachmentBar,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from assistant.tui.widgets import AttentionView, HalfBlockImage, attention_picture
 from tests.tui.conftest import wait_idle
 from tests.tui.test_app import notes, type_and_send

@@ -6,7 +6,7 @@ import pytest
 from textual.widgets import TextArea
 
 from assistant.tui.attachments import image_texts
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from assistant.tui.widgets import ImageText
 from tests.tui.conftest import wait_idle
 from tests.tui.test_app import notes, type_and_send

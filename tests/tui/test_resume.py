@@ -8,7 +8,7 @@ import pytest
 
 from assistant.tui.session_actions import SHOWN_TURNS
 from assistant.tui.resume import MAX_CHARS_PER_TOKEN, prompt_budget, resume_conversation
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from assistant.tui.widgets import SystemLine, UserMessage
 from tests.tui.conftest import until, wait_idle
 

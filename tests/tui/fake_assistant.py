@@ -1,15 +1,13 @@
-"""A scripted stand-in for :class:`assistant.pipeline.Assistant`, for tests and demos only.
+"""A scripted stand-in for :class:`assistant.pipeline.Assistant`, for the terminal UI's tests.
 
-Never used by default: the app picks it only when ``SYNESTHESIA_FAKE_MODEL=1`` is set
-(the real-terminal test does that), or when a test passes it in. It follows the
-``Assistant`` contract in ``docs/CONTRACTS.md``: ``stream`` yields chunks and leaves
-``last_reply``; ``cancel`` is thread-safe; ``models``, ``history``, ``reset``,
-``transcribe``, ``speak`` and ``command`` behave like the real ones, without any weights.
+It is what the UI needs of an assistant (:class:`assistant.tui.protocol.AssistantLike`):
+``stream`` yields chunks and leaves ``last_reply``; ``cancel`` is thread-safe; ``models``,
+``history``, ``reset``, ``transcribe``, ``speak`` and ``command`` behave like the real ones,
+without any weights. ``tests/tui/fake_app.py`` starts the real app on it in a terminal.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -61,14 +59,6 @@ class FakeAssistant:
         self.on_note = None
         """Called with each note a command saves, set by the app (as on the real Assistant)."""
         self._cancel = threading.Event()
-
-    @classmethod
-    def from_env(cls) -> "FakeAssistant":
-        """What ``SYNESTHESIA_FAKE_MODEL=1`` loads; ``SYNESTHESIA_FAKE_DELAY`` sets the word delay."""
-        bot = cls(delay=float(os.environ.get("SYNESTHESIA_FAKE_DELAY", "0.05")),
-                  load_delay=float(os.environ.get("SYNESTHESIA_FAKE_LOAD_DELAY", "0.5")))
-        bot.load()
-        return bot
 
     def load(self) -> "FakeAssistant":
         time.sleep(self.load_delay)
