@@ -128,7 +128,7 @@ class TurnRunner:
                     self.post_message(m.ReplyChunk(job.key, "".join(buffered)))
                     buffered.clear()
                     last_post = now
-            reply = getattr(bot, "last_reply", None)
+            reply = bot.last_reply
         except Cancelled:
             reply = None
         except Exception as e:
@@ -154,7 +154,7 @@ class TurnRunner:
         if buffered:
             self.post_message(m.ReplyChunk(job.key, "".join(buffered)))
         cancelled = job.cancel.is_set()
-        partial = cancelled or bool(getattr(reply, "partial", False)) or reply is None
+        partial = cancelled or reply is None or reply.partial
         reason = "cancelled" if cancelled or reply is None else ("cut at the token limit" if partial else None)
         turn = writer.finish(reply if reply is not None else writer.text, partial=partial, stop_reason=reason)
         self.post_message(m.ReplyDone(job.key, reply, turn))
@@ -208,7 +208,7 @@ class TurnRunner:
             if stored.transcript:
                 turn.user.add_transcript(stored.transcript)
             turn.user.image_texts = image_texts(msg.reply, stored.evidence)
-            turn.user.attention = list(getattr(msg.reply, "attention", None) or [])
+            turn.user.attention = list(msg.reply.attention) if msg.reply is not None else []
             await turn.reply.finish(stored.reply_text, reply_footer(stored))
         if stored.timings:
             self.query_one(StatusBar).timings = format_timings(stored.timings) if self.settings.ui.show_timings else ""

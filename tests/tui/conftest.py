@@ -67,8 +67,8 @@ def store(tmp_path) -> SessionStore:
 
 
 @pytest.fixture
-def bot() -> FakeAssistant:
-    return FakeAssistant()
+def bot(settings) -> FakeAssistant:
+    return FakeAssistant(settings=settings)
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from assistant.config import Settings
 from assistant.errors import InputError
 from assistant.pipeline import ModelInfo, Reply
+from plugins.types import CommandResult
 
 
 @dataclass
@@ -43,7 +45,16 @@ class FakeAssistant:
         load_delay: float = 0.0,
         transcript: str = "hello from the microphone",
         timings: dict[str, float] | None = None,
+        settings: Settings | None = None,
+        context_window: int = 8192,
     ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.context_window = context_window
+        """The stand-in generator's context window (:meth:`budget` is the real rule on it)."""
+        self.plugins = None
+        self.synthesizer = None
+        """None: no streaming synthesizer, so the app speaks a reply whole with :meth:`speak`."""
+        self.recognizer = None
         self.replies: deque[str | BaseException] = deque(replies)
         self.delay = delay
         self.load_delay = load_delay
@@ -119,6 +130,13 @@ class FakeAssistant:
     def cancel(self) -> None:
         self._cancel.set()
 
+    def warm_up(self) -> None:
+        pass
+
+    def budget(self) -> int:
+        g = self.settings.generator
+        return min(g.context_tokens, self.context_window) - g.max_new_tokens
+
     def reset(self) -> None:
         self.history = []
 
@@ -131,15 +149,15 @@ class FakeAssistant:
         self.spoken.append(text)
         return np.zeros(1600, dtype=np.float32), 16000
 
-    def command(self, line: str, ctx: Any = None) -> str:
+    def command(self, line: str) -> CommandResult:
         """Plugin slash-command hook: ``/shout TEXT``, and ``/remember TEXT`` (saves a note)."""
         name, _, args = line.lstrip("/").partition(" ")
         if name == "shout":
-            return args.upper()
+            return CommandResult(args.upper(), command=name)
         if name == "remember":
             if self.on_note is not None:
                 self.on_note(args)
             if self.notify is not None:
                 self.notify(f"remembered: {args}", "information")
-            return "ok"
+            return CommandResult("ok", command=name)
         raise InputError(f"/{name}: unknown command (try /help)")
