@@ -19,16 +19,6 @@ from assistant.inputs import check_text, load_audio, load_image
 
 
 @dataclass
-class ModelInfo:
-    """One slot of `assistant models`: what runs there and where its weights came from."""
-
-    slot: str
-    name: str
-    source: str
-    detail: str = ""
-
-
-@dataclass
 class Turn:
     """A user's turn after loading and checking its inputs."""
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from assistant.config import Settings
     from assistant.plugin_host import PluginHost
-    from assistant.turns import ModelInfo, Reply
+    from assistant.loading import ModelInfo
+    from assistant.turns import Reply
     from plugins.types import CommandResult
 
 
