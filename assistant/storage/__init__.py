@@ -35,8 +35,8 @@ stored), :mod:`~assistant.storage.export` (a session written out as a folder).
 """
 
 from assistant.storage.migrations import MIGRATIONS
-from assistant.storage.records import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Attachment, SearchHit, Session, Turn, classify
+from assistant.storage.records import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, Attachment, SearchHit, Session, StoredTurn, classify
 from assistant.storage.store import DB_NAME, SessionStore, TurnWriter
 
 __all__ = ["AUDIO_EXTENSIONS", "DB_NAME", "IMAGE_EXTENSIONS", "MIGRATIONS", "Attachment", "SearchHit", "Session",
-           "SessionStore", "Turn", "TurnWriter", "classify"]
+           "SessionStore", "StoredTurn", "TurnWriter", "classify"]

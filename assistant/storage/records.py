@@ -22,7 +22,9 @@ class Attachment:
 
 
 @dataclass
-class Turn:
+class StoredTurn:
+    """One turn as the sessions database holds it (the pipeline's turn is :class:`assistant.turns.Turn`)."""
+
     id: int
     session_id: int
     created: float

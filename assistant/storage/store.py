@@ -18,7 +18,7 @@ from assistant import paths
 from assistant.errors import InputError
 from assistant.storage import migrations as schema
 from assistant.storage.export import export_session
-from assistant.storage.records import Attachment, SearchHit, Session, Turn
+from assistant.storage.records import Attachment, SearchHit, Session, StoredTurn
 
 log = logging.getLogger("synesthesia.storage")
 
@@ -290,7 +290,7 @@ class SessionStore:
         images: Sequence[Any] = (),
         audio: Sequence[Any] = (),
         save_audio: bool = True,
-    ) -> Turn:
+    ) -> StoredTurn:
         """Record a finished turn in one call. ``reply`` is the assistant's ``Reply`` (or a string)."""
         writer = self.begin_turn(session_id, text, images=images, audio=audio)
         return writer.finish(reply, save_audio=save_audio)
@@ -335,7 +335,7 @@ class SessionStore:
         for (rel,) in rows:
             (self.root / rel).unlink(missing_ok=True)
 
-    def turns(self, session_id: int, *, last: int | None = None) -> list[Turn]:
+    def turns(self, session_id: int, *, last: int | None = None) -> list[StoredTurn]:
         """The session's turns, oldest first; ``last``: only the latest ``last`` of them."""
         where, params = "session_id = ?", [session_id]
         if last is not None:
@@ -349,7 +349,7 @@ class SessionStore:
             ).fetchall()
         return self._with_attachments(rows, atts)
 
-    def get_turn(self, turn_id: int) -> Turn:
+    def get_turn(self, turn_id: int) -> StoredTurn:
         """One turn with its attachments (reads that turn only, however long its session)."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchall()
@@ -358,7 +358,7 @@ class SessionStore:
             raise InputError(f"turn {turn_id}: no such turn")
         return self._with_attachments(rows, atts)[0]
 
-    def _with_attachments(self, rows: list[sqlite3.Row], atts: list[sqlite3.Row]) -> list[Turn]:
+    def _with_attachments(self, rows: list[sqlite3.Row], atts: list[sqlite3.Row]) -> list[StoredTurn]:
         by_turn: dict[int, list[Attachment]] = {}
         for a in atts:
             by_turn.setdefault(a["turn_id"], []).append(
@@ -367,8 +367,8 @@ class SessionStore:
         return [self._turn(r, by_turn.get(r["id"], [])) for r in rows]
 
     @staticmethod
-    def _turn(r: sqlite3.Row, attachments: list[Attachment]) -> Turn:
-        return Turn(
+    def _turn(r: sqlite3.Row, attachments: list[Attachment]) -> StoredTurn:
+        return StoredTurn(
             id=r["id"],
             session_id=r["session_id"],
             created=r["created"],
@@ -467,7 +467,7 @@ class TurnWriter:
         self._last_commit = time.monotonic()
 
     def finish(self, reply: Any = None, *, partial: bool | None = None, stop_reason: str | None = None,
-               save_audio: bool = True) -> Turn:
+               save_audio: bool = True) -> StoredTurn:
         """Write the final reply (an assistant ``Reply``, a string, or None for the streamed text).
 
         ``partial`` defaults to ``reply.partial``; the spoken reply (``reply.audio``) is saved

@@ -5,11 +5,7 @@ Importing this package is cheap: Textual and the app load inside :func:`run`.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
-
-FAKE_MODEL_ENV = "SYNESTHESIA_FAKE_MODEL"
-"""Set to 1 to run the app on the scripted stand-in model (tests and demos only)."""
 
 
 def run(settings: Any, load_bot: Callable[[], Any]) -> int:
@@ -19,10 +15,6 @@ def run(settings: Any, load_bot: Callable[[], Any]) -> int:
     assistant (``Assistant.load(...)``); it is called in a worker thread after the window
     opens, so the user can type while the models load.
     """
-    if os.environ.get(FAKE_MODEL_ENV, "") not in ("", "0"):
-        from assistant.tui.testing import FakeAssistant
-
-        load_bot = FakeAssistant.from_env
     if settings.ui.image_preview == "auto":
         # textual-image asks the terminal about graphics support; that must happen before
         # Textual takes the terminal over.
@@ -39,4 +31,4 @@ def run(settings: Any, load_bot: Callable[[], Any]) -> int:
     return int(result or 0)
 
 
-__all__ = ["run", "FAKE_MODEL_ENV"]
+__all__ = ["run"]

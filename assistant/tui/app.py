@@ -33,6 +33,7 @@ from assistant.storage import Session, SessionStore
 from assistant.tui import messages as m
 from assistant.tui.attachments import Pending, as_attachment, split_paths
 from assistant.tui.helpers import accepts, describe_models, key_names
+from assistant.tui.protocol import AssistantLike
 from assistant.tui.resume import resume_conversation
 from assistant.tui.screens import ConfirmScreen, FilePickerScreen, HelpScreen, SettingsScreen
 from assistant.tui.session_actions import SessionActions
@@ -41,14 +42,14 @@ from assistant.tui.slash import SLASH_COMMANDS, SlashCommands
 from assistant.tui.turns import TurnJob, TurnRunner
 from assistant.tui.voice_actions import VoiceActions
 from assistant.tui.voice_bridge import VoiceBridge
-from assistant.tui.widgets import AttachmentBar, ChatInput, ChatLog, LevelMeter, StatusBar, Turn
+from assistant.tui.widgets import AttachmentBar, ChatInput, ChatLog, LevelMeter, StatusBar, TurnView
 
 log = logging.getLogger(__name__)
 
 
 class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, App[int]):
-    """``SynesthesiaApp(settings, load_bot)``; ``load_bot()`` returns an object with the
-    ``Assistant`` interface (see docs/CONTRACTS.md) and runs in a worker thread."""
+    """``SynesthesiaApp(settings, load_bot)``; ``load_bot()`` returns what the UI needs of an
+    assistant (:class:`assistant.tui.protocol.AssistantLike`) and runs in a worker thread."""
 
     CSS_PATH = "app.tcss"
     TITLE = "Synesthesia"
@@ -73,7 +74,7 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
     def __init__(
         self,
         settings: Any,
-        load_bot: Callable[[], Any],
+        load_bot: Callable[..., AssistantLike],
         store: SessionStore | None = None,
         *,
         voice: VoiceBridge | None = None,
@@ -85,13 +86,13 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         self.store = store if store is not None else SessionStore.open(write=True)
         self.voice = voice if voice is not None else VoiceBridge(settings)
         self.cursor_blink = cursor_blink
-        self.bot: Any = None
+        self.bot: AssistantLike | None = None
         self.load_error: str | None = None
         self._models_ready = threading.Event()
         self.session: Session | None = None
         self.pending: list[Pending] = []
         self.job: TurnJob | None = None
-        self.turns: dict[int, Turn] = {}
+        self.turns: dict[int, TurnView] = {}
         self._keys = itertools.count(1)
         self.speak_replies = bool(settings.voice.speak_replies)
         self._spinner = None
@@ -179,14 +180,10 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
     def on_bot_ready(self, msg: m.BotReady) -> None:
         self.bot = msg.bot
         # Plugins report (timers, problems) and save notes through these hooks, from any thread.
-        if hasattr(self.bot, "notify"):
-            self.bot.notify = lambda message, severity="information": self.post_message(
-                m.Notice(str(message), severity))
-        if hasattr(self.bot, "on_note"):
-            self.bot.on_note = lambda text: self.post_message(m.NoteSaved(str(text)))
-        host = getattr(self.bot, "plugins", None)
-        if host is not None and hasattr(host, "confirm"):  # capability questions become dialogs, not tty prompts
-            host.confirm = self.confirm_from_thread
+        self.bot.notify = lambda message, severity="information": self.post_message(m.Notice(str(message), severity))
+        self.bot.on_note = lambda text: self.post_message(m.NoteSaved(str(text)))
+        if self.bot.plugins is not None:  # capability questions become dialogs, not tty prompts
+            self.bot.plugins.confirm = self.confirm_from_thread
         self._resume_conversation()
         self._models_ready.set()
         if self._spinner is not None:
@@ -210,13 +207,11 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         then let it get ready for the next question in the background (:meth:`_warm_up`)."""
         if self.bot is None:
             return
-        resume_conversation(self.bot, self.store, self.session.id if self.session else None,
-                            getattr(self.bot, "settings", self.settings))
-        if callable(getattr(self.bot, "warm_up", None)):
-            self._warm_up(self.bot)
+        resume_conversation(self.bot, self.store, self.session.id if self.session else None)
+        self._warm_up(self.bot)
 
     @work(thread=True, exclusive=True, group="warm-up", exit_on_error=False)
-    def _warm_up(self, bot: Any) -> None:
+    def _warm_up(self, bot: AssistantLike) -> None:
         """``bot.warm_up()`` while the user types: what the assistant can compute before the
         question (its prompt so far). A speed-up only: a failure is logged, nothing else."""
         try:
@@ -314,11 +309,9 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
     def slash_commands(self) -> list[tuple[str, str]]:
         """The app's own commands, then those the plugins registered."""
         rows = list(SLASH_COMMANDS)
-        commands = getattr(getattr(self.bot, "plugins", None), "commands", None)
-        if isinstance(commands, dict):
-            for cmd in sorted(commands.values(), key=lambda c: getattr(c, "name", "")):
-                usage = getattr(cmd, "usage", "") or f"/{getattr(cmd, 'name', '?')}"
-                rows.append((usage, f"{getattr(cmd, 'help', '')} (plugin {getattr(cmd, 'plugin', '?')})"))
+        if self.bot is not None and self.bot.plugins is not None:
+            for cmd in sorted(self.bot.plugins.commands.values(), key=lambda c: c.name):
+                rows.append((cmd.usage or f"/{cmd.name}", f"{cmd.help} (plugin {cmd.plugin or '?'})"))
         return rows
 
     def action_help(self) -> None:

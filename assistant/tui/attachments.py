@@ -44,7 +44,7 @@ def image_texts(reply, evidence=()) -> list[tuple[str, str]]:
     """(image name, text read in it) for each image of a turn that holds text: from the reply's
     ``ocr`` (all of it), else from the stored evidence lines "Image N (name) contains text:"
     (what the generator saw, perhaps shortened)."""
-    found = [(r["image"], r["text"]) for r in (getattr(reply, "ocr", None) or []) if r and r.get("text")]
+    found = [(r["image"], r["text"]) for r in (reply.ocr if reply is not None else []) if r and r.get("text")]
     if found:
         return found
     for note in evidence or ():

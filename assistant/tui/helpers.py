@@ -14,7 +14,7 @@ def describe_models(bot: Any) -> list[str]:
     except Exception as e:
         log.warning("bot.models() failed: %s", e)
         return []
-    return [f"{getattr(i, 'slot', '?')}: {getattr(i, 'name', '?')}" for i in infos]
+    return [f"{i.slot}: {i.name}" for i in infos]
 
 
 def reply_footer(turn: Any) -> str:

@@ -37,7 +37,7 @@ class ReplyDone(Message):
     key: int
     reply: Any
     turn: Any
-    """The stored :class:`assistant.storage.Turn`."""
+    """The stored :class:`assistant.storage.StoredTurn`."""
 
 
 @dataclass

@@ -13,9 +13,12 @@ and code; only long runs of one character, such as spaces, pack more) and at lea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from assistant.storage import SessionStore
+
+if TYPE_CHECKING:
+    from assistant.tui.protocol import AssistantLike
 
 MAX_CHARS_PER_TOKEN = 8
 """Characters read from the store per token of prompt budget (about twice what prose needs)."""
@@ -24,26 +27,20 @@ MIN_TOKENS_PER_MESSAGE = 5
 """Tokens the smallest chat message takes in the prompt: ``<|im_start|>user\\n`` ... ``<|im_end|>\\n``."""
 
 
-def prompt_budget(settings: Any, bot: Any) -> int:
+def prompt_budget(bot: AssistantLike) -> int:
     """Tokens the conversation may take in the prompt: what the pipeline fits it into
-    (the context, less the room kept for the reply)."""
-    g = settings.generator
-    tokens = g.context_tokens
-    window = getattr(getattr(bot, "generator", None), "context_window", None)
-    if isinstance(window, int) and window > 0:
-        tokens = min(tokens, window)
-    return max(0, tokens - g.max_new_tokens)
+    (``bot.budget()``: the context, less the room kept for the reply)."""
+    return max(0, bot.budget())
 
 
-def resume_conversation(bot: Any, store: SessionStore, session_id: int | None, settings: Any) -> int:
+def resume_conversation(bot: AssistantLike, store: SessionStore, session_id: int | None) -> int:
     """Start ``bot``'s conversation afresh with session ``session_id``'s latest turns (none for
     ``None``: a new conversation). Returns how many messages it was given."""
     bot.reset()
-    history = getattr(bot, "history", None)
-    if session_id is None or not isinstance(history, list):
+    if session_id is None:
         return 0
-    budget = prompt_budget(settings, bot)
+    budget = prompt_budget(bot)
     messages = store.history(session_id, max_chars=budget * MAX_CHARS_PER_TOKEN,
                              max_turns=budget // MIN_TOKENS_PER_MESSAGE)
-    history.extend(messages)
+    bot.history.extend(messages)
     return len(messages)

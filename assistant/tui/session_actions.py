@@ -11,7 +11,7 @@ from assistant.storage import SearchHit, Session
 from assistant.tui.attachments import Pending, image_texts
 from assistant.tui.screens import ConfirmScreen, PromptScreen, SearchScreen
 from assistant.tui.sidebar import SessionList, Sidebar
-from assistant.tui.widgets import AssistantMessage, ChatInput, ChatLog, SystemLine, Turn, UserMessage
+from assistant.tui.widgets import AssistantMessage, ChatInput, ChatLog, SystemLine, TurnView, UserMessage
 from assistant.tui.helpers import reply_footer
 
 
@@ -41,7 +41,7 @@ class SessionActions:
                 user = UserMessage(t.user_text, atts, preview=self.settings.ui.image_preview,
                                    transcript=t.transcript, image_texts=image_texts(None, t.evidence))
                 reply = AssistantMessage(t.reply_text or "_(no reply)_", footer=reply_footer(t))
-                widgets.append(Turn(next(self._keys), user, reply, turn_id=t.id))
+                widgets.append(TurnView(next(self._keys), user, reply, turn_id=t.id))
             chat.mount_all(widgets)
         chat.anchor()
         self._refresh_sessions()
@@ -162,7 +162,7 @@ class SessionActions:
             return
         if (self.session is None or self.session.id != hit.session_id) and not self.switch_session(hit.session_id):
             return
-        for turn in self.query(Turn):
+        for turn in self.query(TurnView):
             if turn.turn_id == hit.turn_id:
                 self.query_one(ChatLog).anchor(False)
                 turn.scroll_visible(top=True, animate=False)

@@ -3,18 +3,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
-
 from textual import work
 
-from assistant import paths
 from assistant.errors import first_line
 from assistant.tui import messages as m
 from assistant.tui.screens import SearchScreen
 from assistant.tui.widgets import ChatInput
-from assistant.tui.helpers import accepts
-
 
 
 SLASH_COMMANDS: list[tuple[str, str]] = [
@@ -89,21 +83,10 @@ class SlashCommands:
         self.store.add_note(self.session.id, text)
         self.notify("note saved in this session")
 
-    def _command_runner(self) -> Callable[[str, Any], Any] | None:
-        """Where unknown ``/commands`` go: ``bot.command(line[, ctx=])``, else the plugin host's
-        ``bot.plugins.run_command(line, ctx)``; None when neither exists."""
-        if self.bot is None:
-            return None
-        command = getattr(self.bot, "command", None)
-        if callable(command):
-            return lambda line, ctx: command(line, ctx=ctx) if accepts(command, "ctx") else command(line)
-        run = getattr(getattr(self.bot, "plugins", None), "run_command", None)
-        return run if callable(run) else None
-
     def _plugin_command(self, line: str) -> None:
-        """Hand an unknown ``/command`` to the plugins (see :meth:`_command_runner`), in a worker."""
-        if self._command_runner() is None:
-            why = "the models are still loading" if self.bot is None and not self.load_error else "no plugins"
+        """Hand an unknown ``/command`` to the plugins (``bot.command``), in a worker."""
+        if self.bot is None:
+            why = "no plugins" if self.load_error else "the models are still loading"
             self.notify(f"{line.split()[0]}: unknown command ({why}; F1 lists the commands)", severity="error")
             self.query_one(ChatInput).value = line
             return
@@ -113,40 +96,13 @@ class SlashCommands:
     def _run_plugin_command(self, line: str) -> None:
         name = line.split()[0]
         try:
-            result = self._command_runner()(line, self._command_context())
+            result = self.bot.command(line)
         except Exception as e:
             self.post_message(m.CommandOutput(name, first_line(e), True))
             return
         if result is None:
             self.post_message(m.CommandOutput(name, f"{name}: unknown command (F1 lists the commands)", True))
             return
-        text = getattr(result, "text", result)
-        data = getattr(result, "data", None)
+        data = result.data
         image = data.get("image") if isinstance(data, dict) and isinstance(data.get("image"), str) else None
-        self.post_message(m.CommandOutput(name, str(text) if text else f"{name}: done", image=image))
-
-    def _command_context(self) -> Any:
-        """What a plugin command may ask of the app (see plugins.types.CommandContext)."""
-        app = self
-
-        class _Context:
-            settings = app.settings
-
-            def image_labels(self) -> list[tuple[str, float]]:
-                return []
-
-            def save_note(self, text: str) -> None:
-                app.call_from_thread(app.save_note, text)
-
-            def notify(self, message: str, severity: str = "information") -> None:
-                app.call_from_thread(app.notify, message, severity=severity)
-
-            def add_context(self, text: str) -> None:
-                history = getattr(app.bot, "history", None)
-                if isinstance(history, list):
-                    history.append({"role": "user", "content": text})
-
-            def data_dir(self) -> Path:
-                return paths.data_dir()
-
-        return _Context()
+        self.post_message(m.CommandOutput(name, str(result.text) if result.text else f"{name}: done", image=image))

@@ -24,7 +24,7 @@ from assistant.tui.widgets import (
     ChatLog,
     StatusBar,
     SystemLine,
-    Turn,
+    TurnView,
     UserMessage,
     format_timings,
     image_preview,
@@ -69,7 +69,7 @@ class TurnRunner:
                       cancel=cancel or threading.Event(), speech=speech)
         waiting = "…" if self.bot is not None else "waiting for the models to load…"
         user = UserMessage(("🎤 " if heard else "") + text, job.attachments, preview=self.settings.ui.image_preview)
-        turn = Turn(job.key, user, AssistantMessage(waiting=waiting))
+        turn = TurnView(job.key, user, AssistantMessage(waiting=waiting))
         self.turns[job.key] = turn
         chat = self.query_one(ChatLog)
         chat.mount(turn)
@@ -128,7 +128,7 @@ class TurnRunner:
                     self.post_message(m.ReplyChunk(job.key, "".join(buffered)))
                     buffered.clear()
                     last_post = now
-            reply = getattr(bot, "last_reply", None)
+            reply = bot.last_reply
         except Cancelled:
             reply = None
         except Exception as e:
@@ -154,7 +154,7 @@ class TurnRunner:
         if buffered:
             self.post_message(m.ReplyChunk(job.key, "".join(buffered)))
         cancelled = job.cancel.is_set()
-        partial = cancelled or bool(getattr(reply, "partial", False)) or reply is None
+        partial = cancelled or reply is None or reply.partial
         reason = "cancelled" if cancelled or reply is None else ("cut at the token limit" if partial else None)
         turn = writer.finish(reply if reply is not None else writer.text, partial=partial, stop_reason=reason)
         self.post_message(m.ReplyDone(job.key, reply, turn))
@@ -208,7 +208,7 @@ class TurnRunner:
             if stored.transcript:
                 turn.user.add_transcript(stored.transcript)
             turn.user.image_texts = image_texts(msg.reply, stored.evidence)
-            turn.user.attention = list(getattr(msg.reply, "attention", None) or [])
+            turn.user.attention = list(msg.reply.attention) if msg.reply is not None else []
             await turn.reply.finish(stored.reply_text, reply_footer(stored))
         if stored.timings:
             self.query_one(StatusBar).timings = format_timings(stored.timings) if self.settings.ui.show_timings else ""

@@ -178,7 +178,7 @@ class VoiceBridge:
         None when the assistant has no ``synthesizer`` (the caller then uses ``bot.speak``
         and :meth:`play`). The object has ``feed(chunk)``, ``end() -> SpokenReply`` and ``stop()``.
         """
-        synth = getattr(bot, "synthesizer", None)
+        synth = bot.synthesizer
         if synth is None or self._voice is None:
             return None
         if self._output is None or self._output.synthesizer is not synth:

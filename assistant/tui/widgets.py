@@ -261,8 +261,9 @@ class AssistantMessage(Vertical):
         widget.display = bool(footer)
 
 
-class Turn(Vertical):
-    """One exchange in the chat log; ``key`` identifies it to the worker that fills it."""
+class TurnView(Vertical):
+    """One turn as the chat log shows it (a question and its reply); ``key`` identifies it to the
+    worker that fills it, ``turn_id`` to the session store."""
 
     def __init__(self, key: int, user: UserMessage, reply: AssistantMessage, *, turn_id: int | None = None):
         super().__init__(classes="turn")
@@ -384,6 +385,6 @@ def format_timings(timings: dict[str, float], limit: int = 5) -> str:
 
 __all__ = [
     "AssistantMessage", "AttachmentBar", "AttentionView", "ChatInput", "ChatLog", "HalfBlockImage", "ImageText", "LevelMeter",
-    "StatusBar", "SystemLine", "Turn", "UserMessage", "as_attachment",
+    "StatusBar", "SystemLine", "TurnView", "UserMessage", "as_attachment",
     "format_timings", "image_preview",
 ]

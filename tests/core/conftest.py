@@ -44,7 +44,7 @@ def lazy_stack(monkeypatch):
 
     monkeypatch.setattr(Assistant, "load", classmethod(load))
     monkeypatch.setattr(Assistant, "_load_image_encoder", load_image_encoder)
-    monkeypatch.setattr("assistant.pipeline.speech_engines", lambda plugins, notify: fake_speech_engines(
+    monkeypatch.setattr("assistant.loading.speech_engines", lambda plugins, notify: fake_speech_engines(
         recognizer=stack.recognizer, synthesizer=stack.synthesizer, built=stack.loaded))
     return stack
 

@@ -44,7 +44,7 @@ def test_image_labels_become_evidence(make_bot):
     assert len(r.evidence) == 1 and "cat" in r.evidence[0] and "cat.jpg" in r.evidence[0]
     sent = bot.generator.prompts[0][-1]["content"]
     assert sent.startswith("[Image 1 (cat.jpg) shows") and sent.endswith("What is this?")
-    assert r.images == ["cat.jpg"] and "image" in r.timings
+    assert r.image_names == ["cat.jpg"] and "image" in r.timings
 
 
 def test_image_without_text_asks_what_it_is(make_bot):

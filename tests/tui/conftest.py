@@ -10,7 +10,7 @@ from PIL import Image
 from assistant.config import Settings
 from assistant.storage import SessionStore
 from assistant.tui.app import SynesthesiaApp
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 
 
 class NoVoice:
@@ -67,8 +67,8 @@ def store(tmp_path) -> SessionStore:
 
 
 @pytest.fixture
-def bot() -> FakeAssistant:
-    return FakeAssistant()
+def bot(settings) -> FakeAssistant:
+    return FakeAssistant(settings=settings)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from assistant.errors import ModelError
 from assistant.tui.app import SynesthesiaApp
 from assistant.tui.screens import HelpScreen, SearchScreen, SettingsScreen
 from assistant.tui.sidebar import SessionList
-from assistant.tui.testing import FailAfter, FakeAssistant
+from tests.tui.fake_assistant import FailAfter, FakeAssistant
 from assistant.tui.widgets import (
     AssistantMessage,
     AttachmentBar,
@@ -521,15 +521,18 @@ async def test_file_picker_attaches(make_app, picture, monkeypatch):
 
 
 class BotWithPlugins(FakeAssistant):
-    """Like the real Assistant: no ``command`` method, a plugin host in ``plugins``."""
-
-    command = None
+    """Like the real Assistant: a plugin host in ``plugins`` runs the commands."""
 
     def __init__(self):
         super().__init__()
         from assistant.plugin_host import load_plugins
 
         self.plugins = load_plugins(enabled=False)  # the built-in plugins only
+
+    def command(self, line):
+        from plugins.types import BasicContext
+
+        return self.plugins.run_command(line, BasicContext(settings=self.settings))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from assistant.tui.widgets import AttentionView, HalfBlockImage, attention_picture
 from tests.tui.conftest import wait_idle
 from tests.tui.test_app import notes, type_and_send
@@ -24,7 +24,7 @@ class LookingAssistant(FakeAssistant):
 
     def stream(self, text, images=(), audio=(), cancel=None):
         yield from super().stream(text, images, audio, cancel)
-        self.last_reply.attention = [entry(n, known=False) for n in self.last_reply.images]
+        self.last_reply.attention = [entry(n, known=False) for n in self.last_reply.image_names]
 
 
 @pytest.mark.asyncio

@@ -6,7 +6,7 @@ import pytest
 from textual.widgets import TextArea
 
 from assistant.tui.attachments import image_texts
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from assistant.tui.widgets import ImageText
 from tests.tui.conftest import wait_idle
 from tests.tui.test_app import notes, type_and_send
@@ -20,7 +20,7 @@ class ReadingAssistant(FakeAssistant):
 
     def stream(self, text, images=(), audio=(), cancel=None):
         yield from super().stream(text, images, audio, cancel)
-        names = list(self.last_reply.images)
+        names = list(self.last_reply.image_names)
         self.last_reply.evidence += [f"Image {i + 1} ({n}) contains text:\n{READ}" for i, n in enumerate(names)]
         self.last_reply.ocr = [{"image": n, "text": READ, "lines": []} for n in names]
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from assistant.tui.session_actions import SHOWN_TURNS
 from assistant.tui.resume import MAX_CHARS_PER_TOKEN, prompt_budget, resume_conversation
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from assistant.tui.widgets import SystemLine, UserMessage
 from tests.tui.conftest import until, wait_idle
 
@@ -31,7 +29,7 @@ def long_session(store):
 
 
 def test_resume_gives_the_latest_turns_within_the_budget(small_budget, store, bot, long_session):
-    given = resume_conversation(bot, store, long_session, small_budget)
+    given = resume_conversation(bot, store, long_session)
     assert 0 < given < 2 * TURNS and given == len(bot.history)
     assert bot.history == store.history(long_session)[-given:]  # the tail, whole turns, in order
     assert bot.history[-1]["content"].startswith(f"answer {TURNS - 1}:")
@@ -39,14 +37,14 @@ def test_resume_gives_the_latest_turns_within_the_budget(small_budget, store, bo
 
 
 def test_resume_without_a_session_starts_afresh(small_budget, store, bot, long_session):
-    resume_conversation(bot, store, long_session, small_budget)
-    assert resume_conversation(bot, store, None, small_budget) == 0 and bot.history == []
+    resume_conversation(bot, store, long_session)
+    assert resume_conversation(bot, store, None) == 0 and bot.history == []
 
 
-def test_the_budget_is_the_smaller_of_the_setting_and_the_model_window(small_budget):
-    bot = SimpleNamespace(generator=SimpleNamespace(context_window=128))
-    assert prompt_budget(small_budget, bot) == 128 - 56
-    assert prompt_budget(small_budget, object()) == 256 - 56
+def test_the_budget_is_the_assistants_never_below_zero(small_budget):
+    assert prompt_budget(FakeAssistant(settings=small_budget, context_window=128)) == 128 - 56
+    assert prompt_budget(FakeAssistant(settings=small_budget)) == 256 - 56
+    assert prompt_budget(FakeAssistant(settings=small_budget, context_window=32)) == 0
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from tests.tui.conftest import add_session, wait_idle
 
 SIZE = (110, 34)

@@ -1,4 +1,7 @@
-"""The real app in a real terminal (tmux): type a question, read the streamed reply off the screen."""
+"""The real app in a real terminal (tmux): type a question, read the streamed reply off the screen.
+
+The app runs on the scripted assistant (``tests/tui/fake_app.py``, started as ``assistant``
+starts the UI), so no model loads."""
 
 from __future__ import annotations
 
@@ -36,9 +39,6 @@ def test_question_and_streamed_reply_in_tmux(tmp_path):
     sock = f"synesthesia-test-{os.getpid()}"
     data, config = tmp_path / "data", tmp_path / "config"
     env = {
-        "SYNESTHESIA_FAKE_MODEL": "1",
-        "SYNESTHESIA_FAKE_DELAY": "0.15",
-        "SYNESTHESIA_FAKE_LOAD_DELAY": "0.3",
         "SYNESTHESIA_DATA_DIR": str(data),
         "SYNESTHESIA_CONFIG_DIR": str(config),
         "SYNESTHESIA_CACHE_DIR": str(tmp_path / "cache"),
@@ -47,7 +47,7 @@ def test_question_and_streamed_reply_in_tmux(tmp_path):
     }
     env_args = [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
     _tmux(sock, "-f", "/dev/null", "new-session", "-d", "-s", "app", "-x", "120", "-y", "36", *env_args,
-          f"cd {ROOT} && {sys.executable} -m assistant.tui; echo EXITED $?; sleep 60")
+          f"cd {ROOT} && {sys.executable} -m tests.tui.fake_app --delay 0.15 --load-delay 0.3; echo EXITED $?; sleep 60")
     try:
         _wait_for(sock, "generator: fake-echo")  # the models "loaded" in the background
         _tmux(sock, "send-keys", "-t", "app", "-l", "What is the capital of France?")

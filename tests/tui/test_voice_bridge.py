@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from assistant.errors import DeviceError
-from assistant.tui.testing import FakeAssistant
+from tests.tui.fake_assistant import FakeAssistant
 from assistant.tui.voice_bridge import VoiceBridge, VoiceUnavailable
 from assistant.tui.widgets import LevelMeter, StatusBar
 from tests.tui.conftest import until, wait_idle

@@ -16,17 +16,22 @@ frames speech; ``ToneSynth`` speaks tones; ``FakeBot`` streams scripted replies.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 
 class FakeStream:
-    def __init__(self, kind, samplerate, blocksize, device, callback, on_error=None):
+    def __init__(self, kind, samplerate, blocksize, device, callback, on_error=None, on_start=None):
         self.kind, self.samplerate, self.blocksize, self.device, self.callback = kind, samplerate, blocksize, device, callback
         self.on_error = on_error
+        self.on_start = on_start
         self.started = self.closed = False
 
     def start(self):
         self.started = True
+        if self.on_start is not None:
+            self.on_start()
 
     def stop(self):
         self.started = False
@@ -48,13 +53,16 @@ class FakeStreams:
         self.played: list[np.ndarray] = []
         self._mic_pos = 0
         self._echo_line = np.zeros(echo_delay, np.float32)
+        self.input_started = threading.Event()
+        """Set when a microphone stream starts (wait on it instead of polling ``input.started``)."""
 
     def open_input(self, samplerate, blocksize, device, callback, on_error=None):
         if self.fail_input:
             from assistant.errors import DeviceError
 
             raise DeviceError("no microphone (fake)")
-        self.input = FakeStream("input", samplerate, blocksize, device, callback, on_error)
+        self.input = FakeStream("input", samplerate, blocksize, device, callback, on_error,
+                                on_start=self.input_started.set)
         return self.input
 
     def unplug(self, reason: str = "the microphone stopped delivering audio (fake unplug)") -> None:

@@ -138,8 +138,7 @@ def test_talk_answers_aloud_until_ctrl_c(monkeypatch, capsys, say16):
     def user() -> None:
         try:
             deadline = time.monotonic() + 30
-            while (streams.input is None or not streams.input.started) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            streams.input_started.wait(30)
             streams.say(pad(say16("What is the capital of France?"), 0.3, 1.5))
             played = int(0.19 * 16000)  # the tone synthesizer says each sentence for 0.2 s
             while np.count_nonzero(streams.speaker_audio()) < played and time.monotonic() < deadline:

@@ -159,9 +159,8 @@ def test_threaded_listen_blocks_until_end_of_speech(vad, say16):
     listener = Listener(vad=vad, streams=streams, samplerate=16000)
 
     def drive():
-        while streams.input is None or not streams.input.started:
-            time.sleep(0.01)
-        streams.feed_all(tail_s=1.5)
+        if streams.input_started.wait(20):
+            streams.feed_all(tail_s=1.5)
 
     threading.Thread(target=drive, daemon=True).start()
     audio = listener.listen(timeout=20)
@@ -201,12 +200,10 @@ def test_player_plays_in_order_and_stops_at_once():
 
 def test_spoken_reply_starts_after_the_first_sentence(synth):
     streams = FakeStreams()
-    spoken = []
-    out = SpeechOutput(synth, streams=streams, on_sentence=spoken.append)
+    spoken, first = [], threading.Event()
+    out = SpeechOutput(synth, streams=streams, on_sentence=lambda s: (spoken.append(s), first.set()))
     out.feed("The red object is a circle. It is on the le")
-    deadline = time.time() + 10
-    while not spoken and time.time() < deadline:
-        time.sleep(0.01)
+    assert first.wait(10)
     # The first sentence is being played while the generator is still writing the second.
     assert spoken == ["The red object is a circle."]
     streams.run(0.3)
@@ -456,16 +453,15 @@ def test_microphone_transcript_is_decoded_while_speaking(vad, recognizer, say16)
 
 def test_listener_worker_threads_end_with_their_utterance(vad, say16):
     speech = say16("Tell me a joke.")
-    before = threading.active_count()
+    before = set(threading.enumerate())
     for _ in range(3):
         streams = FakeStreams(pad(speech, 0.3, 0.0))
-        got = []
-        listener = Listener(vad=vad, streams=streams, on_utterance=got.append)
+        heard = threading.Event()
+        listener = Listener(vad=vad, streams=streams, on_utterance=lambda audio: heard.set())
         listener.start()
         streams.feed_all(tail_s=1.2)
-        deadline = time.time() + 20
-        while not got and time.time() < deadline:
-            time.sleep(0.02)
-        assert got
-    time.sleep(0.6)
-    assert threading.active_count() <= before + 1
+        assert heard.wait(20)
+    deadline = time.monotonic() + 5
+    for thread in set(threading.enumerate()) - before:  # each utterance's workers end once it is delivered
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert len(set(threading.enumerate()) - before) <= 1

@@ -1,15 +1,13 @@
-"""A scripted stand-in for :class:`assistant.pipeline.Assistant`, for tests and demos only.
+"""A scripted stand-in for :class:`assistant.pipeline.Assistant`, for the terminal UI's tests.
 
-Never used by default: the app picks it only when ``SYNESTHESIA_FAKE_MODEL=1`` is set
-(the real-terminal test does that), or when a test passes it in. It follows the
-``Assistant`` contract in ``docs/CONTRACTS.md``: ``stream`` yields chunks and leaves
-``last_reply``; ``cancel`` is thread-safe; ``models``, ``history``, ``reset``,
-``transcribe``, ``speak`` and ``command`` behave like the real ones, without any weights.
+It is what the UI needs of an assistant (:class:`assistant.tui.protocol.AssistantLike`):
+``stream`` yields chunks and leaves ``last_reply``; ``cancel`` is thread-safe; ``models``,
+``history``, ``reset``, ``transcribe``, ``speak`` and ``command`` behave like the real ones,
+without any weights. ``tests/tui/fake_app.py`` starts the real app on it in a terminal.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -18,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from assistant.config import Settings
 from assistant.errors import InputError
 from assistant.pipeline import ModelInfo, Reply
+from plugins.types import CommandResult
 
 
 @dataclass
@@ -45,7 +45,16 @@ class FakeAssistant:
         load_delay: float = 0.0,
         transcript: str = "hello from the microphone",
         timings: dict[str, float] | None = None,
+        settings: Settings | None = None,
+        context_window: int = 8192,
     ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.context_window = context_window
+        """The stand-in generator's context window (:meth:`budget` is the real rule on it)."""
+        self.plugins = None
+        self.synthesizer = None
+        """None: no streaming synthesizer, so the app speaks a reply whole with :meth:`speak`."""
+        self.recognizer = None
         self.replies: deque[str | BaseException] = deque(replies)
         self.delay = delay
         self.load_delay = load_delay
@@ -61,14 +70,6 @@ class FakeAssistant:
         self.on_note = None
         """Called with each note a command saves, set by the app (as on the real Assistant)."""
         self._cancel = threading.Event()
-
-    @classmethod
-    def from_env(cls) -> "FakeAssistant":
-        """What ``SYNESTHESIA_FAKE_MODEL=1`` loads; ``SYNESTHESIA_FAKE_DELAY`` sets the word delay."""
-        bot = cls(delay=float(os.environ.get("SYNESTHESIA_FAKE_DELAY", "0.05")),
-                  load_delay=float(os.environ.get("SYNESTHESIA_FAKE_LOAD_DELAY", "0.5")))
-        bot.load()
-        return bot
 
     def load(self) -> "FakeAssistant":
         time.sleep(self.load_delay)
@@ -117,7 +118,7 @@ class FakeAssistant:
             text=out, transcript=transcript, evidence=[f"label: {n}" for n in names],
             timings=dict(self.fixed_timings) if self.fixed_timings is not None else
             {"first_token": round(first or 0.0, 3), "total": round(time.perf_counter() - start, 3)},
-            partial=partial, images=names,
+            partial=partial, image_names=names,
         )
 
     def ask(self, text: str, **kw: Any) -> Reply:
@@ -128,6 +129,13 @@ class FakeAssistant:
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def warm_up(self) -> None:
+        pass
+
+    def budget(self) -> int:
+        g = self.settings.generator
+        return min(g.context_tokens, self.context_window) - g.max_new_tokens
 
     def reset(self) -> None:
         self.history = []
@@ -141,15 +149,15 @@ class FakeAssistant:
         self.spoken.append(text)
         return np.zeros(1600, dtype=np.float32), 16000
 
-    def command(self, line: str, ctx: Any = None) -> str:
+    def command(self, line: str) -> CommandResult:
         """Plugin slash-command hook: ``/shout TEXT``, and ``/remember TEXT`` (saves a note)."""
         name, _, args = line.lstrip("/").partition(" ")
         if name == "shout":
-            return args.upper()
+            return CommandResult(args.upper(), command=name)
         if name == "remember":
             if self.on_note is not None:
                 self.on_note(args)
             if self.notify is not None:
                 self.notify(f"remembered: {args}", "information")
-            return "ok"
+            return CommandResult("ok", command=name)
         raise InputError(f"/{name}: unknown command (try /help)")
