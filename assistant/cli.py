@@ -406,7 +406,7 @@ def run_default(args: argparse.Namespace) -> int:
         return cmd_chat(args)
     from assistant.tui import run as run_tui
 
-    return run_tui(load_settings(args), args.load_bot)
+    return run_tui(load_settings(args), args.load_bot, config_file=getattr(args, "config", None))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 
-def run(settings: Any, load_bot: Callable[[], Any]) -> int:
+def run(settings: Any, load_bot: Callable[[], Any], config_file: str | None = None) -> int:
     """Run the app until the user quits; return the exit status.
 
     ``settings``: an :class:`assistant.config.Settings`. ``load_bot()``: returns the
     assistant (``Assistant.load(...)``); it is called in a worker thread after the window
-    opens, so the user can type while the models load.
+    opens, so the user can type while the models load. ``config_file``: the file the settings
+    came from (``--config``), which the settings screen saves to (default: ``config.toml``).
     """
     if settings.ui.image_preview == "auto":
         # textual-image asks the terminal about graphics support; that must happen before
@@ -26,7 +27,7 @@ def run(settings: Any, load_bot: Callable[[], Any]) -> int:
     from assistant.tui.app import SynesthesiaApp
 
     with SessionStore.open(write=True) as store:
-        app = SynesthesiaApp(settings, load_bot, store)
+        app = SynesthesiaApp(settings, load_bot, store, config_file=config_file)
         result = app.run()
     return int(result or 0)
 

@@ -79,9 +79,11 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         *,
         voice: VoiceBridge | None = None,
         cursor_blink: bool = True,
+        config_file: str | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.config_file = config_file  # where the settings screen saves (None: config.toml)
         self._load_bot = load_bot
         self.store = store if store is not None else SessionStore.open(write=True)
         self.voice = voice if voice is not None else VoiceBridge(settings)
@@ -281,7 +283,7 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
             if new is None:
                 return
             try:
-                where = new.save()
+                where = new.save(self.config_file)
             except (OSError, AssistantError) as e:
                 self.notify(f"could not save settings: {first_line(e)}", severity="error", markup=False)
                 return

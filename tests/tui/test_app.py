@@ -373,6 +373,23 @@ async def test_settings_screen_keeps_the_files_comments(make_app, settings):
     assert Settings.load().generator.max_new_tokens == 64
 
 
+async def test_settings_screen_saves_to_the_file_given_with_config(make_app, settings, tmp_path):
+    from assistant import paths
+
+    chosen = tmp_path / "laptop.toml"
+    chosen.write_text("[generator]\nmax_new_tokens = 99\n")
+    app = make_app(config_file=str(chosen))  # `assistant --config laptop.toml`
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_idle(pilot, app)
+        await pilot.press("f2")
+        await pilot.pause()
+        app.screen.query_one("#set-generator-max_new_tokens").value = "64"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert Settings.load(chosen).generator.max_new_tokens == 64
+    assert not paths.config_file().exists()  # the default file is left alone
+
+
 async def test_voice_key_without_voice_says_so(make_app):
     app = make_app()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
