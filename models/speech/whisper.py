@@ -171,7 +171,7 @@ class WhisperRecognizer(Segmenting):
     """
 
     def __init__(self, model: str = PACKAGED, *, whisper_dir=None, language: str = "en", device: str = "auto",
-                 compute_type: str | None = None, beam_size: int = 1, context_beam_size: int = 5, cpu_threads: int = 0,
+                 compute_type: str | None = None, beam_size: int = 1, context_beam_size: int = 8, cpu_threads: int = 0,
                  stamp_dir: str | os.PathLike | None = None, vad=None) -> None:
         try:
             import ctranslate2
