@@ -97,6 +97,16 @@ def test_pick_scene_reading_keeps_the_best_reading_when_it_names_a_colour():
     assert pick_scene_reading([]) == ""
 
 
+def test_pick_scene_reading_prefers_a_reading_that_names_one_colour():
+    from models.speech.whisper import pick_scene_reading
+
+    readings = ["What is the shape of the orange object closest to the blue object?",  # "of the" heard as "orange"
+                "What is the shape of the object closest to the blue object?"]
+    assert pick_scene_reading(readings) == readings[1]
+    assert pick_scene_reading(["Is the red or green one left?", "Is it left?"]) == "Is the red or green one left?"
+    assert pick_scene_reading(["Grey or gray?", "Red and gray"]) == "Grey or gray?"  # one colour, two spellings
+
+
 def test_long_chunks_are_packed_up_to_25_seconds(whisper_rec, monkeypatch):
     second = 16000
     segments = [(i * 5 * second, i * 5 * second + 3 * second) for i in range(12)]  # a minute of speech bursts
