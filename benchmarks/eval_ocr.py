@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", choices=["tune", "eval"], default="tune")
     p.add_argument("--n", type=int, default=20, help="images per kind")
+    p.add_argument("--sizes", type=int, nargs="*", help="text sizes in px (default: 12 14 16 20 28)")
     p.add_argument("--set", nargs="*", default=[], help="OcrConfig fields, NAME=VALUE")
     p.add_argument("--full", action="store_true", help="detect as image.ocr = 'on' does")
     p.add_argument("--out", help="append the markdown table to this file")
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
         key, value = item.split("=", 1)
         setattr(cfg, key, type(getattr(cfg, key))(value))
     engine = load_ocr(cfg)
-    data = samples(args.split, args.n)
+    data = samples(args.split, args.n, **({"sizes": tuple(args.sizes)} if args.sizes else {}))
     _, missing = fonts_for(args.split)
     engine.read(data[0].image)  # warm-up, not measured
 
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
 
     load = os.getloadavg()[0]
     lines = [f"\n### {args.split} split, {len(data)} images ({args.n} per kind), "
-             f"{'full' if args.full else 'auto'} detection, load average {load:.1f}",
+             f"{'full' if args.full else 'auto'} detection, load average {load:.1f}"
+             + (f", sizes {'/'.join(map(str, args.sizes))} px" if args.sizes else ""),
              f"settings: {', '.join(args.set) or 'defaults'}" + (f"; fonts not installed: {', '.join(missing)}" if missing else ""),
              "", "| group | images | CER | mean s / image |", "|---|---|---|---|"]
     for key in sorted(per, key=lambda k: (k.split("=")[0], _num(k))):

@@ -27,6 +27,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 KINDS = ("code", "prose", "chinese")
 SIZES = (12, 14, 16, 20, 28)
+SMALL_SIZES = (8, 9, 10)
+"""Small print (below the issue's 12 px): a status bar, a dense terminal, a page photographed from afar."""
 THEMES = {
     "light": [((255, 255, 255), (20, 20, 20)), ((246, 246, 240), (40, 40, 60)), ((240, 244, 250), (30, 50, 90))],
     "dark": [((30, 30, 30), (220, 220, 220)), ((40, 44, 52), (171, 178, 191)), ((0, 43, 54), (147, 161, 161))],
@@ -177,8 +179,9 @@ def render(lines: list[str], font_path: Path, size: int, bg, fg, *, rng: random.
     return img
 
 
-def samples(split: str, n_per_kind: int = 20, *, kinds=KINDS) -> list[Sample]:
-    """``n_per_kind`` images of each kind, cycling through the split's fonts, the sizes and themes."""
+def samples(split: str, n_per_kind: int = 20, *, kinds=KINDS, sizes=SIZES) -> list[Sample]:
+    """``n_per_kind`` images of each kind, cycling through the split's fonts, the sizes and themes
+    (``sizes``: the default 12-28 px, or e.g. ``SMALL_SIZES`` for the small-print check)."""
     spec = SPLITS[split]
     fonts, _ = fonts_for(split)
     out = []
@@ -188,8 +191,8 @@ def samples(split: str, n_per_kind: int = 20, *, kinds=KINDS) -> list[Sample]:
         rng = random.Random(spec["seed"] + 97 * k)
         for i in range(n_per_kind):
             font_name, font_path = fonts[kind][i % len(fonts[kind])]
-            size = SIZES[i % len(SIZES)]
-            theme = "light" if (i // len(SIZES)) % 2 == 0 else "dark"
+            size = sizes[i % len(sizes)]
+            theme = "light" if (i // len(sizes)) % 2 == 0 else "dark"
             bg, fg = rng.choice(THEMES[theme])
             lines = [make_line(kind, rng, split) for _ in range(rng.randint(2, 6))]
             image = render(lines, font_path, size, bg, fg, rng=rng)
@@ -223,6 +226,38 @@ def photo_of_page(rng: random.Random, *, size=(3024, 4032), n_lines: int = 40, f
     noisy = base * light[..., None] + np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, 4, base.shape)
     image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.2))
     return image, "\n".join(lines)
+
+
+def dense_page(split: str, seed: int, *, n_lines: int = 8) -> Sample:
+    """A small, soft photo of a printed page with tightly set lines (line pitch 1.25-1.45 x
+    the size, 11-14 px text, a curl that bends the lines, shadowed sides, blur, noise): where
+    a text detector tends to merge neighbouring lines into one box. Prose from the split's
+    word lists and fonts."""
+    rng = random.Random(SPLITS[split]["seed"] + 5000 + seed)
+    fonts, _ = fonts_for(split)
+    font_name, font_path = fonts["prose"][seed % len(fonts["prose"])]
+    size = rng.randint(11, 14)
+    font = ImageFont.truetype(str(font_path), size)
+    pitch = size * rng.uniform(1.25, 1.45)
+    lines = [make_line("prose", rng, split) for _ in range(n_lines)]
+    margin = 2 * size
+    w = int(max(font.getlength(line) for line in lines)) + 2 * margin
+    h = int(pitch * n_lines) + 2 * margin
+    img = Image.new("RGB", (w, h), (235, 232, 222))
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((margin, margin + int(i * pitch)), line, font=font, fill=(30, 30, 30))
+    import cv2
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    curl = rng.uniform(0.3, 0.7) * pitch * (1 - ((xx / w) * 2 - 1) ** 2) + rng.uniform(-0.05, 0.05) * xx  # (h, w) page curl, tilt
+    bent = cv2.remap(np.asarray(img), xx, yy - curl, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    pixels = np.asarray(Image.fromarray(bent).filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.8)))).astype(np.float32)
+    edge = np.minimum(xx, w - 1 - xx) / w  # (h, w) 0 at the sides: the book's gutter and edge in shadow
+    light = (0.55 + 0.45 * np.clip(edge / 0.2, 0, 1)) * (0.85 + 0.15 * np.cos(yy / h * rng.uniform(1, 3)))  # (h, w)
+    noisy = pixels * light[..., None] + np.random.default_rng(seed).normal(0, 5, pixels.shape)
+    image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    return Sample(image, "\n".join(lines), "page", font_name, size, "photo", f"{split}-page-{seed:03d}-{font_name}-{size}px")
 
 
 # ---------------------------------------------------------------------- scoring

@@ -161,3 +161,41 @@ def test_corrupt_image_is_one_line_naming_it(lazy_stack, tmp_path, capsys):
     assert main(["ask", "--image", str(bad), "What does it say?"]) == 2
     err = capsys.readouterr().err.strip()
     assert "bad.png" in err and "\n" not in err
+
+
+# ---------------------------------------------------------------- layout and small print
+
+LEFT = ["The reader finds each line of", "text first, then reads it with", "a second network trained on",
+        "printed words in two scripts."]
+RIGHT = ["Columns are read one after", "the other, so a sentence that", "wraps to the next line stays",
+         "in one piece for the reader."]
+
+
+def test_two_columns_are_read_one_after_the_other(engine):
+    image = Image.new("RGB", (680, 230), "white")
+    d = ImageDraw.Draw(image)
+    body = ImageFont.truetype(SANS, 15)
+    d.text((20, 12), "How the reader works", font=ImageFont.truetype(SANS, 20), fill="black")
+    for i, (a, b) in enumerate(zip(LEFT, RIGHT)):
+        d.text((20, 52 + 24 * i), a, font=body, fill="black")
+        d.text((350, 52 + 24 * i), b, font=body, fill="black")
+    d.text((20, 190), "Page 3 of 12, printed from the user manual", font=body, fill="black")  # spans the gutter
+    rows = engine.read(image).rows()
+    assert [r.replace(" ", "") for r in rows] == [r.replace(" ", "") for r in
+                                                  ["How the reader works", *LEFT, *RIGHT, "Page 3 of 12, printed from the user manual"]]
+
+
+def test_small_print_is_magnified_before_it_is_read(engine):
+    lines = ["Please check the cable and try again.", "Your upload will finish in 3 minutes."]
+    result = engine.read(draw(lines, size=(230, 44), font=SANS, px=8, at=[(8, 6), (8, 22)]))
+    assert result.rows() == lines
+
+
+def test_lines_of_a_curled_page_are_not_merged(engine):
+    from models.ocr_eval import dense_page, normalize
+
+    page = dense_page("tune", 0)  # tight lines bent by a page curl, shadowed sides
+    read = normalize(engine.read(page.image).text).splitlines()
+    want = normalize(page.text).splitlines()
+    assert len(read) == len(want) == 8
+    assert sum(a == b for a, b in zip(read, want)) >= 6
