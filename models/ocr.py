@@ -6,10 +6,11 @@ here (SHA-256 pinned below), the steps around them are written out in this file:
 
 1. **detect** (DB text detector) on a copy scaled so its longer side is at most
    ``det_max_side`` (large screenshots and photos cost a bounded amount): a probability map
-   of "text here", thresholded into rotated rectangles, mapped back to full-resolution
-   coordinates;
-2. **order** the boxes: boxes that overlap vertically form a row, rows top to bottom, boxes in
-   a row left to right;
+   of "text here", thresholded into rotated rectangles (a line bent by a curled page keeps its
+   curve), mapped back to full-resolution coordinates; small print (thin text kernels) is
+   detected again on a copy magnified ``upscale`` times;
+2. **order** the boxes: a page set in columns is cut into its columns; within one, boxes that
+   overlap vertically form a row, rows top to bottom, boxes in a row left to right;
 3. **crop** every box from the *full-resolution* image (a perspective warp, so a slanted line
    comes out straight), and turn upside-down crops the right way with the angle classifier;
 4. **recognize** each crop (CTC over 6,625 characters), in the order read, within
