@@ -93,6 +93,8 @@ def _train_mvae(args: argparse.Namespace) -> int:
         print(train(cfg, resume=not args.no_resume, log=lambda m: print(m, file=sys.stderr)))
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    except FileNotFoundError as e:  # init_from names weights that are not there yet
+        raise InputError(str(e)) from e
     return 0
 
 

@@ -3,7 +3,10 @@
 
 Data: Sort-of-CLEVR scenes rendered by the project (:func:`models.clevr.make_scene`), training
 scenes from seeds ``train_first_seed .. + train_scenes`` (default 0-49,999), evaluation scenes
-from seed 1,000,000 (the held-out scenes of the fusion core and MMRNN; never trained on). Each
+from seed 1,000,000 (the held-out scenes of the fusion core and MMRNN; never trained on) are
+the benchmark's (benchmarks/bench_mvae.py) and are not looked at here: the evaluation during
+training scores validation scenes from ``eval_first_seed`` (default 2,000,000; also never
+trained on), so that settings chosen from it do not tune on the benchmark. Each
 step's batch is a function of (seed, step): a rerun gives the same batches, and resuming
 repeats nothing.
 
@@ -18,6 +21,11 @@ reconstructs the facts; without it, in a first version with a convolutional imag
 captions from images stayed at chance through 400 steps, 12-14% of objects right) and ``blur_weight`` (the squared error of the blurred images, a smooth pull on
 objects drawn far from where they belong).
 
+A run may start from earlier weights (``init_from``: a folder with ``config.json`` +
+``model.safetensors``, e.g. the ``final/`` of a shorter run) instead of a random initialisation;
+its optimizer starts afresh. The learning rate follows a cosine from ``lr`` down to
+``lr * lr_final`` at the last step.
+
 One output folder: ``train_config.json``, ``metrics.jsonl``, ``checkpoint/`` (model and
 optimizer as float32 safetensors + ``state.json``; a rerun resumes from it) and ``final/``
 (``config.json`` + float16 ``model.safetensors``). No pickle anywhere.
@@ -26,6 +34,7 @@ optimizer as float32 safetensors + ``state.json``; a rerun resumes from it) and 
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 import time
@@ -39,6 +48,9 @@ from models.train import TrainConfig
 from models.train_gan import cli_main, save_checkpoint, start_run
 
 EVAL_FIRST_SEED = 1_000_000
+"""The benchmark's held-out scenes start here; training scenes must end below it."""
+VALIDATION_FIRST_SEED = 2_000_000
+"""Default first seed of the scenes scored during training (never trained on, not the benchmark's)."""
 
 
 @dataclass
@@ -53,10 +65,17 @@ class MVAETrainConfig:
     train_scenes: int = 50_000
     """Training scenes: seeds train_first_seed .. train_first_seed + train_scenes - 1 (must stay below 1,000,000)."""
     eval_scenes: int = 200
-    """Held-out scenes (seeds from 1,000,000) scored at each evaluation during training."""
+    """Validation scenes scored at each evaluation during training."""
+    eval_first_seed: int = VALIDATION_FIRST_SEED
+    """Their first seed: not a training seed, and not the benchmark's (from 1,000,000)."""
     batch_size: int = 64
     steps: int = 3000
     lr: float = 1e-3
+    lr_final: float = 0.1
+    """The learning rate decays along a cosine from ``lr`` to ``lr * lr_final`` at the last step."""
+    init_from: str = ""
+    """If set, a weights folder (config.json + model.safetensors) the model starts from; its
+    MVAEConfig must equal ``mvae``. Ignored when resuming from a checkpoint (which holds them)."""
     caption_weight: float = 50.0
     cross_weight: float = 1.0
     """Weight of the facts reconstructed from the image-only posterior (not in the paper; see the module doc)."""
@@ -88,6 +107,8 @@ def batch(cfg: MVAETrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A step's training scenes: images (B, 3, 75, 75) in [0, 1] and caption facts (B, 18)."""
     if cfg.train_first_seed + cfg.train_scenes > EVAL_FIRST_SEED:
         raise ValueError(f"training scenes must end below seed {EVAL_FIRST_SEED:,} (the held-out scenes)")
+    if cfg.train_first_seed < cfg.eval_first_seed + cfg.eval_scenes and cfg.eval_first_seed < cfg.train_first_seed + cfg.train_scenes:
+        raise ValueError("the validation scenes (eval_first_seed) overlap the training scenes")
     rng = random.Random(f"{cfg.seed}/{step}")
     seeds = [cfg.train_first_seed + rng.randrange(cfg.train_scenes) for _ in range(cfg.batch_size)]
     return mvae.scene_batch([clevr.make_scene(s) for s in seeds])
@@ -111,7 +132,8 @@ def loss_terms(model: mvae.MVAE, x: torch.Tensor, y: torch.Tensor, cfg: MVAETrai
 @torch.no_grad()
 def fact_accuracy(model: mvae.MVAE, first_seed: int, n: int, **given: bool) -> float:
     """Share of objects whose three facts (shape, left/right, top/bottom) are all decoded right
-    from the posterior given the image and/or the caption of held-out scenes."""
+    from the posterior given the image and/or the caption of the scenes with seeds
+    ``first_seed .. first_seed + n - 1`` (never trained on)."""
     x, y = mvae.scene_batch([clevr.make_scene(s) for s in range(first_seed, first_seed + n)])
     mu, _ = model.infer(x if given.get("image") else None, y if given.get("caption") else None)
     right = ((model.caption_decoder(mu) > 0) == (y > 0.5)).view(n, len(clevr.COLOURS), 3).all(-1)  # (n, 6)
@@ -126,6 +148,16 @@ def train(cfg: MVAETrainConfig, *, resume: bool = True, progress: bool = True, l
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
     torch.manual_seed(cfg.seed)
     model = mvae.MVAE(mvae.MVAEConfig.from_dict(cfg.mvae))
+    init_meta = {}
+    if cfg.init_from:
+        try:
+            init = mvae.load(cfg.init_from)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"init_from: {e}; train the run that writes it first") from e
+        if init.cfg != model.cfg:
+            raise ValueError(f"init_from {cfg.init_from}: its MVAE config {init.cfg} differs from this run's {model.cfg}")
+        model.load_state_dict(init.state_dict())
+        init_meta = json.loads((Path(cfg.init_from) / "config.json").read_text()).get("meta", {})
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     nets, opts = {"M": model}, {"opt": opt}
     ckpt = out / "checkpoint"
@@ -137,8 +169,8 @@ def train(cfg: MVAETrainConfig, *, resume: bool = True, progress: bool = True, l
         model.train()
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # the reparametrisation noise, reproducible on resume
         x, y = batch(cfg, step)
-        for g in opt.param_groups:  # cosine decay to a tenth of the rate
-            g["lr"] = cfg.lr * (0.55 + 0.45 * torch.cos(torch.tensor(torch.pi * step / total)).item())
+        for g in opt.param_groups:  # cosine decay from lr to lr * lr_final
+            g["lr"] = cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * step / total)))
         terms = loss_terms(model, x, y, cfg, cfg.beta(step))
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -155,11 +187,11 @@ def train(cfg: MVAETrainConfig, *, resume: bool = True, progress: bool = True, l
                 bar.set_postfix(loss=rec["loss"], cap=rec["caption_only"])
         if done % cfg.eval_every == 0 or done == total:
             model.eval()
-            acc = {name: round(fact_accuracy(model, EVAL_FIRST_SEED, cfg.eval_scenes, **given), 4)
+            acc = {name: round(fact_accuracy(model, cfg.eval_first_seed, cfg.eval_scenes, **given), 4)
                    for name, given in (("from_image", {"image": True}), ("from_caption", {"caption": True}),
                                        ("from_both", {"image": True, "caption": True}))}
             metrics.write(json.dumps({"step": done, "eval": acc}) + "\n"), metrics.flush()
-            log(f"step {done}: held-out objects right, caption from image {acc['from_image']:.3f}, "
+            log(f"step {done}: validation objects right (seeds from {cfg.eval_first_seed:,}), caption from image {acc['from_image']:.3f}, "
                 f"from caption {acc['from_caption']:.3f}, from both {acc['from_both']:.3f}")
         if done % cfg.save_every == 0 or done == end:
             save_checkpoint(ckpt, nets, opts, {"step": done, "elapsed_s": round(elapsed + time.time() - t0, 1)})
@@ -170,9 +202,14 @@ def train(cfg: MVAETrainConfig, *, resume: bool = True, progress: bool = True, l
         log(f"stopped at step {end} of {total} (stop_after); run again to resume")
         return ckpt
     model.eval()
+    wall = round(elapsed + time.time() - t0, 1) if start < end else elapsed
     meta = {"steps": cfg.steps, "seed": cfg.seed, "batch_size": cfg.batch_size,
             "train_seeds": [cfg.train_first_seed, cfg.train_first_seed + cfg.train_scenes - 1],
-            "train_wall_s": round(elapsed + time.time() - t0, 1) if start < end else elapsed}
+            "train_wall_s": wall}
+    if cfg.init_from:  # the steps and wall time of the run it started from, and the totals
+        meta.update(init_from=cfg.init_from, init_steps=init_meta.get("steps", 0), init_wall_s=init_meta.get("train_wall_s", 0),
+                    total_steps=cfg.steps + init_meta.get("total_steps", init_meta.get("steps", 0)),
+                    total_wall_s=round(wall + init_meta.get("total_wall_s", init_meta.get("train_wall_s", 0)), 1))
     final = mvae.save(out / "final", model, meta)
     if cfg.ship_dir:
         mvae.save(cfg.ship_dir, model, meta)

@@ -108,6 +108,22 @@ def test_training_resumes_and_weights_round_trip(tmp_path):
     assert 0 <= fact_accuracy(model, HELD_OUT, 4, image=True) <= 1
 
 
+def test_a_run_can_start_from_earlier_weights(tmp_path):
+    first = MVAETrainConfig(output_dir=str(tmp_path / "one"), mvae=TINY, batch_size=4, steps=2, eval_every=100,
+                            eval_scenes=4, threads=1)
+    start = train(first, progress=False, log=lambda m: None)
+    second = MVAETrainConfig(output_dir=str(tmp_path / "two"), mvae=TINY, batch_size=4, steps=1, eval_every=100,
+                             eval_scenes=4, threads=1, init_from=str(start), lr=0.0)
+    final = train(second, progress=False, log=lambda m: None)  # lr 0: the weights stay those it started from
+    a, b = mvae.load(start).state_dict(), mvae.load(final).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.endswith(("running_mean", "running_var")))
+    meta = json.loads((final / "config.json").read_text())["meta"]
+    assert (meta["init_steps"], meta["steps"], meta["total_steps"]) == (2, 1, 3)
+    with pytest.raises(ValueError, match="differs from this run's"):
+        train(MVAETrainConfig(output_dir=str(tmp_path / "three"), mvae={"z_dim": 5, "hidden": 16}, init_from=str(start),
+                              steps=1, threads=1), progress=False, log=lambda m: None)
+
+
 def test_configs_are_checked(tmp_path):
     with pytest.raises(ValueError, match="unknown training config fields: stepz"):
         MVAETrainConfig.from_dict({"stepz": 3})
@@ -119,6 +135,8 @@ def test_configs_are_checked(tmp_path):
         from models.train_mvae import batch
 
         batch(MVAETrainConfig(train_first_seed=999_990, train_scenes=20), 0)
+    with pytest.raises(ValueError, match="validation scenes .* overlap the training scenes"):
+        batch(MVAETrainConfig(eval_first_seed=49_900), 0)
 
 
 def test_a_layout_must_name_all_six_colours():
@@ -164,7 +182,7 @@ def test_shipped_weights_are_small_and_caption_held_out_scenes(shipped):
     x, y = mvae.scene_batch(scenes)
     probs = mvae.caption_facts(shipped, mvae.tensor_to_images(x))  # from the image alone
     right = ((probs > 0.5) == (y > 0.5)).view(len(scenes), 6, 3).all(-1).float().mean().item()
-    assert right >= 0.85, right  # measured 92.3% on 3,000 (benchmarks/results_mvae.md); chance is 12.5%
+    assert right >= 0.9, right  # measured 96.6% on 3,000 (benchmarks/results_mvae.md); chance is 12.5%
     assert ((mvae.caption_facts(shipped, facts=y) > 0.5) == (y > 0.5)).float().mean().item() >= 0.95
 
 
