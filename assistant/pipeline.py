@@ -309,7 +309,7 @@ class Assistant(LazyModels, PluginTurns):
     def sampling(self):
         """How the generator picks tokens: the chat settings, or plain greedy decoding when
         :attr:`greedy` is set (evaluation wants the model's most likely answer, reproducibly)."""
-        from models.generator import Sampling
+        from models.sampling import Sampling
 
         g = self.settings.generator
         if self.greedy:

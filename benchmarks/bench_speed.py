@@ -221,7 +221,7 @@ def assistant_worker(model: str, runtime: str) -> None:
         if req["op"] == "detokenize":
             return {"text": gen.tokenizer.decode(req["ids"], skip_special_tokens=True)}
         if req["op"] == "decode":
-            from models.generator import Sampling
+            from models.sampling import Sampling
 
             messages, max_new = req["messages"], req["max_new_tokens"]
             prompt_ids = gen.encode(gen.render(messages))

@@ -410,7 +410,7 @@ def generator_answer_fn(core, image_encoder, generator, *, system_prompt: str, q
     recent text best) or the note first. When the core answers 'none' (not a scene it
     knows) the image's ImageNet labels are the note instead, as in the application."""
     from models.fusion import answer_evidence
-    from models.generator import Sampling
+    from models.sampling import Sampling
 
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0.0)
 

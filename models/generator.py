@@ -16,7 +16,8 @@ Two runtimes compute the model (``runtime``; ``"auto"`` picks by device):
 as it is decoded, keeps a KV cache (reused across turns for the shared prompt prefix), stops
 when a ``threading.Event`` is set, and can splice fusion tokens (soft embeddings) into the
 prompt where :data:`FUSION_MARKER` stands. Sampling (greedy, temperature, top-k, top-p,
-reply-scoped repetition penalty, n-gram blocking) is the same numpy code for both runtimes.
+reply-scoped repetition penalty, n-gram blocking, words to avoid) is the same numpy code for both
+runtimes, in :mod:`models.sampling`.
 """
 
 from __future__ import annotations
@@ -27,35 +28,18 @@ import json
 import os
 import shutil
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from models.sampling import Chooser, Sampling, looping
 
 FUSION_MARKER = "<|fusion|>"
 """Where fusion tokens go in a user message; replaced by the K projected embeddings."""
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RUNTIMES = ("auto", "onnx", "torch")
-
-
-@dataclass
-class Sampling:
-    """How the next token is chosen. temperature 0 means greedy (deterministic)."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 0.9
-    top_k: int = 50
-    repetition_penalty: float = 1.0
-    """Above 1: tokens already in this reply are made less likely (the prompt is not counted)."""
-    no_repeat_ngram: int = 0
-    """n > 0: never produce an n-gram that this reply or an earlier assistant reply in the
-    conversation already contains (stops copying a previous answer's template)."""
-    avoid_words: tuple[str, ...] = ()
-    """Words this reply may not write (any case, with or without a leading space), e.g. the
-    choice the fusion core ruled out: a small generator otherwise contradicts the core's note."""
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -417,7 +401,7 @@ class Generator:
 
     def _stream(self, messages, inserts, sampling: Sampling, cancel, seed) -> Iterator[str]:
         prompt = self.render(messages)
-        chooser = _Chooser(sampling, seed, self._earlier_replies(messages) if sampling.no_repeat_ngram > 0 else [],
+        chooser = Chooser(sampling, seed, self._earlier_replies(messages) if sampling.no_repeat_ngram > 0 else [],
                            avoid=self.word_ids(sampling.avoid_words))
         if inserts:
             cache = self.runner.new_cache()
@@ -513,72 +497,6 @@ class Generator:
             cache = self.runner.new_cache()
             self.runner.forward(cache, self.runner.embed(ids))
             self._cache, self._cache_ids = cache, ids
-
-
-def looping(ids: list[int], max_period: int = 8, min_span: int = 16) -> bool:
-    """True when the reply's last tokens are one short piece (at most ``max_period`` tokens)
-    repeated back to back over at least ``min_span`` tokens and at least 4 times: a small
-    model stuck in a loop ('Z: "Z: "Z: ...'), which would otherwise run to the token limit
-    and be read aloud. The reply ends there, keeping what was written (the loop included)."""
-    for period in range(1, max_period + 1):
-        span = max(min_span, 4 * period)
-        if len(ids) < span:
-            break
-        tail = ids[-span:]
-        if all(tail[i] == tail[i - period] for i in range(period, span)):
-            return True
-    return False
-
-
-class _Chooser:
-    """Picks each next token from the logits (numpy, the same for every runtime)."""
-
-    def __init__(self, sampling: Sampling, seed: int | None, earlier: list[list[int]], avoid: list[int] = ()):
-        self.s = sampling
-        self.avoid = list(avoid)  # token ids never chosen
-        self.rng = np.random.default_rng(seed)
-        self.n = sampling.no_repeat_ngram
-        self.seen: dict[tuple, set[int]] = {}  # (n-1)-gram -> tokens that followed it
-        for ids in earlier:
-            self._remember(ids)
-
-    def _remember(self, ids: list[int], last_only: bool = False) -> None:
-        n = self.n
-        if n <= 0 or len(ids) < n:
-            return
-        starts = [len(ids) - n] if last_only else range(len(ids) - n + 1)
-        for i in starts:
-            self.seen.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
-
-    def choose(self, logits: np.ndarray, generated: list[int]) -> int:
-        scores = logits.astype(np.float32, copy=True)  # (vocab,)
-        s = self.s
-        if self.avoid:
-            scores[self.avoid] = -np.inf
-        if s.repetition_penalty != 1.0 and generated:
-            ids = np.unique(np.asarray(generated))
-            vals = scores[ids]
-            scores[ids] = np.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
-        if self.n > 0:
-            self._remember(generated, last_only=True)
-            if len(generated) >= self.n - 1:
-                banned = self.seen.get(tuple(generated[len(generated) - self.n + 1:]), ())
-                if banned:
-                    scores[list(banned)] = -np.inf
-        if s.temperature <= 0:
-            return int(scores.argmax())
-        scores = scores / s.temperature
-        if 0 < s.top_k < scores.shape[0]:
-            cut = np.partition(scores, -s.top_k)[-s.top_k]
-            scores[scores < cut] = -np.inf
-        order = np.argsort(-scores)
-        probs = np.exp(scores[order] - scores[order[0]])
-        probs /= probs.sum()
-        if s.top_p < 1.0:
-            keep = np.searchsorted(np.cumsum(probs), s.top_p) + 1
-            probs = probs[:keep] / probs[:keep].sum()
-            order = order[:keep]
-        return int(order[self.rng.choice(len(probs), p=probs)])
 
 
 def _shared_prefix(a: list[int], b: list[int]) -> int:

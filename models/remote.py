@@ -22,7 +22,7 @@ import queue
 import threading
 from typing import Iterator
 
-from models.generator import Sampling
+from models.sampling import Sampling
 
 BIG_WINDOW = 1 << 30
 """The server's context window is not known here: ``generator.context_tokens`` is the budget."""

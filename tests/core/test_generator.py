@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.generator import FUSION_MARKER, Generator, Sampling
+from models.generator import FUSION_MARKER, Generator
+from models.sampling import Sampling
 from models.llm_onnx import greedy
 
 
@@ -144,7 +145,7 @@ def test_forget_can_keep_the_system_prompt_and_prefill_caches_it(tiny_generator)
 
 
 def test_looping_finds_a_short_piece_repeated_back_to_back():
-    from models.generator import looping
+    from models.sampling import looping
 
     assert looping([5] * 16) and not looping([5] * 15)
     assert looping([1, 2, 3] * 6) and not looping([1, 2, 3] * 5)  # at least 16 tokens of the loop

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models import llm_onnx as L
-from models.generator import Generator, Sampling, _Chooser
+from models.generator import Generator
+from models.sampling import Chooser, Sampling
 from tests.conftest import TEST_CACHE
 
 
@@ -157,25 +158,25 @@ def test_chat_tokenizer_agrees_with_transformers(generator):
 
 
 def test_no_repeat_ngram_blocks_an_earlier_replys_phrases():
-    chooser = _Chooser(Sampling(no_repeat_ngram=3), seed=0, earlier=[[5, 6, 7, 8]])
+    chooser = Chooser(Sampling(no_repeat_ngram=3), seed=0, earlier=[[5, 6, 7, 8]])
     logits = np.zeros(10, dtype=np.float32)
     logits[7] = 5.0  # the model wants to continue 5 6 -> 7, as the earlier reply did
     logits[9] = 1.0
     assert chooser.choose(logits, [5, 6]) == 9
     assert chooser.choose(logits, [4, 6]) == 7  # another context: allowed
-    plain = _Chooser(Sampling(), seed=0, earlier=[[5, 6, 7, 8]])
+    plain = Chooser(Sampling(), seed=0, earlier=[[5, 6, 7, 8]])
     assert plain.choose(logits, [5, 6]) == 7
 
 
 def test_avoided_tokens_are_never_chosen():
     logits = np.array([0.0, 3.0, 2.0, -1.0], dtype=np.float32)
-    assert _Chooser(Sampling(), seed=0, earlier=[], avoid=[1]).choose(logits, []) == 2
-    sampled = _Chooser(Sampling(temperature=1.0, top_k=0, top_p=1.0), seed=0, earlier=[], avoid=[1, 2])
+    assert Chooser(Sampling(), seed=0, earlier=[], avoid=[1]).choose(logits, []) == 2
+    sampled = Chooser(Sampling(temperature=1.0, top_k=0, top_p=1.0), seed=0, earlier=[], avoid=[1, 2])
     assert {sampled.choose(logits, []) for _ in range(50)} <= {0, 3}
 
 
 def test_repetition_penalty_counts_the_reply_only():
     logits = np.array([0.0, 2.0, 1.9, -1.0], dtype=np.float32)
-    chooser = _Chooser(Sampling(repetition_penalty=1.5), seed=0, earlier=[])
+    chooser = Chooser(Sampling(repetition_penalty=1.5), seed=0, earlier=[])
     assert chooser.choose(logits, []) == 1  # nothing generated yet: no penalty
     assert chooser.choose(logits, [1]) == 2  # 2.0 / 1.5 < 1.9

@@ -17,7 +17,8 @@ from assistant.config import Settings
 from assistant.errors import ConfigError, InputError, ModelError
 from assistant.pipeline import Assistant, MessageTooLong, remote_generator
 from assistant.serve.background import serving
-from models.generator import Generator, Sampling
+from models.generator import Generator
+from models.sampling import Sampling
 from models.remote import RemoteGenerator
 from tests.serve.conftest import fake_bot
 
