@@ -110,16 +110,16 @@ class ImageDecoder(nn.Module):
     (left / right, top / bottom) and shape come from its facts (probabilities, so a fact in doubt
     draws the object between halves); an MLP reads z and the slot's colour and writes where inside
     that quadrant the centre is. Each object is drawn as a soft disc or square of the scenes' size
-    in its slot's RGB (a parameter, initialised to the palette colour) on a white canvas.
-    Output: the 75x75x3 Bernoulli means."""
+    in its slot's scene colour (:data:`models.clevr.RGB`, fixed: when it was learned, a second
+    training stage drifted gray lighter, about 128 -> 180 a channel, and the palette detector then
+    missed it) on a white canvas. Output: the 75x75x3 Bernoulli means."""
 
     def __init__(self, cfg: MVAEConfig):
         super().__init__()
         n = len(clevr.COLOURS)
         self.mlp = nn.Sequential(nn.Linear(cfg.z_dim + n, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
                                  nn.Linear(cfg.hidden, 2))
-        pal = torch.tensor(PALETTE[:n], dtype=torch.float32).div(255).clamp(0.02, 0.98)  # (6, 3)
-        self.rgb = nn.Parameter(torch.log(pal / (1 - pal)))  # logits of each slot's colour
+        self.register_buffer("rgb", torch.tensor(PALETTE[:n], dtype=torch.float32) / 255, persistent=False)  # (6, 3)
         self.edge = cfg.edge
         self.register_buffer("colour_ids", torch.eye(n), persistent=False)
         self.register_buffer("pixels", torch.arange(SIDE, dtype=torch.float32), persistent=False)
@@ -132,7 +132,12 @@ class ImageDecoder(nn.Module):
         near, far = clevr.MARGIN, SIDE // 2 + QUADRANT_GAP + 1  # first centre of the left / right (top / bottom) half
         width = SIDE // 2 - QUADRANT_GAP - clevr.MARGIN  # range of centres inside a half
         xy = near + p[..., 1:3] * (far - near) + inside * width  # (B, 6, 2)
-        return xy, 1 - p[..., 0], torch.sigmoid(self.rgb).expand(B, n, 3)
+        return xy, 1 - p[..., 0], self.rgb.expand(B, n, 3)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved while the colours were learned hold them as "rgb" (logits); they are ignored
+        state_dict.pop(prefix + "rgb", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, z: torch.Tensor, fact_logits: torch.Tensor) -> torch.Tensor:
         # z: (B, z), fact_logits: (B, 18) -> image (B, 3, 75, 75) in [0, 1]

@@ -46,6 +46,19 @@ def test_the_image_decoder_puts_objects_where_the_facts_say():
     assert torch.allclose(square, torch.ones(1, 6)) and rgb.shape == (1, 6, 3)
 
 
+
+def test_drawn_colours_are_the_scene_palette_not_learned(tmp_path):
+    model = tiny()
+    palette = torch.tensor([clevr.RGB[c] for c in clevr.COLOURS], dtype=torch.float32) / 255
+    assert torch.equal(model.image_decoder.rgb, palette)
+    assert not any("rgb" in name for name, _ in model.named_parameters())
+    mvae.save(tmp_path, model)
+    from safetensors.torch import load_file, save_file
+
+    old = load_file(str(tmp_path / "model.safetensors"))  # weights saved while the colours were learned (logits)
+    save_file({**old, "image_decoder.rgb": torch.zeros(6, 3, dtype=torch.float16)}, str(tmp_path / "model.safetensors"))
+    assert torch.equal(mvae.load(tmp_path).image_decoder.rgb, palette)  # loaded; the learned colours ignored
+
 def test_product_of_experts_with_the_prior():
     mu, lv = torch.tensor([[2.0, -4.0]]), torch.zeros(1, 2)
     m, v = mvae.product_of_experts([mu], [lv])  # N(0, 1) x N(mu, 1) = N(mu / 2, 1 / 2)
@@ -69,23 +82,32 @@ def test_a_missing_modality_is_the_prior_times_the_other_expert():
 
 
 def test_a_few_steps_lower_the_loss():
-    model = tiny()
     cfg = MVAETrainConfig(mvae=TINY, caption_weight=10.0, cross_weight=1.0, blur_weight=1.0)
     x, y = mvae.scene_batch([clevr.make_scene(s) for s in range(4)])
-    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
 
-    def loss(train_step: bool) -> dict:
-        torch.manual_seed(1)  # the same reparametrisation noise each time
-        out = loss_terms(model, x, y, cfg, beta=1.0)
-        if train_step:
-            opt.zero_grad(), out["loss"].backward(), opt.step()
-        return {k: v.item() for k, v in out.items()}
+    def six_steps(train_caption_decoder: bool) -> tuple[dict, dict]:
+        model = tiny()
+        opt = torch.optim.Adam([p for n, p in model.named_parameters()
+                                if train_caption_decoder or not n.startswith("caption_decoder.")], lr=2e-2)
 
-    before = loss(False)
-    for _ in range(6):
-        loss(True)
-    after = loss(False)
-    assert after["loss"] < before["loss"] and after["caption_only"] < 0.9 * before["caption_only"], (before, after)
+        def loss(train_step: bool) -> dict:
+            torch.manual_seed(1)  # the same reparametrisation noise each time
+            out = loss_terms(model, x, y, cfg, beta=1.0)
+            if train_step:
+                opt.zero_grad(), out["loss"].backward(), opt.step()
+            return {k: v.item() for k, v in out.items()}
+
+        before = loss(False)
+        for _ in range(6):
+            loss(True)
+        return before, loss(False)
+
+    before, after = six_steps(True)
+    assert after["caption_only"] < 0.9 * before["caption_only"], (before, after)
+    # the objects' halves and shapes come from the decoded facts (gradient stopped), so while the
+    # caption decoder moves in a tiny model's first steps the image terms jump; with it held, they fall
+    before, after = six_steps(False)
+    assert all(after[k] < before[k] for k in ("loss", "joint_image", "image_only")), (before, after)
 
 
 def test_training_resumes_and_weights_round_trip(tmp_path):
@@ -185,6 +207,16 @@ def test_shipped_weights_are_small_and_caption_held_out_scenes(shipped):
     assert right >= 0.9, right  # measured 96.6% on 3,000 (benchmarks/results_mvae.md); chance is 12.5%
     assert ((mvae.caption_facts(shipped, facts=y) > 0.5) == (y > 0.5)).float().mean().item() >= 0.95
 
+
+
+def test_shipped_weights_draw_every_colour_the_detector_knows(shipped):
+    from models import blobs
+
+    scenes = [clevr.make_scene(s) for s in range(HELD_OUT + 200, HELD_OUT + 240)]
+    drawn = mvae.draw_facts(shipped, torch.tensor([clevr.caption_targets(s) for s in scenes]), seed=5)
+    found = [{b.colour for b in blobs.detect(im)} for im in drawn]
+    for c in clevr.COLOURS:  # gray went missing in almost every drawing while the colours were learned
+        assert sum(c in f for f in found) >= 0.75 * len(scenes), (c, sum(c in f for f in found))
 
 def test_cli_caption_and_draw_with_the_shipped_weights(tmp_path, capsys):
     from assistant.cli import main
