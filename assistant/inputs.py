@@ -19,9 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from assistant.errors import InputError
+from models.audio_format import SAMPLE_RATE  # every audio input is resampled to it
 
-SAMPLE_RATE = 16_000
-"""Every audio input is resampled to this rate (what the recognizers and the VAD expect)."""
 MAX_TEXT_CHARS = 20_000
 """Longer messages are refused (the generator's context holds about 2,000 tokens anyway)."""
 MAX_IMAGE_SIDE = 1024

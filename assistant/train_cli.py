@@ -13,8 +13,7 @@ import sys
 from dataclasses import asdict, is_dataclass
 
 from assistant.errors import ConfigError, InputError, ModelError
-
-SAMPLE_RATE = 16_000
+from models.audio_format import SAMPLE_RATE
 
 
 def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:

@@ -11,12 +11,14 @@ from typing import Any, Callable
 import torch
 
 
-def config_from_dict(cls: type, raw: dict, what: str) -> Any:
-    """``cls(**raw)``, naming unknown fields instead of a TypeError."""
-    unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+def config_from_dict(cls: type, raw: dict, what: str, ignore: tuple[str, ...] = ()) -> Any:
+    """``cls(**raw)`` for a dataclass read from JSON, naming unknown fields instead of a
+    TypeError; keys in ``ignore`` (e.g. a file's "comment") are dropped."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known - set(ignore))
     if unknown:
-        raise ValueError(f"unknown {what} config fields: {', '.join(unknown)}")
-    return cls(**raw)
+        raise ValueError(f"unknown {what} config fields: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def save(folder: str | Path, module: torch.nn.Module, meta: dict | None = None) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.audio_format import SAMPLE_RATE
 from models.train_data import question_strings
 
 # ------------------------------------------------------------------------------ spoken questions
@@ -68,7 +69,7 @@ def espeak_factory():
 def noisy_speech(synth, text: str, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """``text`` spoken by ``synth`` (anything with ``synthesize`` and ``sample_rate``), resampled
     to 16 kHz, plus white noise ``snr_db`` dB below the speech's RMS: (T,) float32 in [-1, 1]."""
-    audio = _resample(np.asarray(synth.synthesize(text), np.float32), synth.sample_rate, 16000)  # (T,) 16 kHz
+    audio = _resample(np.asarray(synth.synthesize(text), np.float32), synth.sample_rate, SAMPLE_RATE)  # (T,) 16 kHz
     rms = float(np.sqrt(np.mean(audio**2))) if audio.size else 0.0
     noise = rng.normal(0, (rms or 1e-3) * 10 ** (-snr_db / 20), audio.shape).astype(np.float32)
     return np.clip(audio + noise, -1, 1).astype(np.float32)

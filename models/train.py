@@ -39,7 +39,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,7 @@ from models.fusion import FusionConfig, FusionCore, build_fusion
 from models.checkpoints import (
     check_weights_size, checkpoint_fusion_config, init_weights, load_checkpoint, save_checkpoint,
 )
+from models.small_weights import config_from_dict
 from models.spoken_data import make_spoken
 from models.train_data import answer_vocabulary, build_data, to_device
 from models.train_eval import calibrate_domain, evaluate_heads
@@ -138,11 +139,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known - {"comment"})
-        if unknown:
-            raise ValueError(f"unknown training config fields: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        return config_from_dict(cls, raw, "training", ignore=("comment",))
 
     def fusion_config(self) -> FusionConfig:
         extra = dict(self.fusion)

@@ -13,6 +13,7 @@ from assistant.errors import first_line
 from assistant.tui import messages as m
 from assistant.tui.voice_bridge import VoiceUnavailable
 from assistant.tui.widgets import ChatInput, ChatLog, LevelMeter, StatusBar
+from models.audio_format import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from assistant.tui.turns import TurnJob
@@ -145,7 +146,7 @@ class VoiceActions:
             self.query_one(ChatInput).value = text
             self.notify("A reply is on its way; your words are in the input bar.", severity="warning")
             return None
-        return self.send(text, [], recording=(audio, 16000), heard=True, speech=speech, cancel=cancel)
+        return self.send(text, [], recording=(audio, SAMPLE_RATE), heard=True, speech=speech, cancel=cancel)
 
     def _show_talk(self, state: str) -> None:
         self.query_one(StatusBar).talk = state
@@ -193,4 +194,4 @@ class VoiceActions:
         if not text:
             self.post_message(m.CommandOutput("listen", "heard nothing I could transcribe", True))
             return
-        self.post_message(m.Heard(text, None, {"recording": (audio, 16000)}))
+        self.post_message(m.Heard(text, None, {"recording": (audio, SAMPLE_RATE)}))

@@ -19,9 +19,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from assistant.errors import DeviceError
-
-SAMPLE_RATE = 16_000
-FRAME = 512  # Silero VAD frame: 32 ms at 16 kHz
+from models.audio_format import FRAME, SAMPLE_RATE  # noqa: F401 - the devices' block size and rate
 
 _PORTAUDIO_HINT = (
     "no audio devices: the PortAudio library is missing "

@@ -22,9 +22,9 @@ import threading
 
 import numpy as np
 
-__all__ = ["Recognizer", "Segmenting", "check_audio", "SAMPLE_RATE"]
+from models.audio_format import SAMPLE_RATE  # engines take audio at this rate
 
-SAMPLE_RATE = 16_000
+__all__ = ["Recognizer", "Segmenting", "check_audio", "SAMPLE_RATE"]
 
 
 class Recognizer:

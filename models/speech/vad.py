@@ -20,11 +20,9 @@ import threading
 
 import numpy as np
 
-__all__ = ["SileroVAD", "EndOfSpeech", "FRAME", "SAMPLE_RATE", "load_vad"]
+from models.audio_format import FRAME, SAMPLE_RATE  # a frame: what Silero VAD v5+ takes
 
-SAMPLE_RATE = 16_000
-FRAME = 512
-"""Samples per VAD frame at 16 kHz (what Silero VAD v5+ takes)."""
+__all__ = ["SileroVAD", "EndOfSpeech", "FRAME", "SAMPLE_RATE", "load_vad"]
 
 
 class SileroVAD:
