@@ -106,12 +106,14 @@ def _loader(args: argparse.Namespace) -> Callable:
 
 
 def load_settings(args: argparse.Namespace):
+    """The settings every command uses: the file (``--config`` or the default), the environment,
+    then ``--offline``/``--online`` and ``--no-plugins``. Options a caller's namespace lacks are unset."""
     from assistant.config import Settings
 
-    settings = Settings.load(args.config)
-    if args.offline is not None:
+    settings = Settings.load(getattr(args, "config", None))
+    if getattr(args, "offline", None) is not None:
         settings.offline = args.offline
-    if args.no_plugins or os.environ.get("SYNESTHESIA_NO_PLUGINS") == "1":
+    if getattr(args, "no_plugins", False) or os.environ.get("SYNESTHESIA_NO_PLUGINS") == "1":
         settings.plugins.enabled = False
     return settings
 

@@ -65,9 +65,9 @@ def _text_arg(text: str) -> str:
 
 def _settings(args: argparse.Namespace):
     """The settings alone: `say` and `devices` need no generator, so they do not load the assistant."""
-    from assistant.config import Settings
+    from assistant.cli import load_settings
 
-    return Settings.load(getattr(args, "config", None))
+    return load_settings(args)
 
 
 def _synthesizer(args: argparse.Namespace):

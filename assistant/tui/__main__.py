@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from assistant.config import Settings
@@ -17,8 +18,10 @@ def _load_bot(settings: Settings):
 def main() -> int:
     from assistant.tui import run
 
+    from assistant.cli import load_settings
+
     try:
-        settings = Settings.load()
+        settings = load_settings(argparse.Namespace())  # the defaults `assistant` has without options
         return run(settings, lambda: _load_bot(settings))
     except AssistantError as e:
         print(f"error: {e}", file=sys.stderr)
