@@ -108,6 +108,7 @@ def tui_child(db: str) -> None:
     resumed session's turns are drawn too."""
     from assistant.config import Settings
     from assistant.storage import SessionStore
+    from assistant.tui import freeze_imported
     from assistant.tui.app import SynesthesiaApp
     from assistant.tui.sidebar import SessionList
     from assistant.tui.widgets import AssistantMessage, ChatInput
@@ -143,6 +144,7 @@ def tui_child(db: str) -> None:
 
     with SessionStore.open(db) as store:
         app = TimedApp(Settings(), load_bot, store, cursor_blink=False)
+        freeze_imported()  # as assistant.tui.run does
         app.run(headless=True, size=(120, 40))
 
 
