@@ -15,12 +15,12 @@ Every default lives in exactly one place: the field below.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from assistant import paths
 from assistant.errors import ConfigError, first_line
@@ -187,14 +187,21 @@ class PluginSettings(Section):
     """User plugin folder (*.py files); default: 'plugins' in the config dir."""
 
 
-class Settings(BaseSettings):
-    """All settings. Build with :meth:`Settings.load`."""
+ENV_PREFIX = "SYNESTHESIA_"
+"""Environment variables that set a setting: ``SYNESTHESIA_OFFLINE``, ``SYNESTHESIA_GENERATOR__TEMPERATURE``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SYNESTHESIA_",
-        env_nested_delimiter="__",
+
+class Settings(BaseModel):
+    """All settings. Build with :meth:`Settings.load`.
+
+    ``Settings(**values)`` reads the ``SYNESTHESIA_*`` variables too, which win over ``values``
+    (:func:`_with_environment`), as a pydantic-settings ``BaseSettings`` would.
+    """
+
+    model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
+        validate_default=True,
         use_attribute_docstrings=True,
     )
 
@@ -208,17 +215,9 @@ class Settings(BaseSettings):
     ui: UISettings = Field(default_factory=UISettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment variables win over the file (passed as init values by load()).
-        return (env_settings, init_settings)
+    def __init__(self, **values: Any) -> None:
+        # Environment variables win over the file (passed as values by load()).
+        super().__init__(**_with_environment(type(self), values))
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> "Settings":
@@ -272,6 +271,34 @@ class Settings(BaseSettings):
             raise ConfigError(f"{file}: not valid TOML, not overwritten: {first_line(e)}") from e
         file.write_text(text, encoding="utf-8")
         return file
+
+
+def _with_environment(cls: type[Settings], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the ``SYNESTHESIA_*`` variables that name a setting put over them.
+
+    pydantic-settings parses the variables (case-insensitive, ``__`` into sections, JSON for
+    lists), as it did when :class:`Settings` was its ``BaseSettings``; it is imported only
+    when such a variable is set, since importing it costs about a seventh of a second at every
+    start (the terminal UI's included).
+    """
+    names = tuple(ENV_PREFIX + name.upper() for name in cls.model_fields)
+    if not any(key.upper().startswith(names) for key in os.environ):
+        return values
+    from pydantic_settings import EnvSettingsSource
+
+    env = EnvSettingsSource(cls, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")()
+    return _deep_update(values, env)
+
+
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update``'s values, merging the tables both have (as pydantic-settings merges sources)."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(merged.get(key), dict) and isinstance(value, dict):
+            merged[key] = _deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _merge(table: Any, values: dict[str, Any], defaults: dict[str, Any], *, every: bool) -> None:

@@ -8,9 +8,11 @@ families beside them):
 
   * :func:`tui_ready_rows`: the terminal UI with N sessions stored (a fresh database built
     through :class:`SessionStore`, one turn a session, the latest resumed), started in a child
-    process on the scripted stand-in model; wall time from starting the child until the input
-    bar has the focus and the session list is filled (Python start and imports included), the
-    CPU time the child used until then (less sensitive to a busy machine), and its peak RSS.
+    process on the scripted stand-in model (median of ``--repeats`` starts); wall time from
+    starting the child until the first frame with the input bar focused and the session list
+    filled is drawn (Python start and imports included), the CPU time the child used until
+    then (less sensitive to a busy machine), and its peak RSS; then the same until the resumed
+    session's turns are drawn too (the app shows them right after the first frame).
   * :func:`save_turn_rows`: :meth:`SessionStore.begin_turn` and :meth:`TurnWriter.finish` of the
     N-th turn of a session (median of ``--repeats x 5``).
   * :func:`resume_rows`: the real offline assistant (``Assistant.load``, plugins on, as
@@ -100,52 +102,90 @@ def build_sessions(db: Path, n: int) -> None:
 
 
 def tui_child(db: str) -> None:
-    """Run in the child: start the app on ``db`` (headless) and report once it is ready."""
-    import asyncio
-
+    """Run in the child: start the app on ``db`` (headless) and print a line once it is ready:
+    the first time the screen has nothing left to draw (Textual runs ``call_after_refresh``
+    callbacks then) with the input focused and the session list filled; then another once the
+    resumed session's turns are drawn too."""
     from assistant.config import Settings
     from assistant.storage import SessionStore
+    from assistant.tui import freeze_imported
     from assistant.tui.app import SynesthesiaApp
     from assistant.tui.sidebar import SessionList
-    from tests.tui.fake_assistant import FakeAssistant
-    from assistant.tui.widgets import ChatInput
+    from assistant.tui.widgets import AssistantMessage, ChatInput
 
-    async def when_ready(pilot) -> None:
-        app = pilot.app
-        while not (isinstance(app.focused, ChatInput) and app.query_one(SessionList).option_count):
-            await asyncio.sleep(0.005)
-        drawn = asyncio.Event()
-        app.call_after_refresh(drawn.set)
-        await drawn.wait()  # the frame with them is drawn
-        listed = app.query_one(SessionList).option_count
-        print(json.dumps({"peak_mb": peak_mb(), "cpu_s": cpu_s(), "listed": listed}), flush=True)
-        app.exit()
+    def load_bot():
+        # Imported here, in the app's loading thread, as `assistant` imports the real pipeline
+        # (assistant.tui.__main__._load_bot): the stand-in imports assistant.pipeline (numpy, PIL).
+        from tests.tui.fake_assistant import FakeAssistant
+
+        return FakeAssistant()
+
+    class TimedApp(SynesthesiaApp):
+        CSS_PATH = ROOT / "assistant" / "tui" / "app.tcss"  # (a relative one is read beside this file)
+
+        def on_mount(self) -> None:  # runs before SynesthesiaApp.on_mount (Textual calls both)
+            self.call_after_refresh(self.check_ready)
+
+        def check_ready(self) -> None:
+            listed = self.query_one(SessionList).option_count
+            if not (isinstance(self.focused, ChatInput) and listed):
+                self.call_after_refresh(self.check_ready)  # after the next frame
+                return
+            print(json.dumps({"peak_mb": peak_mb(), "cpu_s": cpu_s(), "listed": listed}), flush=True)
+            self.call_after_refresh(self.check_turns)
+
+        def check_turns(self) -> None:
+            replies = self.query(AssistantMessage)
+            if self.session and self.session.turns and not (replies and all(r.markdown.children for r in replies)):
+                self.call_after_refresh(self.check_turns)
+                return
+            print(json.dumps({"peak_mb": peak_mb(), "cpu_s": cpu_s(), "turns": len(replies)}), flush=True)
+            self.exit()
 
     with SessionStore.open(db) as store:
-        app = SynesthesiaApp(Settings(), FakeAssistant, store, cursor_blink=False)
-        app.run(headless=True, size=(120, 40), auto_pilot=when_ready)
+        app = TimedApp(Settings(), load_bot, store, cursor_blink=False)
+        freeze_imported()  # as assistant.tui.run does
+        app.run(headless=True, size=(120, 40))
 
 
-def tui_ready_rows(counts: list[int]) -> list[Row]:
-    rows = []
+def start_tui(db: Path) -> list[dict]:
+    """Start the app on ``db`` in a child; its two reports (ready, turns drawn), each with ``wall_s``."""
+    t0 = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, "--tui-child", str(db)], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True)
+    reports = []
+    for line in child.stdout:
+        reports.append(dict(json.loads(line), wall_s=time.perf_counter() - t0))
+    child.wait()
+    if len(reports) != 2:
+        raise SystemExit(f"bench_growth: the terminal UI did not start ({db})")
+    return reports
+
+
+def tui_ready_rows(counts: list[int], repeats: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
-        for n in counts:
-            db = Path(tmp) / f"sessions-{n}" / "sessions.db"
+        dbs = {n: Path(tmp) / f"sessions-{n}" / "sessions.db" for n in counts}
+        for n, db in dbs.items():
             t0 = time.perf_counter()
             build_sessions(db, n)
             print(f"  built {n:,} sessions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            t0 = time.perf_counter()
-            child = subprocess.Popen([sys.executable, __file__, "--tui-child", str(db)], cwd=ROOT,
-                                     stdout=subprocess.PIPE, text=True)
-            line = child.stdout.readline()
-            ready = time.perf_counter() - t0
-            child.wait()
-            if not line:
-                raise SystemExit(f"bench_growth: the terminal UI did not start ({n} sessions)")
-            report = json.loads(line)
-            rows.append(Row("terminal UI ready", f"{n:,} sessions ({report['listed']} listed)",
-                            f"{ready:.2f} s (CPU {report['cpu_s']:.2f} s)", f"{report['peak_mb']:.0f} MB"))
-    return rows
+        starts: dict[int, list[list[dict]]] = {n: [] for n in counts}
+        for _ in range(repeats):  # the sizes alternate
+            for n, db in dbs.items():
+                starts[n].append(start_tui(db))
+
+    def cell(reports: list[dict]) -> tuple[str, str]:
+        wall = statistics.median(r["wall_s"] for r in reports)
+        cpu = statistics.median(r["cpu_s"] for r in reports)
+        return f"{wall:.2f} s (CPU {cpu:.2f} s)", f"{statistics.median(r['peak_mb'] for r in reports):.0f} MB"
+
+    ready_rows, turns_rows = [], []
+    for n in counts:
+        ready, turns = [s[0] for s in starts[n]], [s[1] for s in starts[n]]
+        ready_rows.append(Row("terminal UI ready", f"{n:,} sessions ({ready[0]['listed']} listed)", *cell(ready)))
+        turns_rows.append(Row("terminal UI ready, the resumed session's turns drawn too",
+                              f"{n:,} sessions ({turns[0]['turns']} turn shown)", *cell(turns)))
+    return ready_rows + turns_rows
 
 
 # ----------------------------------------------------------------------------- saving a turn
@@ -265,7 +305,7 @@ def main() -> None:
     import torch
 
     families = {
-        "tui": lambda: tui_ready_rows(sizes(args.sessions)),
+        "tui": lambda: tui_ready_rows(sizes(args.sessions), args.repeats),
         "save": lambda: save_turn_rows(sizes(args.turns), args.repeats),
         "resume": lambda: resume_rows(sizes(args.resume), args.repeats),
     }

@@ -35,7 +35,6 @@ from assistant.tui.attachments import Pending, as_attachment, split_paths
 from assistant.tui.helpers import accepts, describe_models, key_names
 from assistant.tui.protocol import AssistantLike
 from assistant.tui.resume import resume_conversation
-from assistant.tui.screens import ConfirmScreen, FilePickerScreen, HelpScreen, SettingsScreen
 from assistant.tui.session_actions import SessionActions
 from assistant.tui.sidebar import SessionList, Sidebar
 from assistant.tui.slash import SLASH_COMMANDS, SlashCommands
@@ -137,10 +136,19 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         self._spinner = self.set_interval(0.1, self._tick)
         if self.settings.ui.resume_last:
             self.session = self.store.last_session()
-        self._show_session()
+        self._refresh_sessions()
         self.query_one(ChatInput).focus()
         self._load_started = time.monotonic()
-        self._load_models()
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        """The rest of the start, once the input and the session list are drawn: the resumed
+        session's turns (their replies are Markdown, whose parser is imported here), then,
+        once those are drawn, loading the models (:meth:`_load_models` imports the model stack
+        in a thread, which would hold the interpreter lock while the window is being drawn)."""
+        if self.job is None and not self.turns:  # nothing sent in the meantime
+            self._show_turns()
+        self.call_after_refresh(self._load_models)
 
     def on_unmount(self) -> None:
         if self.job is not None:  # leaving mid-reply: stop it; what was streamed is kept, marked partial
@@ -272,6 +280,8 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
     # ------------------------------------------------------------------ screens
 
     def action_attach(self) -> None:
+        from assistant.tui.screens import FilePickerScreen  # the dialogs load when first opened, not at start
+
         def chosen(path: Path | None) -> None:
             if path is not None:
                 self.attach_path(str(path))
@@ -279,6 +289,8 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         self.push_screen(FilePickerScreen(Path.cwd()), chosen)
 
     def action_settings(self) -> None:
+        from assistant.tui.screens import SettingsScreen  # the dialogs load when first opened, not at start
+
         def saved(new: Any) -> None:
             if new is None:
                 return
@@ -317,6 +329,8 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         return rows
 
     def action_help(self) -> None:
+        from assistant.tui.screens import HelpScreen  # the dialogs load when first opened, not at start
+
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.help_rows(), self.slash_commands()))
@@ -329,6 +343,8 @@ class SynesthesiaApp(TurnRunner, VoiceActions, SlashCommands, SessionActions, Ap
         done = threading.Event()
 
         def ask() -> None:
+            from assistant.tui.screens import ConfirmScreen  # the dialogs load when first opened, not at start
+
             def answered(yes: bool | None) -> None:
                 answer["yes"] = bool(yes)
                 done.set()

@@ -9,7 +9,6 @@ from pathlib import Path
 from assistant.errors import AssistantError, InputError, first_line
 from assistant.storage import SearchHit, Session
 from assistant.tui.attachments import Pending, image_texts
-from assistant.tui.screens import ConfirmScreen, PromptScreen, SearchScreen
 from assistant.tui.sidebar import SessionList, Sidebar
 from assistant.tui.widgets import AssistantMessage, ChatInput, ChatLog, SystemLine, TurnView, UserMessage
 from assistant.tui.helpers import reply_footer
@@ -27,6 +26,11 @@ class SessionActions:
 
     def _show_session(self) -> None:
         """Fill the chat log with the current session (its latest turns) and the sidebar."""
+        self._show_turns()
+        self._refresh_sessions()
+
+    def _show_turns(self) -> None:
+        """Fill the chat log with the current session's latest turns."""
         chat = self.query_one(ChatLog)
         chat.remove_children()
         self.turns.clear()
@@ -44,7 +48,6 @@ class SessionActions:
                 widgets.append(TurnView(next(self._keys), user, reply, turn_id=t.id))
             chat.mount_all(widgets)
         chat.anchor()
-        self._refresh_sessions()
 
     def _refresh_sessions(self) -> None:
         if self.session is not None:
@@ -100,6 +103,8 @@ class SessionActions:
         if target is None:
             self.notify("Nothing to rename yet: this session starts with your first message.")
             return
+        from assistant.tui.screens import PromptScreen  # the dialogs load when first opened, not at start
+
         self.push_screen(PromptScreen(f"Rename session #{target.id}", target.title),
                          lambda title: self.rename_current(title, target) if title else None)
 
@@ -131,6 +136,8 @@ class SessionActions:
             else:
                 self._refresh_sessions()
 
+        from assistant.tui.screens import ConfirmScreen  # the dialogs load when first opened, not at start
+
         self.push_screen(ConfirmScreen(f"Delete session #{target.id} “{target.title}” and its files?"), done)
 
     def action_export(self, target: Session | None = None) -> None:
@@ -139,6 +146,8 @@ class SessionActions:
             self.notify("Nothing to export yet.")
             return
         default = str(Path.cwd() / f"synesthesia-session-{target.id}")
+        from assistant.tui.screens import PromptScreen  # the dialogs load when first opened, not at start
+
         self.push_screen(PromptScreen(f"Export session #{target.id} into folder", default),
                          lambda d: self.export_current(d, target) if d else None)
 
@@ -155,6 +164,8 @@ class SessionActions:
         self.notify(f"exported to {md.parent}", title="Export")
 
     def action_search(self) -> None:
+        from assistant.tui.screens import SearchScreen  # the dialogs load when first opened, not at start
+
         self.push_screen(SearchScreen(self.store.search), self._open_hit)
 
     def _open_hit(self, hit: SearchHit | None) -> None:

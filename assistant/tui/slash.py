@@ -7,7 +7,6 @@ from textual import work
 
 from assistant.errors import first_line
 from assistant.tui import messages as m
-from assistant.tui.screens import SearchScreen
 from assistant.tui.widgets import ChatInput
 
 
@@ -61,6 +60,8 @@ class SlashCommands:
         elif name == "export":
             self.export_current(args) if args else self.action_export()
         elif name == "search":
+            from assistant.tui.screens import SearchScreen  # the dialogs load when first opened, not at start
+
             self.push_screen(SearchScreen(self.store.search, args), self._open_hit)
         elif name == "note":
             self.save_note(args)

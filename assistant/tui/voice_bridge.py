@@ -34,21 +34,32 @@ class VoiceBridge:
         self._talk: Any = None  # the running TalkLoop
         self._talk_token: object | None = None  # set while a loop is starting or running
         self._play_stop = threading.Event()
-        self._voice: Any = None
+        self._voice: Any = None  # assistant.voice, imported on first use (see _load)
         self._why: str | None = None
-        try:
-            self._voice = importlib.import_module("assistant.voice")
-        except ImportError as e:
-            self._why = f"voice is not available: {e}"
+
+    def _load(self) -> Any:
+        """``assistant.voice``, or None when it cannot be imported (:attr:`unavailable_reason` says why).
+
+        Imported on first use, not at start: it brings numpy and the speech models' code
+        (a fifth of a second), which the first screen does not need.
+        """
+        if self._voice is None and self._why is None:
+            try:
+                self._voice = importlib.import_module("assistant.voice")
+            except ImportError as e:
+                self._why = f"voice is not available: {e}"
+        return self._voice
 
     @property
     def unavailable_reason(self) -> str | None:
+        self._load()
         return self._why
 
     def _module(self) -> Any:
-        if self._voice is None:
+        voice = self._load()
+        if voice is None:
             raise VoiceUnavailable(self._why or "voice is not available")
-        return self._voice
+        return voice
 
     # -- microphone
 
@@ -179,7 +190,7 @@ class VoiceBridge:
         and :meth:`play`). The object has ``feed(chunk)``, ``end() -> SpokenReply`` and ``stop()``.
         """
         synth = bot.synthesizer
-        if synth is None or self._voice is None:
+        if synth is None or self._load() is None:
             return None
         if self._output is None or self._output.synthesizer is not synth:
             if self._output is not None:
@@ -208,7 +219,7 @@ class VoiceBridge:
             self._output.stop()
         if self._talk is not None:
             self._talk.interrupt()
-        if self._voice is not None:
+        if self._voice is not None:  # never imported: nothing is playing
             try:
                 self._voice.stop_playback()
             except Exception:

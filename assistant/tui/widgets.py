@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.segment import Segment
 from rich.style import Style
@@ -15,7 +15,10 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Input, Markdown, Static, TextArea
+from textual.widgets import Input, Static
+
+if TYPE_CHECKING:
+    from textual.widgets import Markdown
 
 from assistant.tui.attachments import Pending, as_attachment
 
@@ -164,6 +167,8 @@ class ImageText(Vertical):
         self.texts = list(texts)
 
     def compose(self):
+        from textual.widgets import TextArea  # only image texts use it: not imported at start
+
         for name, text in self.texts:
             yield Static(Text(f"text in {name}:"), classes="image-text-title")
             yield TextArea(text, read_only=True, soft_wrap=True, show_line_numbers=False, classes="image-text-body")
@@ -223,6 +228,10 @@ class AssistantMessage(Vertical):
         self._stream = None
 
     def compose(self):
+        # Imported with the first reply shown, after the first frame (markdown-it and Textual's
+        # Markdown widgets take about a tenth of a second to import).
+        from textual.widgets import Markdown
+
         waiting = Static(Text(self.waiting), classes="waiting")
         waiting.display = not self.initial
         yield waiting
@@ -233,12 +242,12 @@ class AssistantMessage(Vertical):
 
     @property
     def markdown(self) -> Markdown:
-        return self.query_one(Markdown)
+        return self.query_one(".reply")  # type: ignore[return-value]  (the Markdown widget)
 
     async def write(self, chunk: str) -> None:
         if self._stream is None:
             self.query_one(".waiting").display = False
-            self._stream = Markdown.get_stream(self.markdown)
+            self._stream = self.markdown.get_stream(self.markdown)
         self.text += chunk
         await self._stream.write(chunk)
 
