@@ -81,6 +81,10 @@ class OcrConfig:
     text is magnified 1.33 times, not 2)."""
     min_confidence: float = 0.5
     """Lines read with a lower mean character probability are dropped (noise, not text)."""
+    min_confidence_single: float = 0.75
+    """A line of one character must be read at least this confidently: a lone round shape (a
+    cup seen from above) reads as "O" at 0.65. Chosen on the tuning fonts: 80 single characters
+    at 14-160 px, every one read correctly scored at least 0.80."""
     max_lines: int = 400
     """Read at most this many lines (in reading order); the result says how many were left."""
     time_limit_s: float = 30.0
@@ -231,7 +235,8 @@ class OcrEngine:
             flipped = self.classify_angle(crops) if self.cfg.angle else [False] * len(crops)
             crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c for c, f in zip(crops, flipped)]
             for (row, box), f, (text, conf) in zip(part, flipped, self.recognize(crops)):
-                if text.strip() and conf >= self.cfg.min_confidence:
+                floor = self.cfg.min_confidence_single if len(text.strip()) == 1 else self.cfg.min_confidence
+                if text.strip() and conf >= floor:
                     corners = [(int(round(x)), int(round(y))) for x, y in box]
                     result.lines.append(TextLine(text=text.strip(), box=corners, confidence=conf, row=row, rotated=f))
         result.timings["recognize"] = time.perf_counter() - t1

@@ -78,6 +78,16 @@ def test_an_image_without_text_adds_nothing_cheaply(engine):
     assert engine.read(smooth).lines == []
 
 
+def test_photos_without_text_read_nothing_but_a_lone_character_is_kept(engine):
+    from tests.conftest import DATA
+
+    for photo in ("cat.jpg", "coffee.jpg"):  # the cup seen from above read as "O" at 0.65
+        assert engine.read(Image.open(f"{DATA}/{photo}")).lines == [], photo
+    sign = Image.new("RGB", (300, 200), "white")
+    ImageDraw.Draw(sign).text((40, 30), "7", font=ImageFont.truetype(SANS, 96), fill="black")
+    assert [line.text for line in engine.read(sign).lines] == ["7"]
+
+
 def test_many_lines_stop_early_and_say_so(tmp_path):
     small = load_ocr(OcrConfig(max_lines=2), stamp_dir=tmp_path)
     result = small.read(draw(TRACE + ["done"], size=(560, 190)))
