@@ -180,7 +180,7 @@ def fusion_tokens(first_seed: int, count: int, fusion_dir: str | Path, cache_dir
 
 
 @dataclass
-class RNNTrainConfig:
+class RNNTrainConfig(small_weights.TrainingConfigFile):
     family: str = "mmrnn"
     output_dir: str = "out/mmrnn"
     rnn: dict = field(default_factory=dict)
@@ -197,18 +197,6 @@ class RNNTrainConfig:
     threads: int = 1
     log_every: int = 50
     ship_dir: str = ""
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "RNNTrainConfig":
-        from models.train import TrainConfig
-
-        return TrainConfig.from_file.__func__(cls, path, **overrides)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "RNNTrainConfig":
-        from models.train import TrainConfig
-
-        return TrainConfig.from_dict.__func__(cls, raw)
 
 
 def train(cfg: RNNTrainConfig, *, log=print, tokens: tuple[torch.Tensor, torch.Tensor] | None = None) -> Path:

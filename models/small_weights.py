@@ -21,6 +21,23 @@ def config_from_dict(cls: type, raw: dict, what: str, ignore: tuple[str, ...] = 
     return cls(**{k: v for k, v in raw.items() if k in known})
 
 
+class TrainingConfigFile:
+    """What every training config (a dataclass) inherits: reading it from a JSON file, with
+    unknown fields named and a "comment" key ignored (``assistant train CONFIG``)."""
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides):
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read the training config ({e})") from e
+        return cls.from_dict({**raw, **overrides})
+
+    @classmethod
+    def from_dict(cls, raw: dict):
+        return config_from_dict(cls, raw, "training", ignore=("comment",))
+
+
 def save(folder: str | Path, module: torch.nn.Module, meta: dict | None = None) -> Path:
     """``module.cfg`` (+ ``meta``) as config.json, its floating-point weights as float16 safetensors."""
     from safetensors.torch import save_file

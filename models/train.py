@@ -51,7 +51,7 @@ from models.fusion import FusionConfig, FusionCore, build_fusion
 from models.checkpoints import (
     check_weights_size, checkpoint_fusion_config, init_weights, load_checkpoint, save_checkpoint,
 )
-from models.small_weights import config_from_dict
+from models.small_weights import TrainingConfigFile
 from models.spoken_data import make_spoken
 from models.train_data import answer_vocabulary, build_data, to_device
 from models.train_eval import calibrate_domain, evaluate_heads
@@ -64,7 +64,7 @@ STAGES = ("answer", "align", "generator")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TrainingConfigFile):
     """Everything a run needs; saved as ``train_config.json`` in the output folder."""
 
     output_dir: str = "out/fusion"
@@ -129,17 +129,6 @@ class TrainConfig:
     to start from instead of random weights; parameters this config adds (relation layers,
     grid coordinates) keep their fresh values. Ignored when resuming from a checkpoint."""
 
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read the training config ({e})") from e
-        return cls.from_dict({**raw, **overrides})
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "TrainConfig":
-        return config_from_dict(cls, raw, "training", ignore=("comment",))
 
     def fusion_config(self) -> FusionConfig:
         extra = dict(self.fusion)

@@ -35,11 +35,11 @@ from safetensors.torch import load_file, save_file
 
 from models import mmgan
 from models.draw_eval import evaluate_drawings
-from models.train import TrainConfig
+from models.small_weights import TrainingConfigFile
 
 
 @dataclass
-class GANTrainConfig:
+class GANTrainConfig(TrainingConfigFile):
     """Everything a run needs; saved as ``train_config.json`` in the output folder."""
 
     family: str = "mmgan"
@@ -69,10 +69,6 @@ class GANTrainConfig:
     """Stop after this many steps in this run (0: to the end); a rerun resumes."""
     ship_dir: str = ""
     """If set, the final weights are also copied here (e.g. models/weights/mmgan)."""
-
-    # the same reading and checking of JSON configs as the fusion core's (unknown fields are named)
-    from_file = classmethod(TrainConfig.from_file.__func__)
-    from_dict = classmethod(TrainConfig.from_dict.__func__)
 
 
 def batch(cfg: GANTrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:

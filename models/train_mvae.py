@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 from models import clevr, mvae
-from models.train import TrainConfig
+from models.small_weights import TrainingConfigFile
 from models.train_gan import cli_main, save_checkpoint, start_run
 
 EVAL_FIRST_SEED = 1_000_000
@@ -54,7 +54,7 @@ VALIDATION_FIRST_SEED = 2_000_000
 
 
 @dataclass
-class MVAETrainConfig:
+class MVAETrainConfig(TrainingConfigFile):
     """Everything a run needs; saved as ``train_config.json`` in the output folder."""
 
     family: str = "mvae"
@@ -92,10 +92,6 @@ class MVAETrainConfig:
     """Stop after this many steps in this run (0: to the end); a rerun resumes."""
     ship_dir: str = ""
     """If set, the final weights are also copied here (e.g. models/weights/mvae)."""
-
-    # the same reading and checking of JSON configs as the fusion core's (unknown fields are named)
-    from_file = classmethod(TrainConfig.from_file.__func__)
-    from_dict = classmethod(TrainConfig.from_dict.__func__)
 
     def beta(self, step: int) -> float:
         if step >= self.anneal_steps:
