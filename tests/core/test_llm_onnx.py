@@ -93,6 +93,30 @@ def test_cache_continues_where_the_prompt_ended(tiny):
     assert np.allclose(again, whole, atol=1e-4)
 
 
+def test_cache_buffers_grow_and_keep_what_they_held(tiny, monkeypatch):
+    _, decoder = tiny
+    monkeypatch.setattr(L.KVCache, "START", 8)
+    ids = list(range(40, 70))
+    whole = decoder.forward(decoder.embed(ids), decoder.new_cache())
+    cache = decoder.new_cache()
+    decoder.forward(decoder.embed(ids[:5]), cache)
+    assert cache.keys[0].shape[2] == 8  # (1, kv_heads, capacity, head_dim)
+    for token in ids[5:-1]:  # one token at a time: the buffers double twice (8 -> 16 -> 32)
+        decoder.forward(decoder.embed([token]), cache)
+    last = decoder.forward(decoder.embed(ids[-1:]), cache)
+    assert len(cache) == 30 and cache.keys[0].shape[2] == 32
+    assert np.allclose(last, whole, atol=1e-4)
+
+
+def test_the_likely_tokens_get_exact_logits(tiny):
+    _, decoder = tiny
+    logits = decoder.forward(decoder.embed(list(range(3, 20))), decoder.new_cache())  # (vocab,)
+    head = ((decoder._head_q.astype(np.float32) - 128.0) * decoder._head_d[..., None]).reshape(len(logits), -1)
+    exact = head @ decoder._hidden[0]  # fp32 dot products with the final hidden state
+    best = int(exact.argmax())
+    assert int(logits.argmax()) == best and np.isclose(logits[best], exact[best], rtol=1e-5, atol=1e-5)
+
+
 def test_too_long_for_the_context_is_refused(tiny):
     _, decoder = tiny
     with pytest.raises(ValueError, match="exceed the model's context of 256"):
