@@ -1,7 +1,8 @@
 """Growth benchmark: how costs grow with the work (sessions stored, turns in a session, history resumed).
 
     python benchmarks/bench_growth.py [--sessions 10,1000,10000] [--turns 1,1000,5000]
-                                      [--resume 0,100,1000] [--only tui,save,resume] [--out FILE]
+                                      [--resume 0,100,1000] [--conversation 200]
+                                      [--only tui,save,resume,conversation] [--out FILE]
 
 One function a family of rows, each returning :class:`Row`s for the same table (add new
 families beside them):
@@ -15,6 +16,9 @@ families beside them):
     session's turns are drawn too (the app shows them right after the first frame).
   * :func:`save_turn_rows`: :meth:`SessionStore.begin_turn` and :meth:`TurnWriter.finish` of the
     N-th turn of a session (median of ``--repeats x 5``).
+  * :func:`conversation_rows`: a ``--conversation``-turn conversation with the real offline
+    assistant: seconds to each turn's first reply chunk against turn 1's, past the prompt
+    budget included (the oldest turns are then dropped in steps).
   * :func:`resume_rows`: the real offline assistant (``Assistant.load``, plugins on, as
     ``assistant`` loads it); a stored session of N turns resumed as the terminal UI resumes it
     (:func:`assistant.tui.resume.resume_conversation`), then a question: seconds from the resume
@@ -229,7 +233,7 @@ def first_chunk(bot, store, session_id: int | None, settings, *, warm: bool = Fa
     from assistant.tui.resume import resume_conversation
 
     t0 = time.perf_counter()
-    given = resume_conversation(bot, store, session_id, settings)
+    given = resume_conversation(bot, store, session_id)
     if warm:
         bot.warm_up()
         t0 = time.perf_counter()
@@ -279,6 +283,45 @@ def resume_rows(lengths: list[int], repeats: int) -> list[Row]:
     return rows
 
 
+def conversation_rows(turns: int) -> list[Row]:
+    """A ``turns``-long conversation with the real offline assistant ("Tell me one fact about
+    the number N.", whole replies): time to the first reply chunk of every turn, against turn 1's,
+    including the turns after the conversation outgrew the prompt budget."""
+    from assistant.config import Settings
+    from assistant.pipeline import Assistant
+
+    settings = Settings()
+    settings.offline = True
+    bot = Assistant.load(settings)
+    bot.ask("Hello")  # warm-up: plugins' router, first forward pass
+    bot.reset()
+    firsts, reused, drops = [], [], []
+    for n in range(1, turns + 1):
+        before = len(bot.history)
+        t0 = time.perf_counter()
+        chunks = bot.stream(f"Tell me one fact about the number {n}.")
+        next(chunks, None)
+        firsts.append(time.perf_counter() - t0)
+        for _ in chunks:
+            pass
+        reused.append(getattr(bot.generator, "reused_tokens", 0))
+        if len(bot.history) < before + 2:
+            drops.append(n)  # this turn dropped older turns to fit the budget
+    first, rest = firsts[0], sorted(firsts[1:])
+    over = sum(t > 1.5 * first for t in firsts[1:])
+    on_drops = sorted(firsts[n - 1] for n in drops)
+    size = f"{turns} turns ({len(drops)} of them dropped older turns, the first at turn {drops[0] if drops else '-'})"
+    return [
+        Row("first reply chunk: turn 1 of a conversation", "—", f"{first:.2f} s"),
+        Row("first reply chunk: turns 2 to the last, median / 90th percentile / worst", size,
+            f"{statistics.median(rest):.2f} / {rest[int(0.9 * (len(rest) - 1))]:.2f} / {rest[-1]:.2f} s "
+            f"({statistics.median(rest) / first:.2f}x / {rest[int(0.9 * (len(rest) - 1))] / first:.2f}x / {rest[-1] / first:.2f}x turn 1's)"),
+        Row("first reply chunk: the turns that dropped older turns, median / worst", size,
+            f"{statistics.median(on_drops):.2f} / {on_drops[-1]:.2f} s" if on_drops else "—"),
+        Row("first reply chunk: turns over 1.5x turn 1's", size, f"{over} of {turns - 1}"),
+    ]
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -293,6 +336,7 @@ def main() -> None:
     ap.add_argument("--sessions", default="10,1000,10000", help="session counts for the terminal UI start")
     ap.add_argument("--turns", default="1,1000,5000", help="session lengths for saving a turn")
     ap.add_argument("--resume", default="0,100,1000", help="session lengths for resuming")
+    ap.add_argument("--conversation", type=int, default=200, help="turns of the long conversation")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="tui,save,resume", help="which families of rows to measure")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_growth.md"))
@@ -308,6 +352,7 @@ def main() -> None:
         "tui": lambda: tui_ready_rows(sizes(args.sessions), args.repeats),
         "save": lambda: save_turn_rows(sizes(args.turns), args.repeats),
         "resume": lambda: resume_rows(sizes(args.resume), args.repeats),
+        "conversation": lambda: conversation_rows(args.conversation),
     }
     rows: list[Row] = []
     for name in args.only.split(","):

@@ -412,10 +412,18 @@ class Generator:
         else:
             prompt_ids = self.encode(prompt)
             cache, start = self._reusable_cache(prompt_ids)
+            self._cache, self._cache_ids = None, []  # being rewritten: recorded again when the stream ends
             self.reused_tokens = start
             fed = list(prompt_ids)
             logits = self.runner.forward(cache, self.runner.embed(prompt_ids[start:]))
+        try:
+            yield from self._decode(logits, cache, fed, chooser, sampling, cancel)
+        finally:  # also when the caller stops early: the cache holds exactly the tokens fed
+            if fed is not None and len(cache) == len(fed):
+                self._cache, self._cache_ids = cache, fed
 
+    def _decode(self, logits, cache, fed: list[int] | None, chooser: Chooser, sampling: Sampling, cancel) -> Iterator[str]:
+        """Choose, yield and feed tokens after ``logits`` until a stop; ``fed`` (if given) gets each token fed."""
         generated: list[int] = []
         emitted = ""
         self.stop_reason = "length"
@@ -442,8 +450,6 @@ class Generator:
         text = self.tokenizer.decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
             yield text[len(emitted):]
-        if fed is not None:
-            self._cache, self._cache_ids = cache, fed
 
     def word_ids(self, words) -> list[int]:
         """The single tokens that spell one of ``words`` (lower case, capitalized or upper case,
@@ -468,6 +474,10 @@ class Generator:
         shared = min(shared, len(prompt_ids) - 1)  # feed at least one token
         if shared < 8:
             return self.runner.new_cache(), 0
+        start, length = _moved_run(self._cache_ids, prompt_ids, shared) if hasattr(self._cache, "shift") else (0, 0)
+        if length >= MIN_SHIFT:  # older turns were dropped: move the turns kept down to follow the prefix
+            self._cache.shift(start, start + length, shared)
+            return self._cache, shared + length
         if len(self._cache) > shared:
             self._cache.crop(shared)  # drop the tokens past the shared prefix
         return self._cache, shared
@@ -497,6 +507,30 @@ class Generator:
             cache = self.runner.new_cache()
             self.runner.forward(cache, self.runner.embed(ids))
             self._cache, self._cache_ids = cache, ids
+
+
+MIN_SHIFT = 32
+"""Tokens a cached run must have to be moved rather than computed again (see :func:`_moved_run`)."""
+
+
+def _moved_run(cached: list[int], prompt: list[int], shared: int) -> tuple[int, int]:
+    """Where the prompt continues after its shared prefix, found further on in the cached tokens:
+    (start in ``cached``, length), the longest such run; (0, 0) if none. This is the case after
+    the oldest turns were dropped to fit the budget: the prompt is the system message, then the
+    turns that were kept, which the cache holds further along. The run stops one token short of
+    the prompt's end (the last token is always fed, for its logits)."""
+    want = prompt[shared:len(prompt) - 1]
+    probe = want[:8]
+    if len(probe) < 8:
+        return 0, 0
+    best = (0, 0)
+    for start in range(shared + 1, len(cached) - len(probe) + 1):
+        if cached[start:start + 8] == probe:
+            n = 8
+            while n < len(want) and start + n < len(cached) and cached[start + n] == want[n]:
+                n += 1
+            best = max(best, (start, n), key=lambda run: run[1])
+    return best
 
 
 def _shared_prefix(a: list[int], b: list[int]) -> int:

@@ -523,6 +523,26 @@ class KVCache:
         """Keep the first ``length`` positions."""
         self.length = max(0, min(self.length, length if length >= 0 else self.length + length))
 
+    def shift(self, start: int, end: int, to: int) -> None:
+        """Move positions ``start``..``end``-1 down to ``to`` (``to`` < ``start``) and end the cache
+        after them: what llama.cpp calls a context shift. Values move as they are; keys were
+        rotated for their old positions (RoPE), so they are rotated back by ``start - to``
+        (each pair of a head's dimensions by that many steps of its frequency). The moved
+        tokens keep what they had seen of the dropped ones, so the result is close to, not
+        equal to, computing them again at their new positions; layer 0 is exact."""
+        s, n = self._decoder.shape, end - start
+        inv = 1.0 / (s.rope_theta ** (np.arange(0, s.head_dim, 2, dtype=np.float64) / s.head_dim))  # (D/2,)
+        cos = np.cos((to - start) * inv).astype(np.float32)
+        sin = np.sin((to - start) * inv).astype(np.float32)
+        pairs = (slice(0, None, 2), slice(1, None, 2)) if s.interleaved_rope else (slice(0, s.head_dim // 2), slice(s.head_dim // 2, None))
+        for k, v in zip(self.keys, self.values):
+            moved = k[:, :, start:end].copy()  # (1, kv_heads, n, D)
+            a, b = moved[..., pairs[0]], moved[..., pairs[1]]  # (1, kv_heads, n, D/2) each
+            k[:, :, to:to + n, pairs[0]] = a * cos - b * sin
+            k[:, :, to:to + n, pairs[1]] = a * sin + b * cos
+            v[:, :, to:to + n] = v[:, :, start:end].copy()
+        self.length = to + n
+
     def reserve(self, total: int):
         """The session binding, with buffers for at least ``total`` positions."""
         capacity = self.keys[0].shape[2] if self.keys else 0

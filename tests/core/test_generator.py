@@ -97,6 +97,26 @@ def test_fit_keeps_the_prompt_start_while_the_conversation_grows(gen):
     changes = sum(a != b for a, b in zip(firsts, firsts[1:]))
     assert 1 <= changes <= 12  # full from about turn 12 on: one change per turn would be 48
 
+def test_after_dropping_old_turns_the_kept_turns_are_moved_not_recomputed(gen):
+    """Once the conversation outgrows the budget, ``fit`` drops the oldest turns; the onnx
+    runtime then shifts the cached keys and values of the turns kept (llama.cpp's context
+    shift) instead of computing them all again (the torch runtime does compute them again)."""
+    system, history = MSGS[0], []
+    for i in range(12):
+        history += [{"role": "user", "content": f"question {i} " + "word " * 10},
+                    {"role": "assistant", "content": f"answer {i} " + "word " * 10}]
+    before = [system] + history + [{"role": "user", "content": "next?"}]
+    list(gen.stream(before, sampling=Sampling(max_new_tokens=2)))
+    after = gen.fit(before[:-1] + [{"role": "user", "content": "and then?"}], budget=gen.count_tokens(before) - 60)
+    assert after[1] != before[1]  # older turns were dropped, so the prompts differ after the system message
+    kept = gen.count_tokens(after) - gen.count_tokens([system]) - gen.count_tokens([after[-1]])
+    list(gen.stream(after, sampling=Sampling(max_new_tokens=2)))
+    if gen.runtime == "onnx":
+        assert gen.reused_tokens >= gen.count_tokens([system]) + kept - 8
+    else:  # transformers' cache has no shift: only the system message's part is reused
+        assert gen.reused_tokens < gen.count_tokens([system]) + 8
+
+
 def test_fit_refuses_a_message_longer_than_the_context(gen):
     with pytest.raises(ValueError, match="tokens long"):
         gen.fit([MSGS[0], {"role": "user", "content": "word " * 500}], budget=200)

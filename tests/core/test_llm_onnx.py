@@ -117,10 +117,43 @@ def test_the_likely_tokens_get_exact_logits(tiny):
     assert int(logits.argmax()) == best and np.isclose(logits[best], exact[best], rtol=1e-5, atol=1e-5)
 
 
+def shifted_and_fresh(decoder, head: list[int], dropped: list[int], kept: list[int]):
+    """A cache of head + dropped + kept with kept moved down after head, and a fresh cache of head + kept."""
+    shifted, fresh = decoder.new_cache(), decoder.new_cache()
+    decoder.forward(decoder.embed(head + dropped + kept), shifted)
+    shifted.shift(len(head) + len(dropped), len(head) + len(dropped) + len(kept), len(head))
+    decoder.forward(decoder.embed(head + kept), fresh)
+    return shifted, fresh
+
+
+def test_a_context_shift_rotates_the_moved_keys_to_their_new_positions(tiny):
+    _, decoder = tiny
+    shifted, fresh = shifted_and_fresh(decoder, list(range(3, 13)), list(range(50, 70)), list(range(100, 130)))
+    assert len(shifted) == len(fresh) == 40
+    # Layer 0's keys and values depend on the token and its position only: the moved ones must
+    # equal those computed at the new positions (half-split rotary, as Hugging Face stores it).
+    assert np.allclose(shifted.keys[0][:, :, :40], fresh.keys[0][:, :, :40], atol=1e-4)
+    assert np.allclose(shifted.values[0][:, :, :40], fresh.values[0][:, :, :40], atol=1e-4)
+    logits = decoder.forward(decoder.embed([7]), shifted)  # the shifted cache goes on like any other
+    assert len(shifted) == 41 and np.isfinite(logits).all()
+
+
 def test_too_long_for_the_context_is_refused(tiny):
     _, decoder = tiny
     with pytest.raises(ValueError, match="exceed the model's context of 256"):
         decoder.forward(decoder.embed([7] * 257), decoder.new_cache())
+
+
+@pytest.mark.integration
+def test_real_smollm2_context_shift_rotates_interleaved_keys(generator):
+    """The GGUF's rotary pairs are interleaved: the shift must rotate them as the graph does."""
+    if generator.runtime != "onnx":
+        pytest.skip("the test run uses the torch runtime")
+    ids = generator.encode("The lighthouse keeper walked down to the shore and found a small talking fish in a pool.")
+    shifted, fresh = shifted_and_fresh(generator.runner.decoder, ids[:6], ids[6:12], ids[12:])
+    n = len(fresh)
+    assert np.allclose(shifted.keys[0][:, :, :n], fresh.keys[0][:, :, :n], atol=1e-3)
+    assert not np.allclose(shifted.keys[5][:, :, :n], fresh.keys[5][:, :, :n], atol=1e-3)  # deeper layers remember
 
 
 @pytest.mark.integration
