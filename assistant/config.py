@@ -130,6 +130,12 @@ class FusionSettings(Section):
     """Which of the four fusion strategies to build (only 'attention' ships trained weights)."""
     weights: Path | None = None
     """A directory with fusion weights (config.json + model.safetensors); default: the packaged ones."""
+    route: Literal["text", "tokens", "both"] = "text"
+    """How the fusion core's reading of a picture it knows reaches the generator: "text" (its
+    answer as a sentence, "[Scene analysis: ...]"), "tokens" (only its K soft tokens in the
+    prompt, no sentence) or "both". The tokens need weights trained through the generator
+    (configs/fusion_cpu_tokens.json); without them every route is "text". The model card
+    compares the three."""
 
 
 class VoiceSettings(Section):

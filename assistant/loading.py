@@ -336,8 +336,13 @@ class LazyModels:
             cfg = self.fusion.cfg
             relation = f", {cfg.relation_layers} relation layer{'s' * (cfg.relation_layers > 1)}" if cfg.relation_layers else ""
             coords = ", grid coordinates" if cfg.grid_coordinates else ""
+            route = self.settings.fusion.route if cfg.aligned_to_generator else "text"
+            how = {"text": "as a sentence", "tokens": f"as {cfg.n_queries} soft tokens alone",
+                   "both": f"as {cfg.n_queries} soft tokens and a sentence"}[route]
+            if route != self.settings.fusion.route:
+                how += f" (route {self.settings.fusion.route!r} needs weights trained through the generator)"
             infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens{coords}{relation})", self.fusion_source,
-                                   "fused: images go through the trained fusion core"))
+                                   f"fused: images go through the trained fusion core, whose reading reaches the generator {how}"))
         else:
             infos.append(ModelInfo("fusion", "off", self.fusion_source, "not fused"))
         s = self.settings.speech

@@ -241,16 +241,22 @@ class Assistant(LazyModels, PluginTurns):
         text, mask = self.generator.embed_text([question] * len(turn.images), max_tokens=self.fusion.cfg.max_text_tokens)
         with torch.inference_mode():
             out = self.fusion({"image": (turn.image_tokens, None)}, text, mask)
+        route = self.settings.fusion.route
+        # only tokens trained through the generator go in, and only to one in this process
+        tokens = (route != "text" and self.fusion.cfg.aligned_to_generator
+                  and getattr(self.generator, "soft_tokens", True))
+        words = route != "tokens" or not tokens
         answered = set()
         for i in range(len(turn.images)):
             note = answer_evidence(self.fusion.cfg, out, i, question)
-            if note:
+            if not note:  # a picture unlike its training scenes: neither its sentence nor its tokens
+                continue
+            answered.add(i)
+            if words:
                 turn.scene_notes.append(note if len(turn.images) == 1 else f"Image {i + 1}: {note}")
-                answered.add(i)
                 if len(turn.images) == 1:  # the question offered a choice and the core took one side
                     turn.ruled_out += rejected_choices(question, confident_answer(self.fusion.cfg, out, i)[0])
-            if self.fusion.cfg.aligned_to_generator and getattr(self.generator, "soft_tokens", True):
-                # only tokens trained through the generator go in, and only to one in this process
+            if tokens:
                 turn.fusion_tokens.append(out.tokens[i])
         turn.attention = self._attention_maps(turn, out, answered)
         return answered

@@ -40,3 +40,29 @@ def test_the_server_and_the_pipeline_share_the_slash_command_rule():
     with pytest.raises(InputError, match="slash commands are off"):
         check_command("  /calc 2+2", host, allow=False)
     assert unescape("//x") == "/x" and unescape("x") == "x"
+
+
+def test_the_tokens_route_is_trained_on_the_prompt_the_assistant_sends():
+    """configs/fusion_cpu_tokens.json trains the soft tokens after the assistant's system
+    message, in the user message the pipeline writes on the tokens route: both must stay equal."""
+    import json
+    from pathlib import Path
+
+    from assistant.config import Settings
+    from assistant.pipeline import Assistant
+    from assistant.turns import Turn
+    from models.train_losses import tokens_prompt
+
+    config = json.loads((Path(__file__).parents[2] / "configs" / "fusion_cpu_tokens.json").read_text())
+    assert config["generator_system"] == Settings().generator.system_prompt
+
+    class Render:  # the chat template's job is not under test here: show the messages as given
+        def render(self, messages):
+            return json.dumps(messages)
+
+    question = "Is the red object on the left?"
+    turn = Turn(text=question, fusion_tokens=[object()])  # one picture, on the tokens route: no scene note
+    sent = Assistant.user_message(None, turn, with_fusion=True)
+    trained = json.loads(tokens_prompt(Render(), config["generator_system"], question))
+    assert trained == [{"role": "system", "content": Settings().generator.system_prompt},
+                       {"role": "user", "content": sent}]

@@ -71,6 +71,31 @@ def test_final_weights_are_small_float16_and_reload(trained):
     assert saved["answer_steps"] == cfg.answer_steps
 
 
+def test_generator_stage_speaks_through_the_generator_and_trains_only_the_projector(tmp_path, trained, tiny_folder):
+    """The tokens route's stage on a tiny random Llama (hidden 64): the loss is the generator's,
+    only the projector may change, and the weights say they were trained through it."""
+    from models.generator import Generator
+    from models.train import _make_optimizer
+    from models.fusion import build_fusion
+
+    cfg, _, encoder = trained
+    gen = Generator.load(str(tiny_folder), device="cpu", runtime="torch", cache_dir=tmp_path / "generator")
+    tiny = replace(cfg, output_dir=str(tmp_path / "tokens"), fusion={**cfg.fusion, "generator_dim": 64},
+                   answer_steps=2, align_steps=0, generator_steps=3, generator_trains="projector", batch_size=4,
+                   eval_every=1000, save_every=1000, log_every=1, generator_system="Be brief.")
+    final = train(tiny, text_encoder=fake_text_encoder, image_encoder=encoder, generator=lambda: gen,
+                  progress=False, log=lambda m: None)
+    rows = [r for r in _metrics(final.parent) if r.get("stage") == "generator" and "loss" in r]
+    assert len(rows) == 3 and all(np.isfinite(r["lm_loss"]) and 0 <= r["reply_acc"] <= 1 for r in rows)
+    core = load_fusion(final)
+    assert core.cfg.aligned_to_generator is True and core.cfg.alignment == "lm"
+    model = build_fusion(tiny.fusion_config())
+    opt = _make_optimizer(model, "generator", tiny)
+    trained_names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained_names and all(n.startswith("projector.") for n in trained_names)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(trained_names)
+
+
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, trained):
     cfg, final, encoder = trained
     short = replace(cfg, answer_steps=16, align_steps=8, eval_every=1000, save_every=8)
