@@ -17,8 +17,10 @@ and :func:`fonts_for` says which are missing.
 from __future__ import annotations
 
 import importlib.util
+import math
 import random
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,3 +290,41 @@ def cer(predicted: str, reference: str) -> tuple[int, int]:
     """-> (edits, reference characters) after :func:`normalize` (line breaks count as characters)."""
     p, r = normalize(predicted), normalize(reference)
     return edit_distance(p, r), max(1, len(r))
+
+
+def cer_by_line(lines: list[str], reference: str) -> tuple[int, int]:
+    """Read text segments in reading order against the reference's lines, in any layout ->
+    (edits, reference characters).
+
+    Each segment goes to the reference line it is closest to (edit distance); the segments of
+    one reference line are joined by spaces in the order read and compared with it; a reference
+    line nothing went to counts all its characters as missed. So a page read in another order
+    than it was written (windows side by side), or one changed first character, costs only the
+    characters that are wrong, where comparing sorted lines moved the line and counted it twice."""
+    refs = normalize(reference).splitlines()
+    got: dict[int, list[str]] = {}
+    for line in lines:
+        text = normalize(line)
+        if text and refs:
+            got.setdefault(_closest(text, refs), []).append(text)
+    edits = sum(edit_distance(" ".join(got[i]), ref) if i in got else len(ref) for i, ref in enumerate(refs))
+    return edits, max(1, sum(len(r) for r in refs))
+
+
+def _closest(text: str, refs: list[str]) -> int:
+    """Index of the reference line nearest ``text`` by edit distance (cheap lower bounds first)."""
+    counts = Counter(text)
+
+    def bound(ref: str) -> int:  # edit distance is at least the length gap and half the letters that differ
+        diff = counts.copy()
+        diff.subtract(Counter(ref))
+        return max(abs(len(ref) - len(text)), (sum(abs(v) for v in diff.values()) + 1) // 2)
+
+    best, best_d = 0, math.inf
+    for i in sorted(range(len(refs)), key=lambda i: bound(refs[i])):
+        if bound(refs[i]) >= best_d:
+            break
+        d = edit_distance(text, refs[i])
+        if d < best_d:
+            best, best_d = i, d
+    return best
