@@ -27,6 +27,9 @@ ECHO_WINDOW_S = 0.3
 """The playback compared with each microphone frame: covers the speaker-to-microphone delay and the room's echo."""
 MAX_CAPTURE_S = 3.0
 """At most this much of the interrupting speech (before barge-in fired) is kept."""
+WORD_GAP_S = 0.5
+"""A candidate whose count runs out keeps its start this long: the pause after a short first
+word ("Stop, what is ...") must not cut that word off the speech handed back."""
 
 
 def _db(x: float) -> float:
@@ -57,11 +60,14 @@ class BargeIn:
         self._heard: collections.deque[np.ndarray] = collections.deque(maxlen=self.preroll_frames + max_run)
         self._count = 0.0  # leaky count of user-like frames
         self._run = 0  # frames since the current candidate began (0: no candidate)
+        self._gap = 0  # frames since its count ran out
+        self.gap_frames = round(WORD_GAP_S * SAMPLE_RATE / FRAME)
 
     def reset(self) -> None:
         """Playback ended: forget the candidate and the frames heard (the echo level is kept)."""
         self._count = 0.0
         self._run = 0
+        self._gap = 0
         self._heard.clear()
 
     def update(self, frame: np.ndarray, p: float) -> np.ndarray | None:
@@ -85,7 +91,10 @@ class BargeIn:
             self._count = max(0.0, self._count - 0.5)
             if self._count == 0 and play_db > -50:  # learn how loud our echo comes back
                 self._echo.append(excess)
-        self._run = self._run + 1 if self._count > 0 else 0
+        self._gap = 0 if self._count > 0 else self._gap + 1
+        self._run = self._run + 1 if self._run or self._count > 0 else 0
+        if self._gap > self.gap_frames:  # no longer a pause between words: the candidate is over
+            self._run = self._gap = 0
         if self._count < self.frames_needed:
             return None
         frames = list(self._heard)[-(self._run + self.preroll_frames):]

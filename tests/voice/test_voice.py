@@ -362,6 +362,21 @@ def test_barge_in_hands_back_the_speech_with_its_preroll():
     assert np.array_equal(got[2], expected)
 
 
+def test_a_pause_after_a_short_first_word_keeps_that_word():
+    """"Stop, what is ...": the count of user-like frames runs out in the pause after "Stop",
+    and the interruption fires on the next words; what is handed back still starts at "Stop"
+    (it used to start at the next words, one VM's run of the test above lost "Stop," so)."""
+    barge = BargeIn(_Playing(), threshold=0.85, min_ms=192, margin_db=4.0, preroll_ms=64)  # 6 frames, 2 of pre-roll
+    for i in range(20):
+        assert barge.update(np.full(512, 0.0025 * (i + 1), np.float32), 0.2) is None  # the echo level
+    stop = [np.full(512, 0.9, np.float32) for _ in range(3)]  # "Stop": 3 frames, not enough alone
+    pause = [np.full(512, 0.01, np.float32) for _ in range(8)]  # 256 ms: the count runs out
+    words = [np.full(512, 0.8 + i / 100, np.float32) for i in range(6)]
+    got = [barge.update(f, 0.99) for f in stop] + [barge.update(f, 0.1) for f in pause] + [barge.update(f, 0.99) for f in words]
+    assert all(g is None for g in got[:-1]) and got[-1] is not None
+    assert np.array_equal(got[-1][-len(stop + pause + words) * 512:], np.concatenate(stop + pause + words))
+
+
 # ------------------------------------------------------------------ end of turn, timings, lost microphone
 
 
