@@ -336,7 +336,9 @@ class LazyModels:
             cfg = self.fusion.cfg
             relation = f", {cfg.relation_layers} relation layer{'s' * (cfg.relation_layers > 1)}" if cfg.relation_layers else ""
             coords = ", grid coordinates" if cfg.grid_coordinates else ""
-            route = self.settings.fusion.route if cfg.aligned_to_generator else "text"
+            from models.fusion import effective_route
+
+            route = effective_route(self.settings.fusion.route, cfg)
             how = {"text": "as a sentence", "tokens": f"as {cfg.n_queries} soft tokens alone",
                    "both": f"as {cfg.n_queries} soft tokens and a sentence"}[route]
             if route != self.settings.fusion.route:

@@ -235,17 +235,15 @@ class Assistant(LazyModels, PluginTurns):
         import torch
 
         from models.clevr import rejected_choices
-        from models.fusion import answer_evidence, confident_answer
+        from models.fusion import answer_evidence, confident_answer, effective_route
 
         question = turn.question or "Describe the image"
         text, mask = self.generator.embed_text([question] * len(turn.images), max_tokens=self.fusion.cfg.max_text_tokens)
         with torch.inference_mode():
             out = self.fusion({"image": (turn.image_tokens, None)}, text, mask)
-        route = self.settings.fusion.route
         # only tokens trained through the generator go in, and only to one in this process
-        tokens = (route != "text" and self.fusion.cfg.aligned_to_generator
-                  and getattr(self.generator, "soft_tokens", True))
-        words = route != "tokens" or not tokens
+        route = effective_route(self.settings.fusion.route, self.fusion.cfg, getattr(self.generator, "soft_tokens", True))
+        tokens, words = route != "text", route != "tokens"
         answered = set()
         for i in range(len(turn.images)):
             note = answer_evidence(self.fusion.cfg, out, i, question)

@@ -225,7 +225,7 @@ def save_turn_rows(lengths: list[int], repeats: int) -> list[Row]:
 # ----------------------------------------------------------------------------- resuming a session
 
 
-def first_chunk(bot, store, session_id: int | None, settings, *, warm: bool = False) -> tuple[float, int, int]:
+def first_chunk(bot, store, session_id: int | None, *, warm: bool = False) -> tuple[float, int, int]:
     """(seconds from the resume to the first reply chunk, messages resumed, messages of them in the prompt).
 
     ``warm``: the question comes after ``bot.warm_up()`` (which the terminal UI runs in the
@@ -244,31 +244,40 @@ def first_chunk(bot, store, session_id: int | None, settings, *, warm: bool = Fa
     return elapsed, given, max(0, len(bot.history) - 2)
 
 
-def resume_rows(lengths: list[int], repeats: int) -> list[Row]:
+def warm_assistant():
+    """The real offline assistant (plugins on, as ``assistant`` loads it), after one warm-up
+    question (plugins' router, first forward pass) and a reset."""
     from assistant.config import Settings
     from assistant.pipeline import Assistant
-    from assistant.storage import SessionStore
 
     settings = Settings()
     settings.offline = True
     t0 = time.perf_counter()
     bot = Assistant.load(settings)
     print(f"  assistant loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    bot.ask("Hello")
+    bot.reset()
+    return bot
+
+
+def resume_rows(lengths: list[int], repeats: int) -> list[Row]:
+    from assistant.storage import SessionStore
+
+    bot = warm_assistant()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, SessionStore.open(Path(tmp) / "sessions.db") as store:
         sessions = {}
         for n in lengths:
             sessions[n] = store.create_session(f"{n} turns").id
             add_turns(store, sessions[n], 0, n)
-        bot.ask("Hello")  # warm-up: plugins' router, first forward pass
         fresh: list[float] = []
         timed: dict[int, list[tuple[float, int, int]]] = {n: [] for n in lengths}
         warmed: dict[int, list[float]] = {n: [] for n in lengths}
         for _ in range(repeats):
-            fresh.append(first_chunk(bot, store, None, settings)[0])
+            fresh.append(first_chunk(bot, store, None)[0])
             for n in lengths:
-                timed[n].append(first_chunk(bot, store, sessions[n], settings))
-                warmed[n].append(first_chunk(bot, store, sessions[n], settings, warm=True)[0])
+                timed[n].append(first_chunk(bot, store, sessions[n]))
+                warmed[n].append(first_chunk(bot, store, sessions[n], warm=True)[0])
         base = statistics.median(fresh)
         rows.append(Row("first reply chunk: fresh conversation", "—", f"{base:.2f} s"))
         for n in lengths:
@@ -287,15 +296,8 @@ def conversation_rows(turns: int) -> list[Row]:
     """A ``turns``-long conversation with the real offline assistant ("Tell me one fact about
     the number N.", whole replies): time to the first reply chunk of every turn, against turn 1's,
     including the turns after the conversation outgrew the prompt budget."""
-    from assistant.config import Settings
-    from assistant.pipeline import Assistant
-
-    settings = Settings()
-    settings.offline = True
-    bot = Assistant.load(settings)
-    bot.ask("Hello")  # warm-up: plugins' router, first forward pass
-    bot.reset()
-    firsts, reused, drops = [], [], []
+    bot = warm_assistant()
+    firsts, drops = [], []
     for n in range(1, turns + 1):
         before = len(bot.history)
         t0 = time.perf_counter()
@@ -304,18 +306,18 @@ def conversation_rows(turns: int) -> list[Row]:
         firsts.append(time.perf_counter() - t0)
         for _ in chunks:
             pass
-        reused.append(getattr(bot.generator, "reused_tokens", 0))
         if len(bot.history) < before + 2:
             drops.append(n)  # this turn dropped older turns to fit the budget
     first, rest = firsts[0], sorted(firsts[1:])
+    p90 = rest[int(0.9 * (len(rest) - 1))]
     over = sum(t > 1.5 * first for t in firsts[1:])
     on_drops = sorted(firsts[n - 1] for n in drops)
     size = f"{turns} turns ({len(drops)} of them dropped older turns, the first at turn {drops[0] if drops else '-'})"
     return [
         Row("first reply chunk: turn 1 of a conversation", "—", f"{first:.2f} s"),
         Row("first reply chunk: turns 2 to the last, median / 90th percentile / worst", size,
-            f"{statistics.median(rest):.2f} / {rest[int(0.9 * (len(rest) - 1))]:.2f} / {rest[-1]:.2f} s "
-            f"({statistics.median(rest) / first:.2f}x / {rest[int(0.9 * (len(rest) - 1))] / first:.2f}x / {rest[-1] / first:.2f}x turn 1's)"),
+            f"{statistics.median(rest):.2f} / {p90:.2f} / {rest[-1]:.2f} s "
+            f"({statistics.median(rest) / first:.2f}x / {p90 / first:.2f}x / {rest[-1] / first:.2f}x turn 1's)"),
         Row("first reply chunk: the turns that dropped older turns, median / worst", size,
             f"{statistics.median(on_drops):.2f} / {on_drops[-1]:.2f} s" if on_drops else "—"),
         Row("first reply chunk: turns over 1.5x turn 1's", size, f"{over} of {turns - 1}"),

@@ -464,6 +464,13 @@ def load_fusion(directory: str | Path, device: str = "cpu") -> FusionCore:
     return model.to(device).eval()
 
 
+def effective_route(route: str, cfg: FusionConfig, soft_tokens: bool = True) -> str:
+    """``fusion.route`` ("text", "tokens" or "both") as it can be taken: the soft tokens need
+    weights trained through the generator and a generator that takes them (``soft_tokens``),
+    else every route is "text"."""
+    return route if cfg.aligned_to_generator and soft_tokens else "text"
+
+
 def confident_answer(cfg: FusionConfig, out: FusionOutput, index: int, min_probability: float = 0.5) -> tuple[str, float] | None:
     """The answer head's word for example ``index`` and its probability, or None when the core
     has no answer head, is not confident, or sees an image unlike its training data."""

@@ -76,6 +76,11 @@ class LlamaShape:
         return self.hidden // self.heads
 
 
+def rope_frequencies(shape: LlamaShape) -> np.ndarray:
+    """(head_dim / 2,) float64: the rotary angle per position of each pair of a head's dimensions."""
+    return 1.0 / (shape.rope_theta ** (np.arange(0, shape.head_dim, 2, dtype=np.float64) / shape.head_dim))
+
+
 @dataclass
 class QLinear:
     """A linear layer y = x @ W.T with W (N, K) in blocks of 32 along K:
@@ -396,8 +401,7 @@ def build_graph(weights: Weights, path: Path, activations: str = "fp32") -> None
         pending = None
         return out
 
-    inv = 1.0 / (s.rope_theta ** (np.arange(0, s.head_dim, 2, dtype=np.float64) / s.head_dim))
-    angles = np.outer(np.arange(s.context, dtype=np.float64), inv)  # (context, head_dim / 2)
+    angles = np.outer(np.arange(s.context, dtype=np.float64), rope_frequencies(s))  # (context, head_dim / 2)
     const("cos", np.cos(angles).astype(np.float32))
     const("sin", np.sin(angles).astype(np.float32))
     const("gate_split", np.array([s.ffn, s.ffn], dtype=np.int64))
@@ -531,9 +535,8 @@ class KVCache:
         tokens keep what they had seen of the dropped ones, so the result is close to, not
         equal to, computing them again at their new positions; layer 0 is exact."""
         s, n = self._decoder.shape, end - start
-        inv = 1.0 / (s.rope_theta ** (np.arange(0, s.head_dim, 2, dtype=np.float64) / s.head_dim))  # (D/2,)
-        cos = np.cos((to - start) * inv).astype(np.float32)
-        sin = np.sin((to - start) * inv).astype(np.float32)
+        cos = np.cos((to - start) * rope_frequencies(s)).astype(np.float32)  # (D/2,)
+        sin = np.sin((to - start) * rope_frequencies(s)).astype(np.float32)
         pairs = (slice(0, None, 2), slice(1, None, 2)) if s.interleaved_rope else (slice(0, s.head_dim // 2), slice(s.head_dim // 2, None))
         for k, v in zip(self.keys, self.values):
             moved = k[:, :, start:end].copy()  # (1, kv_heads, n, D)

@@ -144,11 +144,18 @@ def test_too_long_for_the_context_is_refused(tiny):
         decoder.forward(decoder.embed([7] * 257), decoder.new_cache())
 
 
+@pytest.fixture(scope="module")
+def onnx_generator(generator):
+    """The real SmolLM2 on the 4-bit ONNX runtime, even when the test run's default is torch."""
+    if generator.runtime == "onnx":
+        return generator
+    return Generator.load(device="cpu", runtime="onnx", cache_dir=TEST_CACHE)
+
+
 @pytest.mark.integration
-def test_real_smollm2_context_shift_rotates_interleaved_keys(generator):
+def test_real_smollm2_context_shift_rotates_interleaved_keys(onnx_generator):
+    generator = onnx_generator
     """The GGUF's rotary pairs are interleaved: the shift must rotate them as the graph does."""
-    if generator.runtime != "onnx":
-        pytest.skip("the test run uses the torch runtime")
     ids = generator.encode("The lighthouse keeper walked down to the shore and found a small talking fish in a pool.")
     shifted, fresh = shifted_and_fresh(generator.runner.decoder, ids[:6], ids[6:12], ids[12:])
     n = len(fresh)
@@ -157,10 +164,9 @@ def test_real_smollm2_context_shift_rotates_interleaved_keys(generator):
 
 
 @pytest.mark.integration
-def test_real_smollm2_graph_agrees_with_the_dequantized_model(generator):
+def test_real_smollm2_graph_agrees_with_the_dequantized_model(onnx_generator):
+    generator = onnx_generator
     """The shipped GGUF through ONNX Runtime against transformers' fp32 model of the same file."""
-    if generator.runtime != "onnx":
-        pytest.skip("the test run uses the torch runtime")
     reference = Generator.load(device="cpu", runtime="torch", cache_dir=TEST_CACHE)
     messages = [{"role": "user", "content": "Name three colours."}]
     ids = generator.encode(generator.render(messages))
@@ -173,12 +179,11 @@ def test_real_smollm2_graph_agrees_with_the_dequantized_model(generator):
 
 
 @pytest.mark.integration
-def test_tokenizer_read_straight_from_the_gguf_equals_transformers_conversion(generator):
+def test_tokenizer_read_straight_from_the_gguf_equals_transformers_conversion(onnx_generator):
+    generator = onnx_generator
     """The onnx runtime's tokenizer files are written from the GGUF's vocabulary and merges
     (models/chat_tokenizer.write_gguf_tokenizer); the torch runtime's come from transformers'
     GGUF conversion. Both must cut every text into the same tokens."""
-    if generator.runtime != "onnx":
-        pytest.skip("the test run uses the torch runtime")
     reference = Generator.load(device="cpu", runtime="torch", cache_dir=TEST_CACHE)
     texts = ["Hello, world!", "  leading spaces\tand tabs\n\n\nnewlines ", "numbers 1234567 and 3.14159",
              "日本語と中文、émigré naïve café", "<|im_start|>user\nhi<|im_end|>", "don't won't it's", "emoji 🎉🙂",
@@ -190,14 +195,12 @@ def test_tokenizer_read_straight_from_the_gguf_equals_transformers_conversion(ge
     assert generator.eos_ids == reference.eos_ids
 
 
-def test_chat_tokenizer_agrees_with_transformers(generator):
+def test_chat_tokenizer_agrees_with_transformers(onnx_generator):
     from transformers import PreTrainedTokenizerFast
 
     from models.chat_tokenizer import ChatTokenizer
 
-    folder = generator.tokenizer.folder if isinstance(generator.tokenizer, ChatTokenizer) else None
-    if folder is None:
-        pytest.skip("the test run uses the torch runtime")
+    folder = onnx_generator.tokenizer.folder
     ours, theirs = ChatTokenizer(folder), PreTrainedTokenizerFast.from_pretrained(folder)
     conversations = [
         [{"role": "user", "content": "hi"}],
