@@ -319,7 +319,8 @@ class Assistant(LazyModels, PluginTurns):
         if self.greedy:
             return Sampling(max_new_tokens=g.max_new_tokens, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram=0)
         return Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
-                        repetition_penalty=g.repetition_penalty, no_repeat_ngram=g.no_repeat_ngram)
+                        repetition_penalty=g.repetition_penalty, no_repeat_ngram=g.no_repeat_ngram,
+                        ngram_penalty=g.ngram_penalty)
 
     def _turn(self, turn: Turn, cancel: threading.Event) -> Iterator[str]:
         start = time.perf_counter()

@@ -3,7 +3,8 @@
     python benchmarks/bench_repetition.py [--turns 60] [--max-new-tokens 48] [--configs before,after] [--out FILE]
 
 One conversation of ``--turns`` questions "Tell me one fact about the number N." (N from a
-fixed list) runs through the real pipeline (``Assistant`` on the packaged SmolLM2, plugins
+fixed list; ``--topic animals``: "Tell me one fact about the lion.", a held-out family the
+chat default was not chosen on) runs through the real pipeline (``Assistant`` on the packaged SmolLM2, plugins
 off so that every reply comes from the generator) once per decoding configuration:
 
   * ``before``: greedy, repetition_penalty 1.0, no n-gram blocking (the old chat default)
@@ -11,7 +12,8 @@ off so that every reply comes from the generator) once per decoding configuratio
   * ``fresh``:  greedy as ``before``, but every question in a new conversation: the control,
     how often the model starts two answers alike with no earlier reply to copy (echoing the
     question, "One fact about the number N is ...")
-  * ``NAME=temperature/repetition_penalty/no_repeat_ngram``: any other, e.g. ``t07=0.7/1.1/0``
+  * ``NAME=temperature/repetition_penalty/no_repeat_ngram[/ngram_penalty]``: any other, e.g.
+    ``t07=0.7/1.1/0`` (``ngram_penalty``: subtracted from a repeating token's logit, default inf)
 
 Words are compared after lower-casing, dropping punctuation and writing every word that holds
 a digit as ``N`` ("12", "12th", "1,200"). A reply's **claim** is what follows its opening
@@ -22,7 +24,12 @@ earlier reply in the same run; it is a **near copy** when the first ten words of
 match an earlier reply's at a difflib ratio of 0.7 or more (so changing a word or two does not
 hide a copy). Reported per configuration: the share of replies (after the first) of each
 kind, the number of distinct claim templates, the share of replies that name the number asked
-about (on topic), the most common template, and seconds per turn. Sampling configurations
+about (on topic), the most common template, and seconds per turn. Two probes follow each
+configuration but ``fresh``, for what a remedy must not break: the same question asked twice
+in one conversation (the capitals of France and Japan: does the second answer still name
+Paris and Tokyo?), and five held-out Sort-of-CLEVR scenes, each asked its six question types
+in one conversation (answers about one picture share their wording: how many are right).
+Sampling configurations
 draw from an unseeded generator, so their numbers move a little from run to run (``--rounds``
 repeats them). ``--replies FILE`` saves every reply as JSON; ``--rescore FILE`` scores such a
 file again without running the model.
@@ -53,8 +60,29 @@ NEAR_WORDS = 10
 NEAR_RATIO = 0.7
 
 
-def questions(turns: int) -> list[tuple[int, str]]:
-    return [(n, f"Tell me one fact about the number {n}.") for n in (NUMBERS * (turns // len(NUMBERS) + 1))[:turns]]
+ANIMALS = ["lion", "octopus", "penguin", "giraffe", "owl", "dolphin", "camel", "bee", "shark", "elephant",
+           "frog", "eagle", "horse", "ant", "whale", "tiger", "bat", "snail", "parrot", "wolf",
+           "kangaroo", "crocodile", "butterfly", "rabbit", "zebra", "spider", "turtle", "fox", "cow", "goldfish",
+           "bear", "koala", "crab", "hedgehog", "salmon", "pigeon", "gorilla", "mosquito", "deer", "seal",
+           "jellyfish", "squirrel", "chicken", "hippo", "ostrich", "panda", "lobster", "cat", "dog", "mouse",
+           "sloth", "peacock", "beaver", "flamingo", "cheetah", "goat", "swan", "worm", "moose", "duck"]
+TOPICS = {"numbers": ("Tell me one fact about the number {}.", NUMBERS),
+          "animals": ("Tell me one fact about the {}.", ANIMALS)}
+"""The question families. ``numbers`` is the one the chat default (no_repeat_ngram 4) was
+chosen on; ``animals`` was never used to choose anything: the held-out check."""
+
+
+def questions(turns: int, topic: str = "numbers") -> list[tuple[int | str, str]]:
+    """(subject, question) for each turn, the topic's subjects in order, repeated as needed."""
+    form, subjects = TOPICS[topic]
+    return [(x, form.format(x)) for x in (subjects * (turns // len(subjects) + 1))[:turns]]
+
+
+def names(reply: str, subject: int | str) -> bool:
+    """Whether a reply names what it was asked about (a number as digits; an animal, plurals too)."""
+    if isinstance(subject, int):
+        return bool(re.search(rf"(?<![\d]){subject}(?![\d])", reply.replace(",", "")))
+    return bool(re.search(rf"\b{re.escape(subject)}(s|es)?\b", reply, re.IGNORECASE))
 
 
 ECHO = {"is", "that"}
@@ -76,9 +104,8 @@ def claim(reply: str, question: str) -> list[str]:
     return said[start:]
 
 
-def score(asked: list[int], replies: list[str]) -> dict:
-    questions_asked = [f"Tell me one fact about the number {n}." for n in asked]
-    claims = [claim(r, q) for r, q in zip(replies, questions_asked)]
+def score(asked: list[tuple[int | str, str]], replies: list[str]) -> dict:
+    claims = [claim(r, q) for r, (_, q) in zip(replies, asked)]
     seen: set[tuple[str, ...]] = set()
     repeats = near = 0
     counts = collections.Counter()
@@ -90,7 +117,7 @@ def score(asked: list[int], replies: list[str]) -> dict:
         near += any(difflib.SequenceMatcher(None, c[:NEAR_WORDS], e[:NEAR_WORDS]).ratio() >= NEAR_RATIO
                     for e in claims[:i])
         seen.add(t)
-    on_topic = sum(bool(re.search(rf"(?<![\d]){n}(?![\d])", r.replace(",", ""))) for n, r in zip(asked, replies))
+    on_topic = sum(names(r, subject) for (subject, _), r in zip(asked, replies))
     top, top_n = counts.most_common(1)[0] if counts else ((), 0)
     return {"repeat_share": repeats / max(1, len(replies) - 1), "near_share": near / max(1, len(replies) - 1),
             "templates": len(counts), "on_topic": on_topic / max(1, len(replies)), "top": " ".join(top),
@@ -99,19 +126,20 @@ def score(asked: list[int], replies: list[str]) -> dict:
 
 def parse_config(spec: str, defaults) -> tuple[str, dict]:
     if spec in ("before", "fresh"):
-        return spec, {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram": 0}
+        return spec, {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram": 0, "ngram_penalty": float("inf")}
     if spec == "after":
         return spec, {"temperature": defaults.temperature, "repetition_penalty": defaults.repetition_penalty,
-                      "no_repeat_ngram": defaults.no_repeat_ngram}
+                      "no_repeat_ngram": defaults.no_repeat_ngram, "ngram_penalty": defaults.ngram_penalty}
     name, _, values = spec.partition("=")
     try:
-        t, rp, ng = values.split("/")
-        return name, {"temperature": float(t), "repetition_penalty": float(rp), "no_repeat_ngram": int(ng)}
-    except ValueError:
-        raise SystemExit(f"bench_repetition: {spec!r}: write NAME=temperature/repetition_penalty/no_repeat_ngram")
+        t, rp, ng, *pen = values.split("/")
+        return name, {"temperature": float(t), "repetition_penalty": float(rp), "no_repeat_ngram": int(ng),
+                      "ngram_penalty": float(pen[0]) if pen else float("inf")}
+    except (ValueError, IndexError):
+        raise SystemExit(f"bench_repetition: {spec!r}: write NAME=temperature/repetition_penalty/no_repeat_ngram[/ngram_penalty]")
 
 
-def run_conversation(bot, asked: list[tuple[int, str]], log, fresh: bool = False) -> tuple[list[str], float]:
+def run_conversation(bot, asked: list[tuple[int | str, str]], log, fresh: bool = False) -> tuple[list[str], float]:
     bot.reset()
     replies = []
     start = time.perf_counter()
@@ -120,8 +148,45 @@ def run_conversation(bot, asked: list[tuple[int, str]], log, fresh: bool = False
             bot.reset()
         reply = bot.ask(question).text
         replies.append(reply)
-        log(f"  {i + 1:3d} {question[len('Tell me one fact about the number '):-1]:>5}: {reply[:90]!r}")
+        log(f"  {i + 1:3d} {asked[i][0]!s:>9}: {reply[:90]!r}")
     return replies, (time.perf_counter() - start) / max(1, len(asked))
+
+
+AGAIN = ["What is the capital of France?", "Tell me one fact about the number 12.", "What is the capital of Japan?",
+         "What is the capital of France?", "What is the capital of Japan?"]
+"""The repeat probe: two questions asked twice in one conversation; a remedy against copying
+must still let the second answer say what the first one did (Paris, Tokyo)."""
+
+
+def repeat_probe(bot, log) -> tuple[int, int, list[str]]:
+    """(answers named right the first time, the second time, the replies)."""
+    bot.reset()
+    replies = [bot.ask(q).text for q in AGAIN]
+    for q, r in zip(AGAIN, replies):
+        log(f"  probe {q!r}: {r[:90]!r}")
+    first = ("Paris" in replies[0]) + ("Tokyo" in replies[2])
+    second = ("Paris" in replies[3]) + ("Tokyo" in replies[4])
+    return first, second, replies
+
+
+def scene_probe(bot, log, scenes: int = 5) -> tuple[int, int]:
+    """The six question types about one held-out Sort-of-CLEVR scene in one conversation, for
+    ``scenes`` scenes: answers about one picture share their wording ("The red object is on
+    the left side of the image."), which a remedy against copying must not break. -> (right, asked)."""
+    from models import clevr
+
+    right = asked = 0
+    for i in range(scenes):
+        scene = clevr.make_scene(1_000_000 + i)
+        image = clevr.render(scene)
+        bot.reset()
+        for k, kind in enumerate(clevr.QUESTION_TYPES):
+            q = clevr.make_question(scene, kind, clevr.COLOURS[(i + k) % len(clevr.COLOURS)])
+            reply = bot.ask(q.text, images=[image]).text
+            ok = clevr.score_reply(reply, kind, q.answer)
+            right, asked = right + ok, asked + 1
+            log(f"  scene {scene.seed} {q.text!r}: {reply[:80]!r} {'right' if ok else 'WRONG'}")
+    return right, asked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--turns", type=int, default=60)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--configs", default="before,after", help="comma-separated: before, after, NAME=t/rp/ngram")
+    ap.add_argument("--topic", choices=sorted(TOPICS), default="numbers",
+                    help="the questions: numbers (the tuning set the default was chosen on) or animals (held out)")
     ap.add_argument("--rounds", type=int, default=1, help="conversations per sampling configuration (median)")
     ap.add_argument("--quiet", action="store_true", help="do not print every reply")
     ap.add_argument("--out", help="also write the table to this file")
@@ -146,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     settings.generator.max_new_tokens = args.max_new_tokens
     bot = Assistant.load(settings, plugins=False)
-    asked = questions(args.turns)
+    asked = questions(args.turns, args.topic)
     log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
 
     rows = []
@@ -159,23 +226,38 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(rounds):
             log(f"{name} {values} round {r + 1}/{rounds}")
             replies, per_turn = run_conversation(bot, asked, log, fresh=name == "fresh")
-            results.append((score([n for n, _ in asked], replies), per_turn))
-            saved.setdefault(name, {"values": values, "per_turn": [], "conversations": []})
+            results.append((score(asked, replies), per_turn))
+            saved.setdefault(name, {"values": values, "topic": args.topic, "per_turn": [], "conversations": []})
             saved[name]["conversations"].append(replies)
             saved[name]["per_turn"].append(per_turn)
             if args.replies:
                 Path(args.replies).write_text(json.dumps(saved, indent=1))
-        rows.append(row(name, values, results))
+        if name != "fresh":
+            first, second, probe = repeat_probe(bot, log)
+            right, asked_about = scene_probe(bot, log)
+            saved[name]["probe"] = {"first": first, "second": second, "replies": probe, "scene_right": right,
+                                    "scene_asked": asked_about}
+            if args.replies:
+                Path(args.replies).write_text(json.dumps(saved, indent=1))
+        rows.append(row(name, values, results, saved[name].get("probe")))
         print(rows[-1], file=sys.stderr, flush=True)
     return print_table(args, rows)
 
 
-def row(name: str, values: dict, results: list[tuple[dict, float]]) -> str:
+def _probe_cell(probe: dict | None) -> str:
+    if not probe:
+        return "— | —"
+    scene = f"{probe['scene_right']}/{probe['scene_asked']}" if "scene_asked" in probe else "—"
+    return f"{probe['first']}/2, then {probe['second']}/2 | {scene}"
+
+
+def row(name: str, values: dict, results: list[tuple[dict, float]], probe: dict | None = None) -> str:
     med = lambda key: statistics.median(s[key] for s, _ in results)  # noqa: E731
     best = results[0][0]
     return (f"| {name} | {values['temperature']:g} | {values['repetition_penalty']:g} | "
-            f"{values['no_repeat_ngram']} | {med('repeat_share'):.0%} | {med('near_share'):.0%} | "
+            f"{values['no_repeat_ngram']} | {values.get('ngram_penalty', float('inf')):g} | {med('repeat_share'):.0%} | {med('near_share'):.0%} | "
             f"{med('templates'):.0f} | {med('on_topic'):.0%} | \"{best['top']}\" ({best['top_n']}x) | "
+            f"{_probe_cell(probe)} | "
             f"{statistics.median(t for _, t in results):.1f} |")
 
 
@@ -184,19 +266,20 @@ def rescore(args) -> int:
     rows = []
     for name, entry in saved.items():
         convs = entry["conversations"]
-        asked = [n for n, _ in questions(len(convs[0]))]
+        asked = questions(len(convs[0]), entry.get("topic", "numbers"))
         results = [(score(asked, replies), t) for replies, t in zip(convs, entry["per_turn"])]
-        rows.append(row(name, entry["values"], results))
-    args.turns = len(saved[next(iter(saved))]["conversations"][0])
+        rows.append(row(name, entry["values"], results, entry.get("probe")))
+    first = saved[next(iter(saved))]
+    args.turns, args.topic = len(first["conversations"][0]), first.get("topic", "numbers")
     return print_table(args, rows)
 
 
 def print_table(args, rows: list[str]) -> int:
-    head = (f"### Template repetition over a {args.turns}-turn chat (max_new_tokens {args.max_new_tokens}, "
+    head = (f"### Template repetition over a {args.turns}-turn chat about {args.topic} (max_new_tokens {args.max_new_tokens}, "
             f"{'median of ' + str(args.rounds) + ' conversations for sampling' if args.rounds > 1 else 'one conversation each'})\n\n"
-            "| config | temperature | repetition_penalty | no_repeat_ngram | replies repeating an earlier template | "
-            "near copies | distinct templates | name the number | most common template | s/turn |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+            "| config | temperature | repetition_penalty | no_repeat_ngram | ngram_penalty | replies repeating an earlier template | "
+            "near copies | distinct templates | name the subject | most common template | asked again: capitals right | scene chats: answers right | s/turn |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     table = head + "\n" + "\n".join(rows) + "\n"
     print(table)
     if args.out:

@@ -402,7 +402,7 @@ class Generator:
     def _stream(self, messages, inserts, sampling: Sampling, cancel, seed) -> Iterator[str]:
         prompt = self.render(messages)
         chooser = Chooser(sampling, seed, self._earlier_replies(messages) if sampling.no_repeat_ngram > 0 else [],
-                           avoid=self.word_ids(sampling.avoid_words))
+                          avoid=self.word_ids(sampling.avoid_words), quoted=self._quoted_in(messages))
         if inserts:
             cache = self.runner.new_cache()
             logits = self.runner.forward(cache, self._prompt_embeddings(prompt, inserts))
@@ -465,6 +465,14 @@ class Generator:
 
     def _earlier_replies(self, messages: list[dict]) -> list[list[int]]:
         return [self.encode(m["content"]) for m in messages if m["role"] == "assistant" and isinstance(m["content"], str)]
+
+    def _quoted_in(self, messages: list[dict]):
+        """ids -> whether their text is in the last user message (lower case, spaces collapsed)."""
+        asked = [m["content"] for m in messages if m["role"] == "user" and isinstance(m["content"], str)]
+        if not asked:
+            return None
+        question = " ".join(asked[-1].lower().split())
+        return lambda ids: " ".join(self.tokenizer.decode(ids, skip_special_tokens=True).lower().split()) in question
 
     def _reusable_cache(self, prompt_ids: list[int]):
         """The last stream's KV cache cropped to the prefix it shares with this prompt."""

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,14 @@ class Sampling:
     repetition_penalty: float = 1.0
     """Above 1: tokens already in this reply are made less likely (the prompt is not counted)."""
     no_repeat_ngram: int = 0
-    """n > 0: never produce an n-gram that this reply or an earlier assistant reply in the
-    conversation already contains (stops copying a previous answer's template)."""
+    """n > 0: never produce an n-gram that an earlier assistant reply in the conversation
+    contains (stops copying a previous answer's template), except one the user's question holds
+    (an answer may echo its question). Repeats inside the reply are left alone: a list says
+    "at the top" many times; a reply stuck in a loop is cut by :func:`looping`."""
+    ngram_penalty: float = float("inf")
+    """What :attr:`no_repeat_ngram` does to a token that would repeat an n-gram: subtract this
+    from its logit. inf blocks it outright; a finite value lets a token the model strongly
+    prefers through (the same answer to the same question asked twice)."""
     avoid_words: tuple[str, ...] = ()
     """Words this reply may not write (any case, with or without a leading space), e.g. the
     choice the fusion core ruled out: a small generator otherwise contradicts the core's note."""
@@ -49,8 +56,13 @@ def looping(ids: list[int], max_period: int = 8, min_span: int = 16) -> bool:
 class Chooser:
     """Picks each next token from the logits (numpy, the same for every runtime)."""
 
-    def __init__(self, sampling: Sampling, seed: int | None, earlier: list[list[int]], avoid: list[int] = ()):
+    def __init__(self, sampling: Sampling, seed: int | None, earlier: list[list[int]], avoid: list[int] = (),
+                 quoted: Callable[[list[int]], bool] | None = None):
+        """``earlier``: the conversation's earlier replies (token ids), whose n-grams are not
+        repeated; ``quoted(ngram ids)``: True for an n-gram the user's question holds, which
+        may be repeated all the same."""
         self.s = sampling
+        self.quoted = quoted
         self.avoid = list(avoid)  # token ids never chosen
         self.rng = np.random.default_rng(seed)
         self.n = sampling.no_repeat_ngram
@@ -58,12 +70,9 @@ class Chooser:
         for ids in earlier:
             self._remember(ids)
 
-    def _remember(self, ids: list[int], last_only: bool = False) -> None:
+    def _remember(self, ids: list[int]) -> None:
         n = self.n
-        if n <= 0 or len(ids) < n:
-            return
-        starts = [len(ids) - n] if last_only else range(len(ids) - n + 1)
-        for i in starts:
+        for i in range(len(ids) - n + 1 if n > 0 else 0):
             self.seen.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
 
     def choose(self, logits: np.ndarray, generated: list[int]) -> int:
@@ -75,12 +84,11 @@ class Chooser:
             ids = np.unique(np.asarray(generated))
             vals = scores[ids]
             scores[ids] = np.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
-        if self.n > 0:
-            self._remember(generated, last_only=True)
-            if len(generated) >= self.n - 1:
-                banned = self.seen.get(tuple(generated[len(generated) - self.n + 1:]), ())
-                if banned:
-                    scores[list(banned)] = -np.inf
+        if self.seen and len(generated) >= self.n - 1:
+            context = generated[len(generated) - self.n + 1:]
+            banned = [t for t in self.seen.get(tuple(context), ()) if not (self.quoted and self.quoted(context + [t]))]
+            if banned:
+                scores[banned] -= s.ngram_penalty  # inf: -inf, blocked
         if s.temperature <= 0:
             return int(scores.argmax())
         scores = scores / s.temperature

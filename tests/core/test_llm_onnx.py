@@ -228,6 +228,52 @@ def test_no_repeat_ngram_blocks_an_earlier_replys_phrases():
     assert plain.choose(logits, [5, 6]) == 7
 
 
+def test_no_repeat_ngram_lets_the_question_be_echoed_and_a_finite_penalty_lets_a_sure_token_through():
+    logits = np.zeros(10, dtype=np.float32)
+    logits[7], logits[9] = 5.0, 1.0
+    quoted = Chooser(Sampling(no_repeat_ngram=3), seed=0, earlier=[[5, 6, 7, 8]], quoted=lambda ids: ids == [5, 6, 7])
+    assert quoted.choose(logits, [5, 6]) == 7  # 5 6 7 is in the user's question: may be repeated
+    soft = Chooser(Sampling(no_repeat_ngram=3, ngram_penalty=3.0), seed=0, earlier=[[5, 6, 7, 8]])
+    assert soft.choose(logits, [5, 6]) == 7  # 5 - 3 > 1: the model is sure enough
+    logits[9] = 2.5
+    assert soft.choose(logits, [5, 6]) == 9  # 5 - 3 < 2.5
+
+
+def test_the_generator_exempts_what_the_last_user_message_says(generator):
+    gen = generator
+    messages = [{"role": "user", "content": "Tell me one fact about the number 12."},
+                {"role": "assistant", "content": "One fact about the number 12 is that it is even."},
+                {"role": "user", "content": "Tell me One FACT about   the number 42."}]
+    quoted = gen._quoted_in(messages)
+    assert quoted(gen.encode(" one fact about the number")) and quoted(gen.encode("One fact about"))
+    assert not quoted(gen.encode(" it is even"))
+    assert gen._quoted_in([{"role": "system", "content": "Be brief."}]) is None
+
+
+@pytest.mark.integration
+def test_real_smollm2_second_fact_does_not_copy_the_first_ones_phrases(generator):
+    """The template-copying case of benchmarks/results_repetition.md on the real model: greedy
+    decoding copies the first reply's claim; with 4-gram blocking the second reply writes no
+    four tokens in a row of the first reply that its own question does not hold."""
+    sampling = Sampling(max_new_tokens=40)
+    first_q, second_q = "Tell me one fact about the number 12.", "Tell me one fact about the number 42."
+    first = "".join(generator.stream([{"role": "user", "content": first_q}], sampling=sampling))
+    chat = [{"role": "user", "content": first_q}, {"role": "assistant", "content": first},
+            {"role": "user", "content": second_q}]
+    copied = "".join(generator.stream(chat, sampling=sampling))
+    blocked = "".join(generator.stream(chat, sampling=Sampling(max_new_tokens=40, no_repeat_ngram=4)))
+
+    def shared_4grams(reply: str) -> set[tuple[int, ...]]:
+        earlier, ids = generator.encode(first), generator.encode(reply)
+        grams = {tuple(earlier[i:i + 4]) for i in range(len(earlier) - 3)}
+        quoted = generator._quoted_in(chat)
+        return {tuple(ids[i:i + 4]) for i in range(len(ids) - 3)} & grams - {g for g in grams if quoted(list(g))}
+
+    assert shared_4grams(copied), (first, copied)  # the failure this setting is for
+    assert not shared_4grams(blocked), (first, blocked)
+    assert "42" in blocked
+
+
 def test_avoided_tokens_are_never_chosen():
     logits = np.array([0.0, 3.0, 2.0, -1.0], dtype=np.float32)
     assert Chooser(Sampling(), seed=0, earlier=[], avoid=[1]).choose(logits, []) == 2

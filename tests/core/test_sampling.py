@@ -12,16 +12,17 @@ from tests.core.fakes import FakeGenerator
 
 def test_chat_defaults_stay_greedy():
     g = GeneratorSettings()  # see benchmarks/results_repetition.md for why
-    assert (g.temperature, g.repetition_penalty, g.no_repeat_ngram) == (0.0, 1.0, 0)
+    assert (g.temperature, g.repetition_penalty, g.no_repeat_ngram, g.ngram_penalty) == (0.0, 1.0, 0, float("inf"))
 
 
 def test_a_turn_decodes_with_the_chat_settings():
     settings = Settings()
     settings.generator.no_repeat_ngram, settings.generator.repetition_penalty = 5, 1.2
+    settings.generator.ngram_penalty = 6.0
     bot = Assistant(settings, generator=FakeGenerator("Twelve is even."), plugins=None)
     bot.ask("Tell me one fact about the number 12.")
     sampling = bot.generator.samplings[0]
-    assert (sampling.no_repeat_ngram, sampling.repetition_penalty) == (5, 1.2)
+    assert (sampling.no_repeat_ngram, sampling.repetition_penalty, sampling.ngram_penalty) == (5, 1.2, 6.0)
     assert sampling.max_new_tokens == settings.generator.max_new_tokens
 
 
