@@ -343,6 +343,8 @@ class LazyModels:
                    "both": f"as {cfg.n_queries} soft tokens and a sentence"}[route]
             if route != self.settings.fusion.route:
                 how += f" (route {self.settings.fusion.route!r} needs weights trained through the generator)"
+            elif route != "tokens" and effective_route(route, cfg, describe=True) == "tokens":
+                how += "; descriptions as the soft tokens alone"
             infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens{coords}{relation})", self.fusion_source,
                                    f"fused: images go through the trained fusion core, whose reading reaches the generator {how}"))
         else:

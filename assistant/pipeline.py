@@ -241,19 +241,20 @@ class Assistant(LazyModels, PluginTurns):
         text, mask = self.generator.embed_text([question] * len(turn.images), max_tokens=self.fusion.cfg.max_text_tokens)
         with torch.inference_mode():
             out = self.fusion({"image": (turn.image_tokens, None)}, text, mask)
-        # only tokens trained through the generator go in, and only to one in this process
-        route = effective_route(self.settings.fusion.route, self.fusion.cfg, getattr(self.generator, "soft_tokens", True))
-        tokens, words = route != "text", route != "tokens"
+        soft = getattr(self.generator, "soft_tokens", True)  # a generator in this process takes soft tokens
         answered = set()
         for i in range(len(turn.images)):
             note = answer_evidence(self.fusion.cfg, out, i, question)
             if not note:  # a picture unlike its training scenes: neither its sentence nor its tokens
                 continue
             answered.add(i)
+            word = confident_answer(self.fusion.cfg, out, i)[0]  # there is a note, so there is a verdict
+            route = effective_route(self.settings.fusion.route, self.fusion.cfg, soft, describe=word == "describe")
+            tokens, words = route != "text", route != "tokens"
             if words:
                 turn.scene_notes.append(note if len(turn.images) == 1 else f"Image {i + 1}: {note}")
                 if len(turn.images) == 1:  # the question offered a choice and the core took one side
-                    turn.ruled_out += rejected_choices(question, confident_answer(self.fusion.cfg, out, i)[0])
+                    turn.ruled_out += rejected_choices(question, word)
             if tokens:
                 turn.fusion_tokens.append(out.tokens[i])
         turn.attention = self._attention_maps(turn, out, answered)

@@ -27,7 +27,11 @@ def add_commands(sub: argparse._SubParsersAction, parents: list[argparse.Argumen
     q.add_argument("--per-type", type=int, default=50, help="questions per question type (default 50)")
     q.add_argument("--first-seed", type=int, default=1_000_000, help="first held-out scene seed")
     q.add_argument("--paraphrase", action="store_true", help="ask paraphrases instead of the canonical forms")
-    q.add_argument("--only", choices=("typed", "spoken"), help="run only the typed or only the spoken questions")
+    q.add_argument("--only", choices=("typed", "spoken", "describe"),
+                   help="run only the typed questions, only the spoken ones, or only the descriptions (--describe)")
+    q.add_argument("--describe", type=int, default=0, metavar="N",
+                   help="also ask for a description of N held-out scenes (from --first-seed) and score it object by "
+                        "object: colour, shape, position (default 0; 50 with --only describe)")
     q.add_argument("--voices", choices=("eval", "tuning", "both"), default="eval",
                    help="who speaks the spoken questions: the evaluation voices (default; never used for training "
                         "transcripts), the tuning voices the training transcripts were made with (for comparison), or both")
@@ -144,10 +148,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from models.evaluate import SPOKEN, SPOKEN_TUNING, format_table, load_results, run_evaluation, save_results
 
     variants = []
-    if args.only != "spoken":
+    if args.only in (None, "typed"):
         variants.append("typed")
-    if args.only != "typed":
+    if args.only in (None, "spoken"):
         variants += {"eval": [SPOKEN], "tuning": [SPOKEN_TUNING], "both": [SPOKEN, SPOKEN_TUNING]}[args.voices]
+    describe = args.describe or (50 if args.only == "describe" else 0)
+    if describe < 0 or args.per_type < 0:
+        raise InputError("--describe and --per-type count scenes: give 0 or more")
     setup = {"per_type": args.per_type, "first_seed": args.first_seed, "paraphrase": args.paraphrase}
     compare = {}
     if args.compare:
@@ -169,20 +176,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"\r{name}: {i}/{n}", end="" if i < n else "\n", file=sys.stderr, flush=True)
 
-    results = run_evaluation(
+    results = {} if not variants else run_evaluation(
         None if args.head_only else make_answer_fn(bot),
         core=core, image_encoder=bot.image_encoder,
         text_encoder=(lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens)) if core else None,
         first_seed=args.first_seed, n_per_type=args.per_type, paraphrase=args.paraphrase, progress=progress,
         variants=tuple(variants), spoken_fn=make_spoken_fn(bot, reply=not args.head_only),
     )
-    meta = {**setup, "only": args.only, "voices": args.voices if args.only != "typed" else None,
+    described = {}
+    if describe:
+        from models.evaluate import evaluate_descriptions, head_answer_fn
+
+        if core is not None:
+            text_encoder = lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens)  # noqa: E731
+            described["caption head"] = evaluate_descriptions(head_answer_fn(core, bot.image_encoder, text_encoder),
+                                                              args.first_seed, describe, progress=lambda i, n: progress("head describe", i, n))
+        if not args.head_only:
+            described["end to end"] = evaluate_descriptions(make_answer_fn(bot), args.first_seed, describe,
+                                                            progress=lambda i, n: progress("end to end describe", i, n))
+    meta = {**setup, "only": args.only, "describe": describe, "voices": args.voices if args.only != "typed" else None,
             "models": [asdict(m) if is_dataclass(m) else str(m) for m in bot.models()]}
     if args.output:
-        save_results(args.output, results, meta)
+        save_results(args.output, results, {**meta, "descriptions": {k: asdict(v) for k, v in described.items()}})
     shown = {**{k: v for k, v in compare.items() if k not in results}, **results}
     if args.json:
-        print(json.dumps({k: asdict(v) for k, v in shown.items()}, indent=1))
-    else:
+        print(json.dumps({**{k: asdict(v) for k, v in shown.items()},
+                          **{f"describe, {k}": asdict(v) for k, v in described.items()}}, indent=1))
+        return 0
+    if shown:
         print(format_table(shown))
+    if described:
+        from models.evaluate import format_describe_table
+
+        print(("\n" if shown else "") + format_describe_table(described))
     return 0

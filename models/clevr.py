@@ -381,6 +381,63 @@ def score_reply(reply: str, kind: str, correct: str) -> bool:
     return len(found) == 1 and found[0] == correct
 
 
+@dataclass(frozen=True)
+class DescriptionScore:
+    """How well a free-text description states a scene, object by object (6 objects)."""
+
+    named: int
+    """Objects whose colour the description names."""
+    shape: int
+    """Objects whose shape is the first shape word after their colour (before the next colour)."""
+    horizontal: int
+    vertical: int
+    position: int
+    """Objects whose left/right and top/bottom words are both right."""
+    whole: int
+    """Objects with colour, shape and both position words right."""
+    extra: int
+    """Colours named more than once (a description that lists an object twice)."""
+
+    @property
+    def scene_right(self) -> bool:
+        return self.whole == len(COLOURS) and self.extra == 0
+
+
+_FIRST = {kind: re.compile("|".join(rf"(?<![\w-])({w})s?(?![\w-])" for w in words), re.IGNORECASE)
+          for kind, words in (("shape", SHAPES), ("horizontal", ("left", "right")), ("vertical", ("top", "bottom")))}
+
+
+def score_description(reply: str, scene: Scene) -> DescriptionScore:
+    """Score a description of ``scene`` per object: the text from an object's colour word up to
+    the next colour word is what the description says about it ("a red square at the top
+    left, ..."); its first shape word, left/right word and top/bottom word are compared with
+    the scene. An object whose colour is never named scores nothing."""
+    spots = []  # (position in the reply, colour)
+    for colour in COLOURS:
+        spots += [(m.start(), colour) for m in _pattern(colour).finditer(reply)]
+    spots.sort()
+    said: dict[str, str] = {}
+    extra = 0
+    for i, (start, colour) in enumerate(spots):
+        end = spots[i + 1][0] if i + 1 < len(spots) else len(reply)
+        if colour in said:
+            extra += 1
+            continue
+        said[colour] = reply[start:end]
+    counts = dict.fromkeys(("shape", "horizontal", "vertical", "position", "whole"), 0)
+    for colour, text in said.items():
+        obj = scene.by_colour(colour)
+        truth = {"shape": obj.shape, "horizontal": obj.horizontal, "vertical": obj.vertical}
+        ok = {}
+        for kind, pattern in _FIRST.items():
+            m = pattern.search(text)
+            ok[kind] = m is not None and m.group(0).lower().rstrip("s") == truth[kind]
+            counts[kind] += ok[kind]
+        counts["position"] += ok["horizontal"] and ok["vertical"]
+        counts["whole"] += all(ok.values())
+    return DescriptionScore(named=len(said), extra=extra, **counts)
+
+
 # -- turning the fusion core's answer into evidence the generator repeats ----------------------
 
 _KIND_WORDS = (

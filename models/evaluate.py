@@ -13,6 +13,9 @@
   white noise is added, and the audio goes through ``spoken_fn(audio, image) -> (transcript,
   reply)``, which the application wires to ``Assistant.ask(audio=..., images=...)``: the whole
   app path (recognition with the scene bias, fusion, generator). Accuracy per voice too.
+* :func:`evaluate_descriptions` asks for a description of each held-out scene and scores the
+  reply object by object (:func:`models.clevr.score_description`: colour named, shape,
+  left/right, top/bottom); :func:`format_describe_table` renders it.
 * :func:`format_table` renders the per-type accuracies as a Markdown table, with the
   spoken/typed ratio and a per-voice table when there is something to show.
 
@@ -272,7 +275,8 @@ def head_answer_fn(core, image_encoder, text_encoder) -> AnswerFn:
             last.update(image=image, tokens=image_encoder.encode([image]).tokens)  # (1, 49, 320)
         text, mask = text_encoder([question])  # (1, T, 576), (1, T)
         out = core({"image": (last["tokens"], None)}, text, mask)
-        return reading(core.cfg, out, 0).word
+        read = reading(core.cfg, out, 0)
+        return read.caption or read.word
 
     return answer
 
@@ -392,6 +396,64 @@ def run_evaluation(answer_fn: AnswerFn | None, *, core=None, image_encoder=None,
             if kind in res:
                 results[f"{kind}, {variant}"] = res[kind]
     return results
+
+
+@dataclass
+class DescribeResult:
+    """Descriptions of held-out scenes scored object by object (:func:`models.clevr.score_description`)."""
+
+    scenes: int
+    per_object: dict[str, float]
+    """Share of the scenes' objects (6 a scene) whose colour is named ("named"), whose shape,
+    left/right, top/bottom, both position words ("position"), or everything ("whole") is right."""
+    scenes_right: float
+    """Share of scenes described entirely right (every object whole, none listed twice)."""
+    repeated: float
+    """Colours named more than once, per scene."""
+    seconds: float
+    examples: list[dict] = field(default_factory=list)
+
+
+DESCRIBE_FIELDS = ("named", "shape", "horizontal", "vertical", "position", "whole")
+
+
+def evaluate_descriptions(answer_fn: AnswerFn, first_seed: int, n_scenes: int, *,
+                          question: str = clevr.TEMPLATES[clevr.DESCRIBE][0], keep_examples: int = 3,
+                          progress: Callable[[int, int], None] | None = None) -> DescribeResult:
+    """Ask ``answer_fn`` to describe each of the scenes ``first_seed, ...`` and score the replies."""
+    t0 = time.time()
+    totals = dict.fromkeys(DESCRIBE_FIELDS, 0)
+    right = extra = 0
+    examples = []
+    for i in range(n_scenes):
+        scene = clevr.make_scene(first_seed + i)
+        reply = answer_fn(question, clevr.render(scene))
+        score = clevr.score_description(reply, scene)
+        for k in DESCRIBE_FIELDS:
+            totals[k] += getattr(score, k)
+        right += score.scene_right
+        extra += score.extra
+        if len(examples) < keep_examples:
+            examples.append({"scene": scene.seed, "reply": reply, "truth": clevr.caption(scene), "whole": score.whole})
+        if progress:
+            progress(i + 1, n_scenes)
+    objects = max(1, n_scenes * len(clevr.COLOURS))
+    return DescribeResult(n_scenes, {k: v / objects for k, v in totals.items()}, right / max(1, n_scenes),
+                          extra / max(1, n_scenes), time.time() - t0, examples)
+
+
+def format_describe_table(results: dict[str, DescribeResult]) -> str:
+    """Markdown: one row per per-object measure, one column per result."""
+    cols = list(results)
+    lines = ["| objects described (share of 6 per scene) | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
+    labels = {"named": "colour named", "shape": "shape right", "horizontal": "left/right right",
+              "vertical": "top/bottom right", "position": "position (both) right", "whole": "**all right**"}
+    for k in DESCRIBE_FIELDS:
+        lines.append(f"| {labels[k]} | " + " | ".join(_pct(results[c].per_object[k]) for c in cols) + " |")
+    lines.append("| **scenes entirely right** | " + " | ".join(_pct(results[c].scenes_right) for c in cols) + " |")
+    lines.append("| colours named twice, per scene | " + " | ".join(f"{results[c].repeated:.2f}" for c in cols) + " |")
+    lines.append("| scenes | " + " | ".join(str(results[c].scenes) for c in cols) + " |")
+    return "\n".join(lines)
 
 
 def _tag(progress, name):

@@ -103,6 +103,10 @@ class TrainConfig(TrainingConfigFile):
     generator_trains: str = "all"
     """What the generator-coupled stage trains: "all" of the core, or only its "projector" (the
     answer heads, which the text route reads, then stay exactly as they were)."""
+    generator_describe_fraction: float = 0.0
+    """Share of the generator-coupled stage's batch that asks for a description of the scene:
+    the reply to learn is the scene's caption (:func:`models.clevr.caption`, every object's
+    colour, shape and quadrant), so the generator learns to describe from the soft tokens."""
     generator_bf16: bool = True
     """bf16 autocast for the generator-coupled stage (CPUs with avx512_bf16 and GPUs: about 2x)."""
     generator_system: str = ""
@@ -251,6 +255,8 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
                 load_checkpoint(ckpt, raw_model, optimizer)
             if stage == "generator" and fcfg.alignment != "lm":
                 fcfg.alignment, fcfg.aligned_to_generator = "lm", True
+            if stage == "generator" and cfg.generator_describe_fraction > 0:
+                fcfg.describes = True
             elif stage == "align" and fcfg.alignment == "":
                 fcfg.alignment = "regression"
             model, optimizer = accelerator.prepare(raw_model, optimizer)
@@ -264,7 +270,8 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
         rng = np.random.default_rng([cfg.seed, accelerator.process_index, step])
         model.train()
         if stage == "generator":
-            batch = to_device(train_data.examples(cfg.batch_size, rng, none_fraction=0.0, describe_fraction=0.0), accelerator.device)
+            batch = to_device(train_data.examples(cfg.batch_size, rng, none_fraction=0.0,
+                                                     describe_fraction=cfg.generator_describe_fraction), accelerator.device)
             loss, stats = generator_loss(accelerator.unwrap_model(model), gen, batch, train_data, cfg)
         else:
             batch = to_device(train_data.examples(cfg.batch_size, rng), accelerator.device)

@@ -114,7 +114,8 @@ _PREFIX = _Prefix()
 
 def generator_loss(model: FusionCore, gen, batch: dict, data: ClevrData, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
     """The frozen generator's loss on a sentence stating the answer
-    (:func:`models.clevr.answer_statement`), with the K fusion tokens in the prompt where the
+    (:func:`models.clevr.answer_statement`; for a description request, the scene's caption
+    :func:`models.clevr.caption`), with the K fusion tokens in the prompt where the
     pipeline puts them on the tokens route (:func:`tokens_prompt`, the system message included).
     Gradients flow through the generator into the projector and the core.
 
@@ -128,20 +129,25 @@ def generator_loss(model: FusionCore, gen, batch: dict, data: ClevrData, cfg: Tr
     lm = gen.model
     table = lm.get_input_embeddings()
     dev = out.tokens.device
-    rows, targets = [], []
+    rows, targets, described = [], [], []
     prefix_ids = None
     for i in range(out.tokens.shape[0]):
         question = data.texts.texts[int(batch["row"][i])]
         word = data.vocab[int(batch["answer"][i])]
+        if word == DESCRIBE_ANSWER:  # a description request: the reply is the scene's caption
+            statement = clevr.caption(data.scenes[int(batch["scene"][i])])
+        else:
+            statement = clevr.answer_statement(question, word)
         before, after = tokens_prompt(gen, cfg.generator_system, question).split(FUSION_MARKER)
         ids_b = gen.encode(before)
         prefix_ids = prefix_ids or ids_b
         if ids_b != prefix_ids:
             raise ValueError("the prompt before the fusion tokens must not depend on the question")
-        reply = gen.encode(clevr.answer_statement(question, word)) + [gen.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        reply = gen.encode(statement) + [gen.tokenizer.convert_tokens_to_ids("<|im_end|>")]
         ids_a = gen.encode(after)
         rows.append(torch.cat([out.tokens[i], table(torch.tensor(ids_a + reply, device=dev))]))  # (K + T_a + R, 576)
         targets.append((out.tokens.shape[1] + len(ids_a), reply))
+        described.append(word == DESCRIBE_ANSWER)
     width = max(r.shape[0] for r in rows)
     embeds = torch.stack([F.pad(r, (0, 0, 0, width - r.shape[0])) for r in rows])  # (B, L, 576), right-padded
     valid = torch.stack([torch.arange(width, device=dev) < r.shape[0] for r in rows])  # (B, L)
@@ -155,5 +161,12 @@ def generator_loss(model: FusionCore, gen, batch: dict, data: ClevrData, cfg: Tr
     labels = torch.tensor([t for _, r in targets for t in r], device=dev)
     loss = F.cross_entropy(logits, labels)
     right = (logits.argmax(-1) == labels).split([len(r) for _, r in targets])  # per reply
-    return loss, {"lm_loss": float(loss.detach()), "token_acc": float(torch.cat(right).float().mean()),
-                  "reply_acc": sum(bool(r.all()) for r in right) / len(right)}
+    stats = {"lm_loss": float(loss.detach()), "token_acc": float(torch.cat(right).float().mean()),
+             "reply_acc": sum(bool(r.all()) for r in right) / len(right)}
+    if any(described):  # descriptions apart: long replies, and the answers' accuracy stays comparable
+        told = [r for r, d in zip(right, described) if d]
+        stats["describe_token_acc"] = float(torch.cat(told).float().mean())
+        stats["describe_reply_acc"] = sum(bool(r.all()) for r in told) / len(told)
+        answers = [r for r, d in zip(right, described) if not d]
+        stats["answer_reply_acc"] = sum(bool(r.all()) for r in answers) / max(1, len(answers))
+    return loss, stats

@@ -73,7 +73,7 @@ def test_models_json_real_stack():
     assert p.returncode == 0, p.stderr.decode()
     slots = {m["slot"]: m for m in json.loads(p.stdout)}
     assert slots["generator"]["name"] == "smollm2" and "SmolLM2-135M-Instruct.Q4_1.gguf" in slots["generator"]["source"]
-    assert "fusion" in slots
+    assert "as a sentence; descriptions as the soft tokens alone" in json.dumps(slots["fusion"])  # the shipped weights describe
 
 
 def test_slash_command_without_models(capsys):

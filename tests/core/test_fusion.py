@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from models.fusion import STRATEGIES, FusionConfig, answer_evidence, build_fusion, load_fusion
+from models.fusion import STRATEGIES, FusionConfig, answer_evidence, build_fusion, effective_route, load_fusion
 
 
 VARIANTS = (*STRATEGIES, "attention+relation")
@@ -198,3 +198,16 @@ def test_grid_coordinates_only_touch_square_image_grids():
         off = core.embed.modality("image", image)
         assert (on - off).abs().max() > 1e-3
         assert torch.allclose(odd, off[:, :8])
+
+
+def test_effective_route_needs_trained_tokens_and_sends_descriptions_by_tokens_when_trained_to():
+    plain = FusionConfig(strategy="attention")
+    assert [effective_route(r, plain) for r in ("text", "tokens", "both")] == ["text"] * 3
+    aligned = FusionConfig(strategy="attention", aligned_to_generator=True)
+    assert [effective_route(r, aligned) for r in ("text", "tokens", "both")] == ["text", "tokens", "both"]
+    assert effective_route("tokens", aligned, soft_tokens=False) == "text"  # a generator that takes no soft tokens
+    assert effective_route("text", aligned, describe=True) == "text"  # not trained to describe
+    describes = FusionConfig(strategy="attention", aligned_to_generator=True, describes=True)
+    assert [effective_route(r, describes, describe=True) for r in ("text", "tokens", "both")] == ["tokens"] * 3
+    assert effective_route("text", describes) == "text"  # any other question keeps the setting
+    assert effective_route("text", describes, soft_tokens=False, describe=True) == "text"

@@ -167,3 +167,17 @@ def test_rejected_choices_are_the_other_options_the_question_offers():
     assert clevr.rejected_choices("What is the shape of the red object?", "circle") == ()  # no choice offered
     assert clevr.rejected_choices("Is the red object on the left?", "right") == ()  # only one side named
     assert clevr.rejected_choices("Is the red object on the left or right?", "three") == ()
+
+
+def test_description_score_reads_each_object_from_its_colour_to_the_next():
+    scene = clevr.make_scene(1_000_000)  # red square bottom left, blue circle top left, green circle top right, ...
+    full = clevr.score_description(clevr.caption(scene), scene)
+    assert (full.named, full.shape, full.position, full.whole, full.extra) == (6, 6, 6, 6, 0) and full.scene_right
+    reply = ("I see a red circle at the bottom left and a blue circle at the top right. "
+             "The grey one is a square on the right, near the top. A red square too.")
+    s = clevr.score_description(reply, scene)
+    # red: circle wrong, position right; blue: shape right, left/right wrong; gray: shape and both
+    # position words right ('grey' counts); green, orange, yellow: never named
+    assert (s.named, s.shape, s.horizontal, s.vertical, s.position, s.whole, s.extra) == (3, 2, 2, 3, 2, 1, 1)
+    assert not s.scene_right
+    assert clevr.score_description("A picture of shapes.", scene).named == 0

@@ -255,6 +255,33 @@ def test_assistant_eval_speaks_through_the_app_and_compares_with_typed(capsys, t
     assert saved["results"]["end to end, spoken"]["heard_exactly"] == 0.0
 
 
+def test_assistant_eval_describe_scores_the_replies_object_by_object(capsys, tmp_path):
+    """--only describe: each held-out scene is described in a fresh conversation through bot.ask
+    and the reply scored per object; a bot that names every object a red square gets the red
+    square ones right and nothing else."""
+    from assistant import train_cli
+    from assistant.cli import build_parser
+
+    class DescribingBot(FakeBot):
+        def ask(self, text="", images=(), audio=()):
+            assert text == "Describe the image." and len(images) == 1
+            self.asked.append(text)
+            return SimpleNamespace(text="There is a red square at the bottom left.", transcript=[])
+
+    bot = DescribingBot()
+    args = build_parser().parse_args(["eval", "--only", "describe", "--describe", "4", "--output", str(tmp_path / "d.json")])
+    args.load_bot = lambda: bot
+    assert train_cli.cmd_eval(args) == 0
+    out = capsys.readouterr().out
+    assert "| colour named | 16.7% |" in out and "| scenes | 4 |" in out and "| shape |" not in out
+    assert bot.asked.count("reset") == 4
+    saved = json.loads((tmp_path / "d.json").read_text())
+    got = saved["meta"]["descriptions"]["end to end"]
+    scenes = [clevr.make_scene(1_000_000 + i).by_colour("red") for i in range(4)]
+    want = sum(o.shape == "square" and o.vertical == "bottom" and o.horizontal == "left" for o in scenes) / 24
+    assert got["scenes"] == 4 and got["per_object"]["whole"] == pytest.approx(want) and got["scenes_right"] == 0.0
+
+
 def test_assistant_train_command_is_registered():
     from assistant import train_cli
     from assistant.cli import build_parser

@@ -96,6 +96,28 @@ def test_generator_stage_speaks_through_the_generator_and_trains_only_the_projec
     assert sum(len(g["params"]) for g in opt.param_groups) == len(trained_names)
 
 
+def test_generator_stage_learns_descriptions_as_the_scene_caption(tmp_path, trained, tiny_folder):
+    """generator_describe_fraction: description requests in the generator stage's batch; the
+    reply the generator is trained to write for one is the scene's caption."""
+    from models.generator import Generator
+
+    cfg, _, encoder = trained
+    gen = Generator.load(str(tiny_folder), device="cpu", runtime="torch", cache_dir=tmp_path / "generator")
+    encoded = []
+    real_encode = gen.encode
+    gen.encode = lambda text: encoded.append(text) or real_encode(text)
+    tiny = replace(cfg, output_dir=str(tmp_path / "describe"), fusion={**cfg.fusion, "generator_dim": 64},
+                   answer_steps=1, align_steps=0, generator_steps=2, generator_trains="projector", batch_size=6,
+                   generator_describe_fraction=0.5, eval_every=1000, save_every=1000, log_every=1, domain_margin=0)
+    train(tiny, text_encoder=fake_text_encoder, image_encoder=encoder, generator=lambda: gen, progress=False, log=lambda m: None)
+    rows = [r for r in _metrics(tmp_path / "describe") if r.get("stage") == "generator" and "loss" in r]
+    assert rows and all(0 <= r["describe_token_acc"] <= 1 for r in rows if "describe_token_acc" in r)
+    captions = {clevr.caption(clevr.make_scene(s)) for s in range(cfg.train_first_seed, cfg.train_first_seed + cfg.train_scenes)}
+    said = [t for t in encoded if t.startswith("There are six objects: ")]
+    assert said and set(said) <= captions
+    assert any(t.startswith("The ") and t not in captions for t in encoded)  # the answer sentences are still there
+
+
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, trained):
     cfg, final, encoder = trained
     short = replace(cfg, answer_steps=16, align_steps=8, eval_every=1000, save_every=8)

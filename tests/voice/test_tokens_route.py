@@ -75,10 +75,33 @@ def test_text_only_and_audio_only_need_no_tokens(tokens_bot, sent, say16):
     assert not sent["inserts"] and "[Image features:" not in sent["message"]
 
 
-def test_image_only_gets_its_tokens_and_a_reply(tokens_bot, sent):
-    _, picture = scene(1_000_430)
+def test_image_only_gets_its_tokens_and_a_description(tokens_bot, sent):
+    from models.clevr import score_description
+
+    s, picture = scene(1_000_430)
     r = tokens_bot.ask(images=[picture])
-    assert has_tokens(sent) and r.text.strip()
+    assert has_tokens(sent)
+    said = score_description(r.text, s)
+    assert said.named >= 5 and said.shape >= 4, r.text
+
+
+def test_a_description_takes_the_tokens_on_the_text_route(bot, sent, monkeypatch):
+    """Weights trained to describe (``describes``): "Describe the image." goes by the soft
+    tokens even on the text route, where the generator would get the caption as a sentence
+    (and not repeat it); any other question keeps the sentence."""
+    from models.clevr import score_description
+
+    if not bot.fusion.cfg.describes:
+        pytest.fail("the shipped fusion weights were not trained to describe")
+    monkeypatch.setattr(bot.settings.fusion, "route", "text")
+    s, picture = scene(1_000_460)
+    r = bot.ask("Describe the image.", images=[picture])
+    assert has_tokens(sent) and "Scene analysis" not in sent["message"]
+    said = score_description(r.text, s)
+    assert said.named >= 5 and said.shape >= 4, r.text
+    bot.reset()
+    bot.ask("What is the shape of the red object?", images=[picture])
+    assert "[Scene analysis:" in sent["message"] and not sent["inserts"]
 
 
 def test_text_route_sends_no_tokens_even_with_weights_trained_for_them(bot, sent, monkeypatch):
