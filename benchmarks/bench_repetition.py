@@ -29,8 +29,7 @@ configuration but ``fresh``, for what a remedy must not break: the same question
 in one conversation (the capitals of France and Japan: does the second answer still name
 Paris and Tokyo?), and five held-out Sort-of-CLEVR scenes, each asked its six question types
 in one conversation (answers about one picture share their wording: how many are right).
-Sampling configurations
-draw from an unseeded generator, so their numbers move a little from run to run (``--rounds``
+Sampling configurations draw from an unseeded generator, so their numbers move a little from run to run (``--rounds``
 repeats them). ``--replies FILE`` saves every reply as JSON; ``--rescore FILE`` scores such a
 file again without running the model.
 """
@@ -68,8 +67,9 @@ ANIMALS = ["lion", "octopus", "penguin", "giraffe", "owl", "dolphin", "camel", "
            "sloth", "peacock", "beaver", "flamingo", "cheetah", "goat", "swan", "worm", "moose", "duck"]
 TOPICS = {"numbers": ("Tell me one fact about the number {}.", NUMBERS),
           "animals": ("Tell me one fact about the {}.", ANIMALS)}
-"""The question families. ``numbers`` is the one the chat default (no_repeat_ngram 4) was
-chosen on; ``animals`` was never used to choose anything: the held-out check."""
+"""The question families. ``numbers`` is the one the n-gram setting (no_repeat_ngram 4) was
+chosen on; ``animals`` was never used to choose anything: the held-out check, on which that
+setting failed (benchmarks/results_repetition.md)."""
 
 
 def questions(turns: int, topic: str = "numbers") -> list[tuple[int | str, str]]:
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--configs", default="before,after", help="comma-separated: before, after, NAME=t/rp/ngram")
     ap.add_argument("--topic", choices=sorted(TOPICS), default="numbers",
-                    help="the questions: numbers (the tuning set the default was chosen on) or animals (held out)")
+                    help="the questions: numbers (the tuning set settings were chosen on) or animals (held out)")
     ap.add_argument("--rounds", type=int, default=1, help="conversations per sampling configuration (median)")
     ap.add_argument("--quiet", action="store_true", help="do not print every reply")
     ap.add_argument("--out", help="also write the table to this file")
