@@ -176,10 +176,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"\r{name}: {i}/{n}", end="" if i < n else "\n", file=sys.stderr, flush=True)
 
+    text_encoder = (lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens)) if core else None
     results = {} if not variants else run_evaluation(
         None if args.head_only else make_answer_fn(bot),
-        core=core, image_encoder=bot.image_encoder,
-        text_encoder=(lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens)) if core else None,
+        core=core, image_encoder=bot.image_encoder, text_encoder=text_encoder,
         first_seed=args.first_seed, n_per_type=args.per_type, paraphrase=args.paraphrase, progress=progress,
         variants=tuple(variants), spoken_fn=make_spoken_fn(bot, reply=not args.head_only),
     )
@@ -188,7 +188,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from models.evaluate import evaluate_descriptions, head_answer_fn
 
         if core is not None:
-            text_encoder = lambda texts: bot.generator.embed_text(texts, max_tokens=core.cfg.max_text_tokens)  # noqa: E731
             described["caption head"] = evaluate_descriptions(head_answer_fn(core, bot.image_encoder, text_encoder),
                                                               args.first_seed, describe, progress=lambda i, n: progress("head describe", i, n))
         if not args.head_only:

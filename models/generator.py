@@ -401,8 +401,9 @@ class Generator:
 
     def _stream(self, messages, inserts, sampling: Sampling, cancel, seed) -> Iterator[str]:
         prompt = self.render(messages)
-        chooser = Chooser(sampling, seed, self._earlier_replies(messages) if sampling.no_repeat_ngram > 0 else [],
-                          avoid=self.word_ids(sampling.avoid_words), quoted=self._quoted_in(messages))
+        blocking = sampling.no_repeat_ngram > 0
+        chooser = Chooser(sampling, seed, self._earlier_replies(messages) if blocking else [],
+                          avoid=self.word_ids(sampling.avoid_words), quoted=self._quoted_in(messages) if blocking else None)
         if inserts:
             cache = self.runner.new_cache()
             logits = self.runner.forward(cache, self._prompt_embeddings(prompt, inserts))
