@@ -232,9 +232,21 @@ class LazyModels:
         if router and hasattr(self.plugins, "warm_up"):
             self.plugins.warm_up()
 
+    def _load_fusion_for_encoder(self):
+        """The fusion core that fits the loaded image encoder (see :meth:`_load_fusion`)."""
+        from models.image import grid_widths
+
+        return self._load_fusion(self.settings, self.generator, grid_widths(self.image_encoder))
+
     @staticmethod
-    def _load_fusion(settings: Settings, generator, image_dim: int = 320):
-        """-> (fusion core or None, where its weights came from / why it is off)."""
+    def _load_fusion(settings: Settings, generator, image_dims: dict[str, int] | None = None):
+        """-> (fusion core or None, where its weights came from / why it is off). ``image_dims``:
+        the image encoder's token width per grid it offers (:func:`models.image.grid_widths`;
+        default: the packaged EfficientNet-Lite0's)."""
+        if image_dims is None:
+            from models.image import GRIDS
+
+            image_dims = {name: d for name, (_, d) in GRIDS.items()}
         if settings.fusion.enabled is False:
             return None, "off (fusion.enabled = false): images reach the generator as labels"
         folder = settings.fusion.weights or packaged_fusion_dir()
@@ -253,8 +265,11 @@ class LazyModels:
         mismatch = None
         if core.cfg.generator_dim != generator.hidden_size:
             mismatch = f"trained for a {core.cfg.generator_dim}-d generator, this one is {generator.hidden_size}-d"
-        elif core.cfg.modality_dims.get("image") != image_dim:
-            mismatch = f"trained on {core.cfg.modality_dims.get('image')}-d image features, this encoder gives {image_dim}-d"
+        elif core.cfg.image_grid not in image_dims:
+            mismatch = f"trained on the image encoder's {core.cfg.image_grid!r} token grid, which this encoder does not offer"
+        elif core.cfg.modality_dims.get("image") != image_dims[core.cfg.image_grid]:
+            mismatch = (f"trained on {core.cfg.modality_dims.get('image')}-d image features, "
+                        f"this encoder gives {image_dims[core.cfg.image_grid]}-d")
         if mismatch:
             if settings.fusion.enabled:
                 raise ModelError(f"{folder}: fusion weights {mismatch}")

@@ -73,7 +73,7 @@ class Assistant(LazyModels, PluginTurns):
         self._say = progress or (lambda message: None)
         if image_encoder is None:
             self._image_slot = Slot(self._load_image_encoder)
-            self._fusion_slot = Slot(lambda: self._load_fusion(self.settings, self.generator, self.image_encoder.feature_dim))
+            self._fusion_slot = Slot(self._load_fusion_for_encoder)
         else:
             self._image_slot = Slot.ready(image_encoder)
             self._fusion_slot = Slot.ready((fusion, fusion_source))
@@ -154,7 +154,10 @@ class Assistant(LazyModels, PluginTurns):
         if turn.images:
             t0 = time.perf_counter()
             s = self.settings.image
-            feats = self.image_encoder.encode(turn.images, top_k=s.top_k, min_probability=s.min_probability)
+            from models.image import encode_grid
+
+            grid = self.fusion.cfg.image_grid if self.fusion is not None else "final"
+            feats = encode_grid(self.image_encoder, turn.images, grid, top_k=s.top_k, min_probability=s.min_probability)
             turn.image_tokens, turn.labels = feats.tokens, feats.labels
             turn.timings["image"] = time.perf_counter() - t0
             self.read_text(turn)

@@ -29,7 +29,7 @@ class Turn:
     audio_names: list[str] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
-    image_tokens: Any = None  # (B, 49, 320) from the image encoder
+    image_tokens: Any = None  # (B, N, D) from the image encoder: 49 x 320, or 196 x 432 for a core on the fine grid
     labels: list = field(default_factory=list)  # per image [(label, p)]
     ocr: list = field(default_factory=list)  # per image: models.ocr.OcrResult, or None when not read
     fusion_tokens: list = field(default_factory=list)  # one (K, hidden) tensor per image

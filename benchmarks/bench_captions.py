@@ -42,7 +42,7 @@ def main() -> int:
     i = json.loads(meta.read_text()).index(mmrnn.DESCRIBE)
     data = load_file(str(meta.with_suffix(".safetensors")))
     text, mask = data["embeds"][i:i + 1].float(), data["mask"][i:i + 1].bool()
-    images = image_tokens(None, "scene", a.first_seed, a.scenes).float()
+    images = image_tokens(None, "scene", a.first_seed, a.scenes, grid=core.cfg.image_grid).float()  # (S, N, D)
     with torch.no_grad():
         out = core({"image": (images, None)}, text.expand(a.scenes, -1, -1), mask.expand(a.scenes, -1))
     head_caps = [clevr.caption_from_facts(row) for row in out.caption_logits.float().sigmoid().tolist()]

@@ -3,14 +3,15 @@
 :class:`models.fusion.AttentionFusion` reports, per image token, the share of its last
 cross-attention layer's attention (averaged over queries and heads; ``FusionOutput.attention``).
 Image encoders flatten a square grid of cells row by row (EfficientNet-Lite0: 7x7 over the
-224x224 centre crop), so those shares fold back into a grid:
+224x224 centre crop, 14x14 on its fine grid), so those shares fold back into a grid:
 
 * :func:`attention_map` -> :class:`AttentionMap`: the grid renormalised over the image's cells
   (rows x cols floats summing to 1), the share the image got at all (the rest went to the
   core's null token), and the part of the picture the grid covers (the encoder's crop);
 * :func:`draw_attention`: the picture with the grid upsampled over that part as a heat map
   (a colour map written out below, no plotting library); what the encoder never saw is dimmed;
-* :func:`cell_of` / :func:`top_cells`: which cell a point falls in, the most attended cells;
+* :func:`cell_of` / :func:`top_cells` / :func:`pool_grid`: which cell a point falls in, the
+  most attended cells, a fine map summed onto coarser cells;
   :func:`measure_on_scenes`: how often the object a Sort-of-CLEVR question names is among the
   most attended cells (``benchmarks/bench_attention.py`` prints it; a test checks a few scenes).
 """
@@ -25,7 +26,10 @@ from PIL import Image
 SINGLE_OBJECT_KINDS = ("shape", "horizontal", "vertical", "closest", "furthest")
 """Sort-of-CLEVR question types about one named object (closest / furthest: the reference object)."""
 TOP = 5
-"""How many of the most attended cells the measure looks at (chance for one cell of 49: 10.2%)."""
+"""How many of the most attended cells the measure looks at (chance for one cell of 49: 10.2%;
+of 196: 2.6%)."""
+COARSE = 7
+"""The measure also reports finer maps summed onto this grid (EfficientNet-Lite0's last block)."""
 
 Box = tuple[float, float, float, float]
 """(left, top, right, bottom) in the original image's pixels (continuous coordinates)."""
@@ -98,6 +102,15 @@ def cell_of(x: float, y: float, box: Box, shape: tuple[int, int]) -> tuple[int, 
     return min(rows - 1, int((y - top) / (bottom - top) * rows)), min(cols - 1, int((x - left) / (right - left) * cols))
 
 
+def pool_grid(grid: np.ndarray, side: int) -> np.ndarray:
+    """A (rows, cols) map whose sides are multiples of ``side`` summed onto side x side cells
+    (a 14x14 map onto 7x7); any other map is returned as it is."""
+    rows, cols = grid.shape
+    if rows % side or cols % side:
+        return grid
+    return grid.reshape(side, rows // side, side, cols // side).sum(axis=(1, 3))
+
+
 def top_cells(grid: np.ndarray, k: int = 5) -> list[tuple[int, int]]:
     """The ``k`` most attended cells, most attended first, as (row, col)."""
     order = np.argsort(-grid, axis=None, kind="stable")[:k]
@@ -153,16 +166,18 @@ def measure_on_scenes(core, image_encoder, embed_text, seeds, *, kinds=None, par
     ``n`` questions; ``top5`` / ``top1``: the object's centre cell among the TOP most attended
     cells / the most attended; ``covers``: any cell the object overlaps in the top TOP; ``mass``:
     summed attention on its 3x3 cells; ``control``: summed share of the *other* objects' cells in
-    the top TOP; ``answer``: closest/furthest, the answer object's cell in the top TOP."""
+    the top TOP; ``answer``: closest/furthest, the answer object's cell in the top TOP;
+    ``top5_coarse``: ``top5`` with the map summed onto a 7x7 grid (the same as ``top5`` on one)."""
     import random
 
     import torch
 
     from models import clevr
+    from models.image import encode_grid
 
     kinds = tuple(kinds or SINGLE_OBJECT_KINDS)
-    stats = {k: {"n": 0, "top5": 0, "top1": 0, "covers": 0, "mass": 0.0, "control": 0.0, "answer": 0, "outside": 0}
-             for k in kinds}
+    stats = {k: {"n": 0, "top5": 0, "top1": 0, "covers": 0, "mass": 0.0, "control": 0.0, "answer": 0, "outside": 0,
+                 "top5_coarse": 0} for k in kinds}
     seeds = list(seeds)
     rng = random.Random(seeds[0] if seeds else 0)
     for s, seed in enumerate(seeds):
@@ -170,7 +185,7 @@ def measure_on_scenes(core, image_encoder, embed_text, seeds, *, kinds=None, par
         image = clevr.render(scene)
         crop = getattr(image_encoder, "crop_box", None)
         box = crop(*image.size) if callable(crop) else full_box(image)
-        tokens = image_encoder.encode([image]).tokens  # (1, 49, 320)
+        tokens = encode_grid(image_encoder, [image], core.cfg.image_grid).tokens  # (1, N, D): 49 x 320 or 196 x 432
         questions = [clevr.make_question(scene, kind, colour, rng.randrange(len(clevr.TEMPLATES[kind])) if paraphrase else 0)
                      for kind in kinds for colour in clevr.COLOURS]
         text, mask = embed_text([q.text for q in questions])  # (Q, T, 576), (Q, T)
@@ -187,6 +202,8 @@ def measure_on_scenes(core, image_encoder, embed_text, seeds, *, kinds=None, par
                 continue
             top = top_cells(amap.grid, TOP)
             row["top5"] += cell in top
+            coarse = pool_grid(amap.grid, COARSE)  # a finer grid summed onto 7x7 cells, to compare with a 7x7 core
+            row["top5_coarse"] += cell_of(obj.x + 0.5, obj.y + 0.5, box, coarse.shape) in top_cells(coarse, TOP)
             row["top1"] += cell == top[0]
             row["covers"] += any(c in top for c in covered_cells(obj, box, amap.shape))
             r, c = cell

@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from models import clevr
+from models.image import encode_grid
 
 AnswerFn = Callable[[str, Image.Image], str]
 """(question text, image) -> the reply text."""
@@ -272,7 +273,7 @@ def head_answer_fn(core, image_encoder, text_encoder) -> AnswerFn:
     @torch.inference_mode()
     def answer(question: str, image: Image.Image) -> str:
         if last.get("image") is not image:
-            last.update(image=image, tokens=image_encoder.encode([image]).tokens)  # (1, 49, 320)
+            last.update(image=image, tokens=encode_grid(image_encoder, [image], core.cfg.image_grid).tokens)  # (1, N, D)
         text, mask = text_encoder([question])  # (1, T, 576), (1, T)
         out = core({"image": (last["tokens"], None)}, text, mask)
         read = reading(core.cfg, out, 0)
@@ -478,7 +479,7 @@ def generator_answer_fn(core, image_encoder, generator, *, system_prompt: str, q
 
     @torch.inference_mode()
     def answer(question: str, image: Image.Image) -> str:
-        feats = image_encoder.encode([image], top_k=3)  # tokens (1, 49, 320)
+        feats = encode_grid(image_encoder, [image], core.cfg.image_grid, top_k=3)  # tokens (1, N, D)
         text, mask = generator.embed_text([question], max_tokens=core.cfg.max_text_tokens)  # (1, T, 576)
         out = core({"image": (feats.tokens, None)}, text, mask)
         note = answer_evidence(core.cfg, out, 0, question, min_probability=min_probability)

@@ -5,7 +5,8 @@ computed once and kept on disk (safetensors, never pickle):
 
 * image tokens: ``<cache>/images/<kind>-<first seed>-<chunk>.safetensors`` holding
   ``tokens`` (n, 49, 320) float16 for ``n`` consecutive seeds; ``kind`` is ``scene``
-  (Sort-of-CLEVR scenes) or ``other`` (images that are not scenes). Chunks make an
+  (Sort-of-CLEVR scenes) or ``other`` (images that are not scenes). The encoder's fine grid
+  (n, 196, 432) is kept as ``<kind>-fine-...``. Chunks make an
   interrupted extraction resumable and let a small run reuse a big run's cache.
 * text embeddings: :class:`TextTable` keeps every distinct string's generator input
   embeddings in one padded table (S, T, 576) float16 with its mask, saved as
@@ -56,20 +57,22 @@ def image_tokens(
     cache_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 50,
+    grid: str = "final",
 ) -> torch.Tensor:
     """Encoder tokens for seeds ``first_seed .. first_seed+count-1``: (count, N, D) float16.
 
     ``encoder`` is an :class:`models.image.ImageEncoder` (or anything with ``preprocess`` and
     ``features``); it is only called for chunks missing from the cache, so ``None`` works
-    when everything is cached."""
+    when everything is cached. ``grid`` is the encoder's token grid ("final" or "fine")."""
     folder = Path(cache_dir or default_cache_dir()) / "images"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for start in range(first_seed, first_seed + count, CHUNK):
         n = min(CHUNK, first_seed + count - start)
         # A chunk file is keyed by its first seed and holds CHUNK seeds (fewer only at the end of a request).
-        path = folder / f"{kind}-{start}-{n}.safetensors"
-        full = folder / f"{kind}-{start}-{CHUNK}.safetensors"
+        name = kind if grid == "final" else f"{kind}-{grid}"
+        path = folder / f"{name}-{start}-{n}.safetensors"
+        full = folder / f"{name}-{start}-{CHUNK}.safetensors"
         if full.is_file():
             out.append(load_file(str(full))["tokens"][:n])
         elif path.is_file():
@@ -81,11 +84,11 @@ def image_tokens(
             for b in range(start, start + n, batch_size):
                 seeds = range(b, min(b + batch_size, start + n))
                 pixels = encoder.preprocess([make_image(kind, s) for s in seeds])  # (b, 3, 224, 224)
-                tokens, _ = encoder.features(pixels)  # (b, 49, 320)
+                tokens, _ = encoder.features(pixels) if grid == "final" else encoder.features(pixels, grid)  # (b, 49, 320) or (b, 196, 432)
                 parts.append(tokens.to(torch.float16).cpu())
                 if progress:
                     progress(len(seeds))
-            tokens = torch.cat(parts)  # (n, 49, 320)
+            tokens = torch.cat(parts)  # (n, N, D)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             save_file({"tokens": tokens.contiguous()}, str(tmp))
             tmp.replace(path)

@@ -57,6 +57,10 @@ class FusionConfig:
     n_layers: int = 2
     n_queries: int = 8
     """K, the number of output tokens handed to the generator."""
+    image_grid: str = "final"
+    """Which token grid of the image encoder the core reads: "final" (EfficientNet-Lite0's last
+    block, 7x7 x 320) or "fine" (14x14 x 432: the stride-16 block beside the last one, see
+    :mod:`models.image`); ``modality_dims`` and ``max_tokens`` must match it."""
     grid_coordinates: bool = False
     """Image tokens that form a square grid (EfficientNet's 7x7) also get a learned linear
     function of their cell centre's (x, y, x^2 + y^2), so attention scores can be distances
@@ -88,14 +92,17 @@ class FusionConfig:
     unlike the training data and :func:`answer_evidence` says nothing about it."""
     alignment: str = ""
     """How the projector was trained: "" (not at all), "regression" (onto the generator's input
-    embeddings of a sentence stating the answer, no backprop through the generator), or
-    "lm" (the generator's language-model loss through the frozen generator)."""
+    embeddings of a sentence stating the answer, no backprop through the generator),
+    "lm" (the generator's language-model loss through the frozen generator), or "teacher"
+    (onto the tokens of a core trained with "lm", see ``TrainConfig.align_teacher``)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"fusion strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
         if self.relation_layers and self.strategy != "attention":
             raise ValueError(f"relation_layers belong to the attention strategy, not {self.strategy!r}")
+        if self.image_grid not in ("final", "fine"):
+            raise ValueError(f"image_grid {self.image_grid!r}: choose final or fine")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
 
@@ -116,7 +123,8 @@ class FusionOutput:
     """``attention`` strategy only: modality name -> (B, N_m), the share of the last
     cross-attention layer's attention (averaged over its queries and heads) that fell on each
     token of that modality; what is left of 1 went to the always-present null token. Computed
-    beside the layer from its own projections (detached), so the other outputs are unchanged."""
+    beside the layer from its own projections, so the other outputs are unchanged (detached
+    unless the core is training: ``TrainConfig.attention_weight`` trains on them)."""
 
 
 Modalities = dict[str, tuple[torch.Tensor, torch.Tensor | None]]
@@ -236,7 +244,7 @@ class CrossAttentionLayer(nn.Module):
         out = out + self.mlp(self.norm_mlp(out))  # (B, K, d)
         if not with_weights:
             return out
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):  # a training loss may read them
             weights = attention_weights(self.cross_attn, h, kv_n, kv_pad)  # (B, H, K, N)
         return out, weights
 

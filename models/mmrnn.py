@@ -165,7 +165,7 @@ def fusion_tokens(first_seed: int, count: int, fusion_dir: str | Path, cache_dir
             text, mask = data["embeds"][i:i + 1].float(), data["mask"][i:i + 1].bool()
     if text is None:
         raise FileNotFoundError(f"{folder}: no cached embedding of {DESCRIBE!r}; run `assistant train configs/fusion_cpu.json` first")
-    images = image_tokens(None, "scene", first_seed, count, cache_dir)  # (count, 49, 320)
+    images = image_tokens(None, "scene", first_seed, count, cache_dir, grid=core.cfg.image_grid)  # (count, N, D)
     out: list[torch.Tensor] = []
     # the core's K output tokens before the projector into the generator's space (what its heads read)
     hook = core.out_norm.register_forward_hook(lambda _m, _i, y: out.append(y))

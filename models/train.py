@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from models import clevr
-from models.fusion import FusionConfig, FusionCore, build_fusion
+from models.fusion import FusionConfig, FusionCore, build_fusion, load_fusion
 
 from models.checkpoints import (
     check_weights_size, checkpoint_fusion_config, init_weights, load_checkpoint, save_checkpoint,
@@ -55,7 +55,14 @@ from models.small_weights import TrainingConfigFile
 from models.spoken_data import make_spoken
 from models.train_data import answer_vocabulary, build_data, to_device
 from models.train_eval import calibrate_domain, evaluate_heads
-from models.train_losses import align_loss, answer_loss, carrier_targets, generator_loss
+from models.train_losses import (
+    align_loss,
+    answer_loss,
+    attention_loss,
+    carrier_targets,
+    generator_loss,
+    teacher_loss,
+)
 
 STAGES = ("answer", "align", "generator")
 
@@ -116,6 +123,11 @@ class TrainConfig(TrainingConfigFile):
     warmup_steps: int = 100
     grad_clip: float = 1.0
     caption_weight: float = 1.0
+    attention_weight: float = 0.0
+    """Weight of the attention loss in the answer stage (0: none): for questions about one named
+    object (shape, left/right, top/bottom) the last cross-attention layer's attention share on
+    the cells that object covers should reach ``attention_target`` (the attention view's promise)."""
+    attention_target: float = 0.5
     log_every: int = 50
     eval_every: int = 500
     save_every: int = 250
@@ -136,6 +148,14 @@ class TrainConfig(TrainingConfigFile):
     runs on a shared machine, and for testing resumption."""
     ship_dir: str = ""
     """If set, the final weights are also copied here (e.g. models/weights/fusion)."""
+    align_teacher: str = ""
+    """A fusion weights folder whose soft tokens the align stage regresses onto, for the same
+    image and question, instead of the carrier sentences: a core trained on another image grid
+    takes over a generator-trained core's projector behaviour (tokens route, descriptions)
+    without a backward pass through the generator. The teacher reads its own grid's tokens;
+    the whole student trains (its query tokens must carry what the teacher's carry, and the
+    projector works token by token), keeping the answer stage's losses so its heads stay as
+    good; it inherits the teacher's ``aligned_to_generator`` and ``describes``."""
     init_from: str = ""
     """A fusion weights folder (config.json + model.safetensors, e.g. an earlier run's final/)
     to start from instead of random weights; parameters this config adds (relation layers,
@@ -175,6 +195,8 @@ def _lr(step: int, length: int, base: float, warmup: int) -> float:
 def _make_optimizer(model: FusionCore, stage: str, cfg: TrainConfig) -> torch.optim.Optimizer:
     if stage == "answer":
         params, lr = [p for n, p in model.named_parameters() if not n.startswith("projector.")], cfg.lr
+    elif stage == "align" and cfg.align_teacher:  # the whole core, which keeps its answer loss
+        params, lr = list(model.parameters()), cfg.align_lr
     elif stage == "align":
         params, lr = list(model.projector.parameters()), cfg.align_lr
     elif cfg.generator_trains == "projector":  # the core (and its answer heads) stay as they are
@@ -217,7 +239,10 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
         generator = lambda: None  # noqa: E731
     if image_encoder is None:
         image_encoder = _LazyImageEncoder()
-    data = build_data(cfg, text_encoder, image_encoder)
+    teacher = None
+    if cfg.align_teacher and cfg.align_steps > 0:
+        teacher = load_fusion(cfg.align_teacher).eval().requires_grad_(False)
+    data = build_data(cfg, text_encoder, image_encoder, teacher_grid=teacher.cfg.image_grid if teacher else "")
     train_data, eval_data = data["train"], data["eval"]
 
     fcfg = cfg.fusion_config()
@@ -233,7 +258,7 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
         fresh = init_weights(model, cfg.init_from)
         log(f"starting from {cfg.init_from}" + (f" (new: {', '.join(fresh)})" if fresh else ""))
     targets = None
-    if cfg.align_steps > 0:
+    if cfg.align_steps > 0 and teacher is None:
         targets = carrier_targets(cfg, fcfg, text_encoder)
     metrics_file = out / "metrics.jsonl"
     eval_rng_seed = cfg.seed + 12345
@@ -257,6 +282,9 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
                 fcfg.alignment, fcfg.aligned_to_generator = "lm", True
             if stage == "generator" and cfg.generator_describe_fraction > 0:
                 fcfg.describes = True
+            elif stage == "align" and teacher is not None:
+                fcfg.alignment = "teacher"
+                fcfg.aligned_to_generator, fcfg.describes = teacher.cfg.aligned_to_generator, teacher.cfg.describes
             elif stage == "align" and fcfg.alignment == "":
                 fcfg.alignment = "regression"
             model, optimizer = accelerator.prepare(raw_model, optimizer)
@@ -276,8 +304,14 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
         else:
             batch = to_device(train_data.examples(cfg.batch_size, rng), accelerator.device)
             out_ = model({"image": (batch["image"], None)}, batch["text"], batch["text_mask"])
-            if stage == "answer":
+            if stage == "answer" or teacher is not None:
                 loss, stats = answer_loss(out_, batch, cfg.caption_weight)
+                if cfg.attention_weight > 0:
+                    att, att_stats = attention_loss(out_, batch, cfg.attention_target)
+                    loss, stats = loss + cfg.attention_weight * att, {**stats, **att_stats}
+                if stage == "align":  # with a teacher: its tokens, and the answers kept
+                    tl, t_stats = teacher_loss(out_, batch, teacher.to(accelerator.device))
+                    loss, stats = loss + tl, {**stats, **t_stats}
             else:
                 loss, stats = align_loss(out_, batch, targets.to(accelerator.device))
         optimizer.zero_grad(set_to_none=True)
@@ -369,8 +403,8 @@ class _LazyImageEncoder:
     def preprocess(self, images):
         return self._get().preprocess(images)
 
-    def features(self, pixels):
-        return self._get().features(pixels)
+    def features(self, pixels, grid="final"):
+        return self._get().features(pixels, grid)
 
 
 # ------------------------------------------------------------------------------ command line

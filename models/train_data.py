@@ -97,14 +97,21 @@ class ClevrData:
         strings: dict,
         spoken: dict[str, list[str]],
         encoder=None,
+        teacher_grid: str = "",
     ):
         self.cfg = cfg
         first, count = (cfg.train_first_seed, cfg.train_scenes) if split == "train" else (cfg.eval_first_seed, cfg.eval_scenes)
         ofirst, ocount = (cfg.other_first_seed, cfg.other_images) if split == "train" else (cfg.eval_other_first_seed, cfg.eval_other_images)
         cache = cfg.cache_dir or None
         self.scenes = [clevr.make_scene(s) for s in range(first, first + count)]
-        self.image = image_tokens(encoder, "scene", first, count, cache)  # (S, 49, 320) float16
-        self.other = image_tokens(encoder, "other", ofirst, ocount, cache) if ocount else None  # (O, 49, 320)
+        grid = cfg.fusion.get("image_grid", "final")
+        self.image = image_tokens(encoder, "scene", first, count, cache, grid=grid)  # (S, N, D) float16: 49 x 320 or 196 x 432
+        self.other = image_tokens(encoder, "other", ofirst, ocount, cache, grid=grid) if ocount else None  # (O, N, D)
+        # A teacher core on another grid (the align stage's ``align_teacher``) reads its own tokens of the same images.
+        self.teacher_grid = teacher_grid if teacher_grid and teacher_grid != grid else None
+        if self.teacher_grid:
+            self.teacher_image = image_tokens(encoder, "scene", first, count, cache, grid=teacher_grid)  # (S, N', D')
+            self.teacher_other = image_tokens(encoder, "other", ofirst, ocount, cache, grid=teacher_grid) if ocount else None
         vocab = answer_vocabulary()
         self.vocab = vocab
         kinds = clevr.QUESTION_TYPES
@@ -113,6 +120,7 @@ class ClevrData:
             [[[vocab.index(clevr.answer(sc, k, c)) for c in clevr.COLOURS] for k in kinds] for sc in self.scenes]
         )  # (S, 6, 6)
         self.facts = torch.tensor([clevr.caption_targets(sc) for sc in self.scenes])  # (S, 18)
+        self.cells = object_cells(self.scenes, self.image.shape[1]) if cfg.attention_weight > 0 else None  # (S, 6, N)
         self.texts, self.strings, self.spoken = texts, strings, spoken
         # Row tables: rows[(kind, colour, template)] = (clean row, [noisy rows], [spoken rows])
         self.rows = {}
@@ -141,48 +149,57 @@ class ClevrData:
     def examples(self, n: int, rng: np.random.Generator, *, variant: str = "mix", canonical: bool = False,
                  none_fraction: float | None = None, describe_fraction: float | None = None) -> dict:
         """Sample n examples. Returns a dict of tensors:
-        image (n, 49, 320) float32, text (n, T, 576), text_mask (n, T), answer (n,) long,
+        image (n, N, D) float32 (49 x 320, or 196 x 432 on the fine grid), text (n, T, 576), text_mask (n, T), answer (n,) long,
         facts (n, 18), has_facts (n,) bool, kind (n,) long (0-5 question types, 6 describe,
-        7 none), scene (n,) long (-1 for non-scene images), row (n,) text rows."""
+        7 none), scene (n,) long (-1 for non-scene images), row (n,) text rows; with a teacher
+        on another grid also teacher_image (n, N', D'), the same images on the teacher's grid."""
         nf = self.cfg.none_fraction if none_fraction is None else none_fraction
         df = self.cfg.describe_fraction if describe_fraction is None else describe_fraction
         kinds = list(clevr.QUESTION_TYPES)
         scene = rng.integers(len(self.scenes), size=n)
         draw = rng.random(n)
         images, rows, answers, kind_ids, scene_ids, has_facts = [], [], [], [], [], []
+        origins = []  # per example: scene index, or -(j + 1) for non-scene image j
+        colours = []  # per question about one named object: its colour index; else -1
         none_id, describe_id = self.vocab.index(clevr.NONE_ANSWER), self.vocab.index(DESCRIBE_ANSWER)
         for i in range(n):
             s = int(scene[i])
             if draw[i] < nf:  # a 'none' example: non-scene image with any question, or scene + unrelated question
                 if self.other is not None and rng.random() < 0.6:
-                    img = self.other[rng.integers(len(self.other))]
+                    j = int(rng.integers(len(self.other)))
+                    img = self.other[j]
                     k = clevr.DESCRIBE if rng.random() < 0.3 else kinds[rng.integers(6)]
                     colour = None if k == clevr.DESCRIBE else clevr.COLOURS[rng.integers(6)]
                     t = 0 if canonical else int(rng.integers(len(clevr.TEMPLATES[k])))
                     row = self._row((k, colour, t), rng, variant)
                     s = -1
+                    origins.append(-(j + 1))
                 else:
                     img = self.image[s]
                     row = self.other_rows[rng.integers(len(self.other_rows))]
+                    origins.append(s)
                 images.append(img), rows.append(row), answers.append(none_id), kind_ids.append(7)
                 scene_ids.append(s), has_facts.append(False)
             elif draw[i] < nf + df:  # describe a scene
                 t = 0 if canonical else int(rng.integers(len(clevr.TEMPLATES[clevr.DESCRIBE])))
                 images.append(self.image[s]), rows.append(self._row((clevr.DESCRIBE, None, t), rng, variant))
+                origins.append(s)
                 answers.append(describe_id), kind_ids.append(6), scene_ids.append(s), has_facts.append(True)
             else:
                 k, c = int(rng.integers(6)), int(rng.integers(6))
                 t = 0 if canonical else int(rng.integers(len(clevr.TEMPLATES[kinds[k]])))
                 images.append(self.image[s]), rows.append(self._row((kinds[k], clevr.COLOURS[c], t), rng, variant))
+                origins.append(s)
                 answers.append(int(self.answers[s, k, c])), kind_ids.append(k), scene_ids.append(s), has_facts.append(False)
+                colours.append(c if kinds[k] in ATTENDED_KINDS else -1)
         rows_t = torch.tensor(rows)
         text, mask = self.texts.lookup(rows_t)  # (n, T, 576), (n, T)
         sid = torch.tensor(scene_ids)
         facts = torch.zeros(n, self.facts.shape[1])
         ok = sid >= 0
         facts[ok] = self.facts[sid[ok]]
-        return {
-            "image": torch.stack(images).float(),  # (n, 49, 320)
+        batch = {
+            "image": torch.stack(images).float(),  # (n, N, D): 49 x 320 or 196 x 432
             "text": text,
             "text_mask": mask,
             "answer": torch.tensor(answers),
@@ -192,6 +209,38 @@ class ClevrData:
             "scene": sid,
             "row": rows_t,
         }
+        if self.cells is not None:  # where the named object lies, for the attention loss
+            named = iter(colours)
+            colour = torch.tensor([next(named) if k < 6 else -1 for k in kind_ids])  # (n,)
+            attend = colour >= 0
+            cells = torch.zeros(n, self.cells.shape[2], dtype=torch.bool)
+            cells[attend] = self.cells[sid[attend], colour[attend]]
+            batch["attend"], batch["cells"] = attend, cells  # (n,), (n, N)
+        if self.teacher_grid:
+            batch["teacher_image"] = torch.stack(
+                [self.teacher_image[o] if o >= 0 else self.teacher_other[-o - 1] for o in origins]).float()  # (n, N', D')
+        return batch
+
+
+ATTENDED_KINDS = ("shape", "horizontal", "vertical")
+"""Question types about one named object and nothing else: the attention loss asks the core
+to look at that object for them (the relational ones also need other objects)."""
+
+
+def object_cells(scenes: list, n_tokens: int) -> torch.Tensor:
+    """For each scene and colour, the cells of the image encoder's square token grid that the
+    object's pixels overlap (the grid covering the encoder's centre crop) -> (S, 6, N) bool."""
+    from models.attention import covered_cells
+    from models.image import crop_box
+
+    side = round(n_tokens ** 0.5)
+    box = crop_box(clevr.IMAGE_SIZE, clevr.IMAGE_SIZE)
+    out = torch.zeros(len(scenes), len(clevr.COLOURS), side * side, dtype=torch.bool)
+    for i, scene in enumerate(scenes):
+        for c, colour in enumerate(clevr.COLOURS):
+            for r, col in covered_cells(scene.by_colour(colour), box, (side, side)):
+                out[i, c, r * side + col] = True
+    return out
 
 
 def load_spoken(path: str, split: str = "train") -> dict[str, list[str]]:
@@ -210,12 +259,15 @@ def load_spoken(path: str, split: str = "train") -> dict[str, list[str]]:
     return {q: [t for t in pick(ts) if t.strip()] for q, ts in raw.items()}
 
 
-def build_data(cfg: TrainConfig, text_encoder=None, image_encoder=None, splits=("train", "eval")) -> dict[str, ClevrData]:
+def build_data(cfg: TrainConfig, text_encoder=None, image_encoder=None, splits=("train", "eval"),
+               teacher_grid: str = "") -> dict[str, ClevrData]:
     """Texts and features for the splits (computed with the encoders when not cached). The
-    eval split's spoken questions are the held-out renditions."""
+    eval split's spoken questions are the held-out renditions. ``teacher_grid``: also the image
+    tokens on that grid (a teacher core's, see ``TrainConfig.align_teacher``)."""
     strings = question_strings(cfg.noise_variants, cfg.seed)
     spoken = {s: load_spoken(cfg.spoken_file, "train" if s == "train" else "eval") for s in splits}
     all_texts = [v for vs in strings.values() for v in vs] + list(clevr.OTHER_QUESTIONS)
     all_texts += [t for sp in spoken.values() for ts in sp.values() for t in ts]
     texts = TextTable.build(all_texts, text_encoder, cfg.cache_dir or None)
-    return {s: ClevrData(cfg, split=s, texts=texts, strings=strings, spoken=spoken[s], encoder=image_encoder) for s in splits}
+    return {s: ClevrData(cfg, split=s, texts=texts, strings=strings, spoken=spoken[s], encoder=image_encoder,
+                          teacher_grid=teacher_grid) for s in splits}

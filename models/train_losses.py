@@ -61,11 +61,34 @@ def answer_loss(out, batch: dict, caption_weight: float) -> tuple[torch.Tensor, 
     return loss, stats
 
 
+def attention_loss(out, batch: dict, target: float) -> tuple[torch.Tensor, dict]:
+    """For questions about one named object (``batch["attend"]``), the share of the last
+    cross-attention layer's attention (averaged over queries and heads) on the cells the object
+    covers (``batch["cells"]`` (B, N)) should reach ``target``: mean of max(0, target - share)."""
+    on = batch["attend"]  # (B,)
+    if out.attention is None or not bool(on.any()):
+        return torch.zeros((), device=batch["answer"].device), {}
+    share = (out.attention["image"] * batch["cells"]).sum(dim=-1)[on]  # (b,)
+    return F.relu(target - share).mean(), {"attention_share": float(share.detach().mean())}
+
+
 def align_loss(out, batch: dict, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """Projected tokens (B, K, 576) regress onto targets[answer] (B, K, 576): MSE on the
     embedding scale + (1 - cosine)."""
-    tgt = targets[batch["answer"]]  # (B, K, 576)
-    pred = out.tokens  # (B, K, 576)
+    return regression_loss(out.tokens, targets[batch["answer"]])
+
+
+def teacher_loss(out, batch: dict, teacher: FusionCore) -> tuple[torch.Tensor, dict]:
+    """Projected tokens (B, K, 576) regress onto a teacher core's tokens for the same image and
+    question (the teacher reading ``teacher_image``, its own grid, when the batch has it)."""
+    with torch.no_grad():
+        image = batch.get("teacher_image", batch["image"])  # (B, N', D')
+        tgt = teacher({"image": (image, None)}, batch["text"], batch["text_mask"]).tokens  # (B, K, 576)
+    return regression_loss(out.tokens, tgt)
+
+
+def regression_loss(pred: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """pred, tgt (B, K, 576) -> MSE on the target's scale + (1 - cosine), and their values."""
     scale = tgt.pow(2).mean().clamp(min=1e-8)
     mse = (pred - tgt).pow(2).mean() / scale
     cos = 1 - F.cosine_similarity(pred, tgt, dim=-1).mean()

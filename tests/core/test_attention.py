@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.attention import AttentionMap, attention_map, cell_of, draw_attention, heat_colours, top_cells
+from models.attention import AttentionMap, attention_map, cell_of, draw_attention, heat_colours, pool_grid, top_cells
 from models.fusion import FusionConfig, attention_weights, build_fusion
 
 
@@ -98,6 +98,16 @@ def test_cells_and_top_cells():
     assert top_cells(grid, 3) == [(2, 3), (6, 0), (0, 1)]
 
 
+def test_a_fine_map_sums_onto_the_coarse_cells():
+    fine = np.zeros((14, 14))
+    fine[5, 9], fine[4, 8], fine[13, 0] = 0.5, 0.25, 0.25
+    coarse = pool_grid(fine, 7)
+    assert coarse.shape == (7, 7) and coarse[2, 4] == 0.75 and coarse[6, 0] == 0.25 and coarse.sum() == 1.0
+    assert pool_grid(coarse, 7) is not None and np.array_equal(pool_grid(coarse, 7), coarse)
+    odd = np.ones((5, 5))
+    assert pool_grid(odd, 7) is odd
+
+
 def test_colour_map_runs_dark_to_light():
     c = heat_colours(np.linspace(0, 1, 5)).astype(int)  # (5, 3)
     assert c.shape == (5, 3)
@@ -166,6 +176,28 @@ def test_ask_attention_writes_the_map_and_json_carries_the_grid(lazy_stack, tiny
     with Image.open(out) as im:
         assert im.size == (120, 90) and im.format == "PNG"
     assert "written to" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_core_on_the_fine_grid_reads_the_encoders_14x14_tokens(lazy_stack, picture, tmp_path, monkeypatch, capsys):
+    """FusionConfig.image_grid = "fine": the pipeline asks the (real) encoder for its 14x14 grid,
+    so the attention comes back as 14x14; an encoder without that grid leaves the core off, saying why."""
+    from assistant.cli import main
+    from assistant.config import Settings
+    from assistant.pipeline import Assistant
+    from models.image import ImageEncoder
+
+    core = build_fusion(FusionConfig(image_grid="fine", modality_dims={"image": 432}, max_tokens={"image": 196}, text_dim=8,
+                                     max_text_tokens=8, d_model=16, n_heads=2, n_layers=1, n_queries=2,
+                                     generator_dim=8, answers=["square", "circle", "none"]))
+    folder = core.save(tmp_path / "fine")
+    monkeypatch.setenv("SYNESTHESIA_FUSION__WEIGHTS", str(folder))
+    monkeypatch.setenv("SYNESTHESIA_IMAGE__OCR", "off")
+    lazy_stack.image_encoder = ImageEncoder.load()
+    assert main(["ask", "What shape is the red object?", "--image", str(picture), "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["attention"][0]
+    assert (entry["rows"], entry["cols"]) == (14, 14)
+    off, why = Assistant._load_fusion(Settings.load(None), lazy_stack.generator, {"final": 320})
+    assert off is None and "'fine' token grid" in why
 
 
 def test_json_has_the_grid_without_attention_flag(lazy_stack, tiny_weights, picture, capsys):

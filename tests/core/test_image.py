@@ -8,7 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from models.image import EfficientNetLite0, ImageEncoder, SameConv, default_weights_path, imagenet_labels, load_image_encoder
+from models.image import (
+    EfficientNetLite0,
+    ImageEncoder,
+    SameConv,
+    default_weights_path,
+    encode_grid,
+    grid_widths,
+    imagenet_labels,
+    load_image_encoder,
+)
 from tests.conftest import DATA
 
 
@@ -36,6 +45,22 @@ def test_feature_tokens_and_labels(image_encoder):
     assert [name for name, _ in feats.labels[0]][:3] and all(0 <= p <= 1 for _, p in feats.labels[0])
     cat_names = {name for name, _ in feats.labels[0]}
     assert cat_names & {"tiger cat", "tabby", "Egyptian cat"}
+
+
+def test_fine_grid_places_the_stride_16_block_beside_the_last_one(image_encoder):
+    """grid="fine": 14x14 tokens, each the stride-16 block's 112 channels followed by the 320 of
+    the 7x7 cell it lies in; the labels are the same as on the final grid."""
+    image = Image.open(f"{DATA}/coffee.jpg")
+    coarse = image_encoder.encode([image])
+    fine = encode_grid(image_encoder, [image], "fine")
+    assert fine.tokens.shape == (1, 196, 432) and fine.labels == coarse.labels
+    cells = fine.tokens[0, :, 112:].reshape(14, 14, 320)
+    assert torch.allclose(cells[::2, ::2].reshape(49, 320), coarse.tokens[0], atol=1e-5)
+    assert torch.equal(cells[0, 0], cells[1, 1]) and not torch.equal(fine.tokens[0, 0, :112], fine.tokens[0, 15, :112])
+    assert grid_widths(image_encoder) == {"final": 320, "fine": 432}
+    assert image_encoder.encode([], grid="fine").tokens.shape == (0, 196, 432)
+    with pytest.raises(ValueError, match="image grid 'tiny'"):
+        image_encoder.encode([image], grid="tiny")
 
 
 def test_preprocess_any_aspect(image_encoder):
@@ -81,6 +106,12 @@ def test_clip_style_model_from_a_local_folder(tiny_clip):
     assert enc.feature_dim == 24
     assert feats.tokens.shape == (2, 17, 24)  # 16 patches + class token
     assert len(feats.labels[0]) == 4 and abs(sum(p for _, p in feats.labels[0])) <= 1.0
+
+
+def test_an_encoder_with_one_grid_is_asked_without_one(tiny_clip):
+    enc = load_image_encoder(str(tiny_clip), offline=True)
+    assert grid_widths(enc) == {"final": 24}
+    assert encode_grid(enc, [Image.new("RGB", (32, 32))], "final").tokens.shape == (1, 17, 24)
 
 
 def test_hub_model_offline_is_refused():

@@ -1,7 +1,7 @@
 """Fakes for the training tests: small deterministic stand-ins for the frozen encoders.
 
 * :class:`FakeImageEncoder` average-pools the picture to a 7x7 grid of RGB values and maps
-  each cell to 320 numbers with a fixed random matrix, so the tokens carry the scene (what
+  each cell to 320 numbers with a fixed random matrix (the "fine" grid: 14x14 cells of 432), so the tokens carry the scene (what
   the real EfficientNet features do) at a tiny fraction of the cost.
 * :func:`fake_text_encoder` gives each lower-cased word a fixed random 576-d vector (seeded
   by a checksum of the word), so different questions embed differently and identically on
@@ -22,16 +22,19 @@ class FakeImageEncoder:
     def __init__(self) -> None:
         g = torch.Generator().manual_seed(0)
         self.proj = torch.randn(3, 320, generator=g)
+        self.proj_fine = torch.randn(3, 432, generator=g)
         self.calls = 0
 
     def preprocess(self, images) -> torch.Tensor:  # -> (B, 3, 75, 75)
         arrays = [np.asarray(im.convert("RGB").resize((75, 75)), dtype=np.float32) / 255.0 for im in images]
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
-    def features(self, pixels: torch.Tensor):  # (B, 3, H, W) -> ((B, 49, 320), None)
+    def features(self, pixels: torch.Tensor, grid: str = "final"):  # (B, 3, H, W) -> ((B, 49, 320), None)
+        """On the "fine" grid: 14x14 cells of 432 numbers -> ((B, 196, 432), None)."""
         self.calls += 1
-        grid = F.adaptive_avg_pool2d(pixels, 7)  # (B, 3, 7, 7)
-        tokens = grid.flatten(2).transpose(1, 2) @ self.proj  # (B, 49, 320)
+        side, proj = (7, self.proj) if grid == "final" else (14, self.proj_fine)
+        cells = F.adaptive_avg_pool2d(pixels, side)  # (B, 3, side, side)
+        tokens = cells.flatten(2).transpose(1, 2) @ proj  # (B, side*side, 320 or 432)
         return tokens, None
 
 

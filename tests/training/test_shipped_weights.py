@@ -12,6 +12,7 @@ from PIL import Image
 
 from models import clevr
 from models.fusion import answer_evidence, load_fusion
+from models.image import encode_grid
 
 WEIGHTS = Path(str(resources.files("models").joinpath("weights/fusion")))
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -28,7 +29,7 @@ def core():
 
 
 def _run(core, image_encoder, generator, images, questions):
-    feats = image_encoder.encode(images)
+    feats = encode_grid(image_encoder, images, core.cfg.image_grid)
     text, mask = generator.embed_text(questions, max_tokens=core.cfg.max_text_tokens)
     with torch.inference_mode():
         return core({"image": (feats.tokens, None)}, text, mask)
@@ -37,8 +38,8 @@ def _run(core, image_encoder, generator, images, questions):
 def test_shipped_weights_are_small_and_say_how_they_were_trained(core):
     assert (WEIGHTS / "model.safetensors").stat().st_size <= 16 * 2**20
     assert core.cfg.strategy == "attention"
-    assert core.cfg.alignment in ("regression", "lm")
-    assert core.cfg.aligned_to_generator is (core.cfg.alignment == "lm")
+    assert core.cfg.alignment in ("regression", "lm", "teacher")
+    assert core.cfg.aligned_to_generator is (core.cfg.alignment in ("lm", "teacher"))
     assert "none" in core.cfg.answers and "describe" in core.cfg.answers
     assert core.cfg.domain_threshold > 0  # calibrated on its training images
 

@@ -217,6 +217,59 @@ def test_a_run_can_start_from_earlier_weights_and_add_relation_layers(tmp_path, 
               text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None)
 
 
+def test_a_core_on_the_fine_grid_takes_over_a_teachers_tokens(tmp_path, trained):
+    """align_teacher: a core reading the 14x14 grid learns to give the tokens a generator-trained
+    core gives on its own 7x7 grid for the same image and question, keeps answering, and
+    inherits that core's flags, so the pipeline inserts its tokens as it did."""
+    cfg, final, encoder = trained
+    teacher = load_fusion(final)
+    teacher.cfg.aligned_to_generator, teacher.cfg.describes, teacher.cfg.alignment = True, True, "lm"
+    teacher.save(tmp_path / "teacher")
+    fine = {**cfg.fusion, "image_grid": "fine", "modality_dims": {"image": 432}, "max_tokens": {"image": 196}}
+    student_cfg = replace(cfg, output_dir=str(tmp_path / "student"), fusion=fine, answer_steps=40, align_steps=0,
+                          eval_every=1000, save_every=1000)
+    before = train(student_cfg, text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None)
+    distilled = train(replace(student_cfg, output_dir=str(tmp_path / "distilled"), init_from=str(before), answer_steps=0,
+                              align_steps=60, align_teacher=str(tmp_path / "teacher"), align_lr=3e-3),
+                      text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None)
+    a, b = load_fusion(before), load_fusion(distilled)
+    assert b.cfg.image_grid == "fine" and b.cfg.alignment == "teacher"
+    assert b.cfg.aligned_to_generator is True and b.cfg.describes is True
+    scenes = [clevr.render(clevr.make_scene(s)) for s in (1_000_000, 1_000_001)]
+    pixels = encoder.preprocess(scenes)
+    coarse, fine_tokens = encoder.features(pixels)[0], encoder.features(pixels, "fine")[0]  # (2, 49, 320), (2, 196, 432)
+    text, mask = fake_text_encoder(["Describe the image.", "What is the shape of the red object?"])
+    with torch.no_grad():
+        target = teacher({"image": (coarse, None)}, text, mask).tokens  # (2, K, 576)
+        gap = [float((m({"image": (fine_tokens, None)}, text, mask).tokens - target).pow(2).mean()) for m in (a, b)]
+    assert gap[1] < 0.5 * gap[0]
+    rows = [r for r in _metrics(distilled.parent) if r.get("stage") == "align" and "loss" in r]
+    assert rows[-1]["align_mse"] < rows[0]["align_mse"] and rows[-1]["answer_loss"] < 1.5 * rows[0]["answer_loss"]
+
+
+def test_attention_loss_moves_the_cores_gaze_to_the_named_object(tmp_path, trained):
+    """attention_weight: for shape / left-right / top-bottom questions the last layer's attention
+    share on the named object's cells rises (measured on held-out scenes, not the batches)."""
+    from models.train_data import build_data
+    from models.train_losses import attention_loss
+
+    cfg, final, encoder = trained
+    looked = replace(cfg, output_dir=str(tmp_path / "looked"), init_from=str(final), answer_steps=120, align_steps=0,
+                     eval_every=1000, save_every=1000, attention_weight=2.0, attention_target=0.6)
+    out = train(looked, text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None)
+    held_out = build_data(looked, fake_text_encoder, encoder, splits=("eval",))["eval"]
+    batch = held_out.examples(300, np.random.default_rng(7), describe_fraction=0.0, none_fraction=0.0)
+    assert batch["attend"].sum() > 100 and batch["cells"][batch["attend"]].any(dim=1).all()
+    shares = []
+    for core in (load_fusion(final), load_fusion(out)):
+        with torch.no_grad():
+            o = core({"image": (batch["image"], None)}, batch["text"], batch["text_mask"])
+        shares.append(attention_loss(o, batch, 1.0)[1]["attention_share"])
+    assert shares[1] > 2 * shares[0]
+    rows = [r for r in _metrics(out.parent) if "attention_share" in r]
+    assert rows and rows[-1]["attention_share"] > rows[0]["attention_share"]
+
+
 def test_every_training_config_in_the_repository_is_valid():
     from pathlib import Path
 
@@ -227,9 +280,9 @@ def test_every_training_config_in_the_repository_is_valid():
         cfg = TrainConfig.from_file(path)
         fcfg = cfg.fusion_config()  # builds a FusionConfig: strategy and widths are checked
         assert cfg.total_steps > 0 and fcfg.answers == answer_vocabulary(), path
-        if cfg.init_from:  # a later stage names the folder an earlier config writes
-            earlier = [TrainConfig.from_file(p).output_dir for p in paths if p != path]
-            assert any(cfg.init_from.startswith(d) for d in earlier), path
+        earlier = [TrainConfig.from_file(p).output_dir for p in paths if p != path]
+        for source in (cfg.init_from, cfg.align_teacher):  # a later stage names the folder an earlier config writes
+            assert not source or any(source.startswith(d) for d in earlier), path
 
 
 # ------------------------------------------------------------------------------ spoken questions
