@@ -103,6 +103,12 @@ class FusionConfig:
             raise ValueError(f"relation_layers belong to the attention strategy, not {self.strategy!r}")
         if self.image_grid not in ("final", "fine"):
             raise ValueError(f"image_grid {self.image_grid!r}: choose final or fine")
+        if self.image_grid == "fine":
+            from models.image import GRIDS
+
+            n, d = GRIDS["fine"]
+            if self.modality_dims.get("image") != d or self.max_tokens.get("image", 0) < n:
+                raise ValueError(f"image_grid 'fine' gives {n} image tokens of {d}: set modality_dims and max_tokens to match")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
 

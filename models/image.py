@@ -38,11 +38,11 @@ LITE0_STAGES = [
     (6, 3, 1, 320, 1),
 ]
 FEATURE_DIM = 320
+"""Channels of the spatial feature tokens."""
 FINE_BLOCK = 10
 """Index of the last block at stride 16 (112 channels; a 14x14 grid at 224x224)."""
 GRIDS = {"final": (49, FEATURE_DIM), "fine": (196, 112 + FEATURE_DIM)}
 """Token grids the encoder offers: name -> (tokens per 224x224 image, width)."""
-"""Channels of the spatial feature tokens."""
 INPUT_SIZE = 224
 BN_EPS = 1e-3
 
@@ -323,7 +323,11 @@ def grid_widths(encoder) -> dict[str, int]:
 def encode_grid(encoder, images: list[Image.Image], grid: str = "final", **options) -> ImageFeatures:
     """``encoder.encode(images, **options)`` on the token grid a fusion core reads
     (``FusionConfig.image_grid``); only the encoders that offer several take ``grid``."""
-    return encoder.encode(images, **options) if grid == "final" else encoder.encode(images, grid=grid, **options)
+    if grid == "final":
+        return encoder.encode(images, **options)
+    if grid not in grid_widths(encoder):
+        raise ValueError(f"the image encoder {getattr(encoder, 'name', '?')!r} has no {grid!r} token grid")
+    return encoder.encode(images, grid=grid, **options)
 
 
 def load_image_encoder(name: str = "efficientnet-lite0", *, device: str = "cpu", offline: bool = True):

@@ -11,6 +11,8 @@ Three stages run one after another in the same script, each for ``*_steps`` step
 2. ``align`` — CPU-trainable alignment: the core is frozen, the projector learns to make the K
    output tokens regress onto the generator's own input embeddings of a K-token sentence
    that states the answer (cosine + MSE), so no backward pass goes through the generator.
+   With ``align_teacher`` the targets are instead a generator-trained core's tokens, and the
+   whole core trains, keeping the answer stage's losses.
 3. ``generator`` — the generator-coupled stage (meant for a GPU): the K tokens are spliced
    into the generator's chat prompt in front of the question and the generator's
    language-model loss on the answer sentence back-propagates through the frozen generator
@@ -124,7 +126,7 @@ class TrainConfig(TrainingConfigFile):
     grad_clip: float = 1.0
     caption_weight: float = 1.0
     attention_weight: float = 0.0
-    """Weight of the attention loss in the answer stage (0: none): for questions about one named
+    """Weight of the attention loss in the answer stage and a teacher's align stage (0: none): for questions about one named
     object (shape, left/right, top/bottom) the last cross-attention layer's attention share on
     the cells that object covers should reach ``attention_target`` (the attention view's promise)."""
     attention_target: float = 0.5
@@ -242,6 +244,8 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
     teacher = None
     if cfg.align_teacher and cfg.align_steps > 0:
         teacher = load_fusion(cfg.align_teacher).eval().requires_grad_(False)
+    if cfg.attention_weight > 0 and cfg.fusion_config().strategy != "attention":
+        raise ValueError(f"attention_weight needs the attention strategy, not {cfg.fusion_config().strategy!r}")
     data = build_data(cfg, text_encoder, image_encoder, teacher_grid=teacher.cfg.image_grid if teacher else "")
     train_data, eval_data = data["train"], data["eval"]
 

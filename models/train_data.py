@@ -234,6 +234,8 @@ def object_cells(scenes: list, n_tokens: int) -> torch.Tensor:
     from models.image import crop_box
 
     side = round(n_tokens ** 0.5)
+    if side * side != n_tokens:
+        raise ValueError(f"the attention loss needs a square grid of image tokens, not {n_tokens}")
     box = crop_box(clevr.IMAGE_SIZE, clevr.IMAGE_SIZE)
     out = torch.zeros(len(scenes), len(clevr.COLOURS), side * side, dtype=torch.bool)
     for i, scene in enumerate(scenes):

@@ -1,6 +1,7 @@
-"""The fusion core's training objectives: the answer and caption heads (``answer``), the
-projector's regression onto the generator's embeddings (``align``, with its targets), and the
-generator's own language-model loss (``generator``). The loop is :mod:`models.train`."""
+"""The fusion core's training objectives: the answer and caption heads (``answer``), where the
+core looks (``attention_loss``), the projector's regression onto the generator's embeddings or
+onto a teacher core's tokens (``align``), and the generator's own language-model loss
+(``generator``). The loop is :mod:`models.train`."""
 
 from __future__ import annotations
 

@@ -114,6 +114,10 @@ def test_bad_config_is_explained():
         FusionConfig(strategy="magic")
     with pytest.raises(ValueError, match="divisible"):
         FusionConfig(d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="image_grid 'fine' gives 196 image tokens of 432"):
+        FusionConfig(image_grid="fine")  # the default widths are the 7x7 grid's
+    with pytest.raises(ValueError, match="choose final or fine"):
+        FusionConfig(image_grid="huge")
     with pytest.raises(ValueError, match="relation_layers belong to the attention strategy"):
         FusionConfig(strategy="late", relation_layers=1)
 

@@ -112,6 +112,8 @@ def test_an_encoder_with_one_grid_is_asked_without_one(tiny_clip):
     enc = load_image_encoder(str(tiny_clip), offline=True)
     assert grid_widths(enc) == {"final": 24}
     assert encode_grid(enc, [Image.new("RGB", (32, 32))], "final").tokens.shape == (1, 17, 24)
+    with pytest.raises(ValueError, match="no 'fine' token grid"):
+        encode_grid(enc, [Image.new("RGB", (32, 32))], "fine")
 
 
 def test_hub_model_offline_is_refused():
