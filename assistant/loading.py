@@ -244,9 +244,9 @@ class LazyModels:
         the image encoder's token width per grid it offers (:func:`models.image.grid_widths`;
         default: the packaged EfficientNet-Lite0's)."""
         if image_dims is None:
-            from models.image import GRIDS
+            from models.image import ImageEncoder, grid_widths
 
-            image_dims = {name: d for name, (_, d) in GRIDS.items()}
+            image_dims = grid_widths(ImageEncoder)
         if settings.fusion.enabled is False:
             return None, "off (fusion.enabled = false): images reach the generator as labels"
         folder = settings.fusion.weights or packaged_fusion_dir()

@@ -152,11 +152,11 @@ class Assistant(LazyModels, PluginTurns):
     def encode(self, turn: Turn) -> Turn:
         """Run the modality encoders: image tokens + labels, audio transcripts."""
         if turn.images:
-            t0 = time.perf_counter()
-            s = self.settings.image
             from models.image import encode_grid
 
-            grid = self.fusion.cfg.image_grid if self.fusion is not None else "final"
+            grid = self.fusion.cfg.image_grid if self.fusion is not None else "final"  # loads the core (and encoder) first
+            t0 = time.perf_counter()
+            s = self.settings.image
             feats = encode_grid(self.image_encoder, turn.images, grid, top_k=s.top_k, min_probability=s.min_probability)
             turn.image_tokens, turn.labels = feats.tokens, feats.labels
             turn.timings["image"] = time.perf_counter() - t0
