@@ -187,6 +187,8 @@ class Generator:
         """How many prompt tokens the last stream took from the cache instead of recomputing."""
         self.generated_tokens = 0
         """Tokens in the last reply."""
+        self.reply_text = ""
+        """The last reply's text, as streamed."""
         self._counts: dict[tuple[str, str], int] = {}  # (role, content) -> tokens, for fit()
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
@@ -419,9 +421,27 @@ class Generator:
             logits = self.runner.forward(cache, self.runner.embed(prompt_ids[start:]))
         try:
             yield from self._decode(logits, cache, fed, chooser, sampling, cancel)
+            if fed is not None and self.stop_reason == "eos":
+                # After the last chunk, while the user reads: feed what the next prompt surely
+                # starts with (this reply's end and the next user turn's opening), so the next
+                # question prefills only its own words.
+                replied = messages + [{"role": "assistant", "content": self.reply_text.strip()}]
+                self._feed_ahead(cache, fed, self._next_turn_ids(replied))
         finally:  # also when the caller stops early: the cache holds exactly the tokens fed
             if fed is not None and len(cache) == len(fed):
                 self._cache, self._cache_ids = cache, fed
+
+    def _next_turn_ids(self, messages: list[dict]) -> list[int]:
+        """The ids of ``messages`` followed by the next user turn's opening (its role markers,
+        up to where its words start): what the next prompt begins with if the conversation goes on."""
+        a, b = (self.encode(self.render(messages + [{"role": "user", "content": word}])) for word in ("A", "B"))
+        return a[:_shared_prefix(a, b)]
+
+    def _feed_ahead(self, cache, fed: list[int], ids: list[int]) -> None:
+        """Extend ``cache`` (holding ``fed``) by the rest of ``ids`` when ``ids`` continue ``fed``."""
+        if len(ids) > len(fed) and ids[:len(fed)] == fed and len(ids) < self.context_window:
+            self.runner.forward(cache, self.runner.embed(ids[len(fed):]))
+            fed.extend(ids[len(fed):])
 
     def _decode(self, logits, cache, fed: list[int] | None, chooser: Chooser, sampling: Sampling, cancel) -> Iterator[str]:
         """Choose, yield and feed tokens after ``logits`` until a stop; ``fed`` (if given) gets each token fed."""
@@ -448,7 +468,7 @@ class Generator:
             if fed is not None:
                 fed.append(token)
         self.generated_tokens = len(generated)
-        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        text = self.reply_text = self.tokenizer.decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
             yield text[len(emitted):]
 
@@ -496,7 +516,7 @@ class Generator:
         with: ``keep`` (e.g. ``[system message]``), whose keys and values stay cached so the
         next turn need not prefill them again."""
         if keep and self._cache is not None:
-            head_ids = self.encode(self.tokenizer.apply_chat_template(keep, tokenize=False, add_generation_prompt=False))
+            head_ids = self._next_turn_ids(keep)
             shared = _shared_prefix(self._cache_ids, head_ids)
             if shared >= 8:
                 if len(self._cache) > shared:
@@ -506,11 +526,11 @@ class Generator:
         self._cache, self._cache_ids = None, []
 
     def prefill(self, messages: list[dict]) -> None:
-        """Cache the keys and values of ``messages`` (rendered without the assistant's opening),
-        e.g. the system prompt while the user is still speaking; later prompts that start the
-        same way reuse them."""
+        """Cache the keys and values of ``messages`` and the next user turn's opening, e.g. the
+        system prompt while the user is still speaking; later prompts that start the same way
+        reuse them."""
         with self._lock:
-            ids = self.encode(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
+            ids = self._next_turn_ids(messages)
             if len(ids) < 8 or self._cache_ids[:len(ids)] == ids:
                 return
             cache = self.runner.new_cache()

@@ -63,6 +63,23 @@ def test_prefix_cache_gives_the_same_reply(gen):
     assert cached == fresh
 
 
+def test_a_finished_reply_feeds_the_next_turns_opening_ahead(gen, monkeypatch):
+    """Once a reply ends, its end and the next user turn's opening are fed at once, so the
+    next question prefills only its own words; its reply is the one a fresh cache gives."""
+    with monkeypatch.context() as m:
+        m.setattr(gen, "eos_ids", set(range(len(gen.tokenizer))))  # every token ends the reply: an empty one
+        assert "".join(gen.stream(MSGS)) == "" and gen.stop_reason == "eos"
+    replied = MSGS + [{"role": "assistant", "content": ""}]
+    ahead = gen._next_turn_ids(replied)
+    assert gen._cache_ids == ahead and len(gen._cache) == len(ahead)
+    assert len(ahead) > len(gen.encode(gen.tokenizer.apply_chat_template(replied, tokenize=False)))  # the user opening too
+    follow = replied + [{"role": "user", "content": "Another one?"}]
+    cached = "".join(gen.stream(follow, sampling=Sampling(max_new_tokens=6)))
+    assert gen.reused_tokens == len(ahead)
+    gen.forget()
+    assert cached == "".join(gen.stream(follow, sampling=Sampling(max_new_tokens=6)))
+
+
 def test_sampling_is_seeded(gen):
     opts = Sampling(max_new_tokens=10, temperature=1.0, top_p=0.95, top_k=0)
     a = "".join(gen.stream(MSGS, sampling=opts, seed=3))
@@ -155,7 +172,7 @@ def test_forget_can_keep_the_system_prompt_and_prefill_caches_it(tiny_generator)
     gen.forget()
     gen.prefill([system])
     kept = list(gen._cache_ids)
-    assert len(kept) >= 8
+    assert len(kept) > len(gen.encode(gen.tokenizer.apply_chat_template([system], tokenize=False)))  # and the user's opening
     list(gen.stream([system, {"role": "user", "content": "hi"}], sampling=Sampling(max_new_tokens=3)))
     assert gen.reused_tokens >= len(kept) - 1  # the turn started from the cached system prompt
     gen.forget(keep=[system])

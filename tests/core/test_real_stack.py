@@ -57,9 +57,11 @@ def test_real_photo_of_coffee(bot):
 
 def test_follow_up_uses_the_conversation(bot):
     bot.ask("What is the capital of France?")
+    ahead = list(bot.generator._cache_ids)  # the reply's end and the next user turn's opening were fed ahead
+    assert ahead == bot.generator._next_turn_ids([bot._system_message()] + bot.history)
     r = bot.ask("And of Germany?")
     assert "Berlin" in r.text
-    assert bot.generator.reused_tokens > 20  # the first turn came from the KV cache
+    assert bot.generator.reused_tokens == len(ahead)  # the first turn came from the KV cache
 
 
 def test_scene_questions_go_through_the_trained_fusion_core(bot):
