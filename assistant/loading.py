@@ -351,6 +351,7 @@ class LazyModels:
             cfg = self.fusion.cfg
             relation = f", {cfg.relation_layers} relation layer{'s' * (cfg.relation_layers > 1)}" if cfg.relation_layers else ""
             coords = ", grid coordinates" if cfg.grid_coordinates else ""
+            slots = f", {cfg.object_slots} object slots" if cfg.object_slots else ""
             from models.fusion import effective_route
 
             route = effective_route(self.settings.fusion.route, cfg)
@@ -360,7 +361,7 @@ class LazyModels:
                 how += f" (route {self.settings.fusion.route!r} needs weights trained through the generator)"
             elif route != "tokens" and effective_route(route, cfg, describe=True) == "tokens":
                 how += "; descriptions as the soft tokens alone"
-            infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens{coords}{relation})", self.fusion_source,
+            infos.append(ModelInfo("fusion", f"{cfg.strategy} ({cfg.n_queries} tokens{coords}{relation}{slots})", self.fusion_source,
                                    f"fused: images go through the trained fusion core, whose reading reaches the generator {how}"))
         else:
             infos.append(ModelInfo("fusion", "off", self.fusion_source, "not fused"))

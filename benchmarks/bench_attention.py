@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     run_s = time.perf_counter() - t0
     seeds = f"{args.first_seed:,}-{args.first_seed + args.scenes - 1:,}"
     forms = "paraphrased" if args.paraphrase else "canonical"
-    cfg = core.cfg
+    cfg = core.cfg.core_view()  # the grid the cross-attention layers read
     side = round(cfg.max_tokens["image"] ** 0.5)
     packaged = packaged_fusion_dir()
     shipped = packaged is not None and Path(bot.fusion_source).resolve() == Path(packaged).resolve()

@@ -22,7 +22,9 @@ generator's prompt, and, when the config names answers, ``answer_logits`` (B, A)
 answer head on the pooled queries (trained first without the generator, as BLIP-2 does).
 The ``attention`` strategy also reports where its queries looked (``attention``: per modality,
 the last cross-attention layer's weights averaged over queries and heads; the attention view
-of :mod:`models.attention` draws them over the image).
+of :mod:`models.attention` draws them over the image). With ``object_slots`` a slot reasoner
+(:mod:`models.slots`) answers the Sort-of-CLEVR question types from each object's centre and
+shape by explicit geometry, in place of the answer head's guess for them.
 
 Weights are saved as ``model.safetensors`` beside a ``config.json`` holding
 :class:`FusionConfig`; :func:`load_fusion` rebuilds the module from them. No pickle.
@@ -31,13 +33,17 @@ Weights are saved as ``model.safetensors`` beside a ``config.json`` holding
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from models.slots import SlotOutput
 
 STRATEGIES = ("attention", "early", "late", "dual")
 
@@ -61,6 +67,11 @@ class FusionConfig:
     """Which token grid of the image encoder the core reads: "final" (EfficientNet-Lite0's last
     block, 7x7 x 320) or "fine" (14x14 x 432: the stride-16 block beside the last one, see
     :mod:`models.image`); ``modality_dims`` and ``max_tokens`` must match it."""
+    core_grid: str = ""
+    """"" (the same as ``image_grid``), or "final" with ``image_grid`` "fine": the core is fed the
+    fine grid but its own layers read the final grid taken back out of it
+    (:func:`models.image.final_from_fine`, exact), so a core trained on the final grid keeps its
+    weights while the slot reasoner (``object_slots``) reads the finer one."""
     grid_coordinates: bool = False
     """Image tokens that form a square grid (EfficientNet's 7x7) also get a learned linear
     function of their cell centre's (x, y, x^2 + y^2), so attention scores can be distances
@@ -71,6 +82,14 @@ class FusionConfig:
     before the queries read the modality tokens, so each image token can compare itself with
     the others (relational questions: "the object furthest from ..."). Gated, starting as the
     identity. 0: the queries read the encoder's tokens as they come."""
+    object_slots: int = 0
+    """0: off. 6 (one per Sort-of-CLEVR colour): a slot reasoner (:mod:`models.slots`) reads
+    each object's centre and shape off the image tokens and answers the question types in
+    ``slot_kinds`` by explicit geometry (nearest, furthest, same-shape count...), in place of
+    the answer head's own guess for them."""
+    slot_kinds: list[str] = field(default_factory=list)
+    """The question types the slot reasoner answers (of ``models.slots.KINDS``); the answer
+    head keeps the others."""
     generator_dim: int = 576
     """Width of the generator's embeddings (SmolLM2-135M: 576)."""
     dropout: float = 0.0
@@ -96,6 +115,16 @@ class FusionConfig:
     "lm" (the generator's language-model loss through the frozen generator), or "teacher"
     (onto the tokens of a core trained with "lm", see ``TrainConfig.align_teacher``)."""
 
+    def core_view(self) -> "FusionConfig":
+        """The config the core's own layers see: with ``core_grid``, the image tokens that grid's."""
+        if not self.core_grid:
+            return self
+        from models.image import GRIDS
+
+        n, d = GRIDS[self.core_grid]
+        return replace(self, image_grid=self.core_grid, core_grid="", modality_dims={**self.modality_dims, "image": d},
+                       max_tokens={**self.max_tokens, "image": n}, object_slots=0, slot_kinds=[])
+
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"fusion strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
@@ -109,6 +138,20 @@ class FusionConfig:
             n, d = GRIDS["fine"]
             if self.modality_dims.get("image") != d or self.max_tokens.get("image", 0) < n:
                 raise ValueError(f"image_grid 'fine' gives {n} image tokens of {d}: set modality_dims and max_tokens to match")
+        if self.core_grid not in ("", "final") or (self.core_grid and self.image_grid != "fine"):
+            raise ValueError(f"core_grid {self.core_grid!r}: only 'final', and only with image_grid 'fine'")
+        if self.object_slots:
+            from models import clevr
+            from models.slots import KINDS
+
+            if self.object_slots != len(clevr.COLOURS) or "image" not in self.modality_dims:
+                raise ValueError(f"object_slots: {len(clevr.COLOURS)} (one per colour) over image tokens, not {self.object_slots}")
+            missing = [w for w in clevr.ANSWERS if w not in self.answers]
+            unknown = [k for k in self.slot_kinds if k not in KINDS]
+            if missing:
+                raise ValueError(f"object_slots need the answer words among the answers (missing: {', '.join(missing)})")
+            if unknown or not self.slot_kinds:
+                raise ValueError(f"slot_kinds {self.slot_kinds}: choose some of {', '.join(KINDS)}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
 
@@ -125,6 +168,9 @@ class FusionOutput:
     """(B, C) when the config has caption attributes (independent sigmoid logits)."""
     domain_distance: torch.Tensor | None = None
     """(B,) distance of each image from the training images (when the core is calibrated)."""
+    slots: "SlotOutput | None" = None
+    """With ``object_slots``: the slot reasoner's reading (positions, shapes, pointer, type);
+    ``answer_logits`` are then log-probabilities with its answers put in."""
     attention: dict[str, torch.Tensor] | None = None
     """``attention`` strategy only: modality name -> (B, N_m), the share of the last
     cross-attention layer's attention (averaged over its queries and heads) that fell on each
@@ -262,13 +308,18 @@ class FusionCore(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.embed = TokenEmbedder(cfg)
+        self.embed = TokenEmbedder(cfg.core_view())
         self.out_norm = nn.LayerNorm(d)
         self.projector = nn.Sequential(nn.Linear(d, cfg.generator_dim), nn.GELU(), nn.Linear(cfg.generator_dim, cfg.generator_dim))
         self.answer_head = nn.Linear(d, len(cfg.answers)) if cfg.answers else None
         self.caption_head = nn.Linear(d, len(cfg.caption_attributes)) if cfg.caption_attributes else None
+        self.reasoner = None
+        if cfg.object_slots:
+            from models.slots import SlotReasoner
+
+            self.reasoner = SlotReasoner(cfg)
         if cfg.domain_threshold > 0:
-            dim = cfg.modality_dims["image"]
+            dim = cfg.core_view().modality_dims["image"]
             self.register_buffer("domain_mean", torch.zeros(dim))
             self.register_buffer("domain_std", torch.ones(dim))
 
@@ -279,8 +330,22 @@ class FusionCore(nn.Module):
         self.register_buffer("domain_mean", mean.detach().float().to(dev).clone())
         self.register_buffer("domain_std", std.detach().float().clamp(min=1e-3).to(dev).clone())
 
+    def core_tokens(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The image tokens (B, N, D) and mask the core was fed -> the ones its own layers read
+        (with ``core_grid``: the final grid out of the fine one)."""
+        if not self.cfg.core_grid:
+            return x, mask
+        from models.image import final_from_fine
+
+        core = final_from_fine(x)  # (B, 49, 320)
+        if mask is not None:
+            side = round(mask.shape[1] ** 0.5)
+            mask = mask.reshape(-1, side, side)[:, ::2, ::2].reshape(len(mask), -1)
+        return core, mask
+
     def domain_distance(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Image tokens (B, N, D) -> (B,) RMS z-score of their mean against the training images."""
+        x, mask = self.core_tokens(x, mask)
         pooled = masked_mean(x.float(), mask)  # (B, D)
         return ((pooled - self.domain_mean) / self.domain_std).pow(2).mean(dim=-1).sqrt()
 
@@ -306,7 +371,7 @@ class FusionCore(nn.Module):
         device = self.out_norm.weight.device
         mods = {}
         for name in sorted(modalities):
-            x, mask = modalities[name]
+            x, mask = modalities[name] if name != "image" else self.core_tokens(*modalities[name])
             if mask is None:
                 mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
             mods[name] = (self.embed.modality(name, x), ~mask.bool())
@@ -322,6 +387,11 @@ class FusionCore(nn.Module):
         pooled = q.mean(dim=1)  # (B, d)
         logits = self.answer_head(pooled) if self.answer_head is not None else None  # (B, A)
         caption = self.caption_head(pooled) if self.caption_head is not None else None  # (B, C)
+        slots = None
+        if self.reasoner is not None and logits is not None and "image" in modalities:
+            x, mask = modalities["image"]
+            slots = self.reasoner(x.float(), None if mask is None else ~mask.bool(), pooled)  # positions (B, S, 2) ...
+            logits = self.reasoner.combine(logits, slots)  # (B, A) log-probabilities
         distance = None
         if self.cfg.domain_threshold > 0 and "image" in modalities:
             x, mask = modalities["image"]
@@ -333,7 +403,7 @@ class FusionCore(nn.Module):
                 attention[name] = weights[:, start:start + x.shape[1]]  # (B, N_m)
                 start += x.shape[1]
         return FusionOutput(tokens=self.projector(q), pooled=pooled, answer_logits=logits, caption_logits=caption,
-                            domain_distance=distance, attention=attention)
+                            domain_distance=distance, slots=slots, attention=attention)
 
     # -- persistence
     def save(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:

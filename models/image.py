@@ -313,6 +313,15 @@ def crop_box(width: int, height: int, size: int = INPUT_SIZE) -> tuple[float, fl
     return (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
 
 
+def final_from_fine(tokens: torch.Tensor) -> torch.Tensor:
+    """The "final" grid's tokens taken back out of the "fine" grid's, exactly: its last 320
+    channels are the final block repeated over each 2x2 block of cells, so every other cell of
+    them is the final grid -> (B, 196, 432) -> (B, 49, 320)."""
+    (n, d), (n_final, d_final) = GRIDS["fine"], GRIDS["final"]
+    side, b = round(n ** 0.5), tokens.shape[0]
+    return tokens.reshape(b, side, side, d)[:, ::2, ::2, d - d_final:].reshape(b, n_final, d_final)
+
+
 def grid_widths(encoder) -> dict[str, int]:
     """The token grids an image encoder offers -> their width: EfficientNet-Lite0 offers
     "final" and "fine" (:data:`GRIDS`); any other encoder its one grid, "final"."""

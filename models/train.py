@@ -2,7 +2,7 @@
 
 The image encoder and the generator stay frozen; the fusion core and its projector train.
 Their outputs are cached (:mod:`models.features`), so a step only runs the small core.
-Three stages run one after another in the same script, each for ``*_steps`` steps (0 skips):
+Four stages run one after another in the same script, each for ``*_steps`` steps (0 skips):
 
 1. ``answer`` — the fusion core with its answer head (cross-entropy over the answer words,
    plus ``none`` for questions or images that are not Sort-of-CLEVR and ``describe`` for
@@ -18,6 +18,9 @@ Three stages run one after another in the same script, each for ``*_steps`` step
    language-model loss on the answer sentence back-propagates through the frozen generator
    into the projector and core. About 80 ms a step at batch 256 on an H200; 10-20 s per
    batch of 8 on two CPU cores, which is why the CPU recipe leaves it at 0 steps.
+4. ``slots`` — with ``fusion.object_slots``, only the slot reasoner (:mod:`models.slots`)
+   trains: the answer loss on the answers it gives, plus every object's centre and shape, the
+   named colour and the question type; the rest of the core is frozen.
 
 HF Accelerate runs the same script on the CPU, one GPU, or several (``accelerate launch -m
 models.train CONFIG``): each process samples different batches; the main process writes.
@@ -63,10 +66,11 @@ from models.train_losses import (
     attention_loss,
     carrier_targets,
     generator_loss,
+    slot_loss,
     teacher_loss,
 )
 
-STAGES = ("answer", "align", "generator")
+STAGES = ("answer", "align", "generator", "slots")
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -106,7 +110,11 @@ class TrainConfig(TrainingConfigFile):
     answer_steps: int = 3000
     align_steps: int = 600
     generator_steps: int = 0
+    slots_steps: int = 0
+    """The slot reasoner's stage (``fusion.object_slots``): only the reasoner trains, the rest
+    of the core (and so its soft tokens) stays as it was."""
     lr: float = 1e-3
+    slots_lr: float = 2e-3
     align_lr: float = 1e-3
     generator_lr: float = 1e-4
     generator_trains: str = "all"
@@ -172,11 +180,11 @@ class TrainConfig(TrainingConfigFile):
 
     @property
     def total_steps(self) -> int:
-        return self.answer_steps + self.align_steps + self.generator_steps
+        return self.answer_steps + self.align_steps + self.generator_steps + self.slots_steps
 
     def stage_at(self, step: int) -> tuple[str, int, int]:
         """(stage name, step within it, its length) for a global step."""
-        for name, n in zip(STAGES, (self.answer_steps, self.align_steps, self.generator_steps)):
+        for name, n in zip(STAGES, (self.answer_steps, self.align_steps, self.generator_steps, self.slots_steps)):
             if step < n:
                 return name, step, n
             step -= n
@@ -201,6 +209,10 @@ def _make_optimizer(model: FusionCore, stage: str, cfg: TrainConfig) -> torch.op
         params, lr = list(model.parameters()), cfg.align_lr
     elif stage == "align":
         params, lr = list(model.projector.parameters()), cfg.align_lr
+    elif stage == "slots":
+        if model.reasoner is None:
+            raise ValueError("slots_steps need fusion.object_slots")
+        params, lr = list(model.reasoner.parameters()), cfg.slots_lr
     elif cfg.generator_trains == "projector":  # the core (and its answer heads) stay as they are
         params, lr = list(model.projector.parameters()), cfg.generator_lr
     else:
@@ -291,11 +303,15 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
                 fcfg.aligned_to_generator, fcfg.describes = teacher.cfg.aligned_to_generator, teacher.cfg.describes
             elif stage == "align" and fcfg.alignment == "":
                 fcfg.alignment = "regression"
+            if stage == "slots" and cfg.init_from and cfg.answer_steps == cfg.align_steps == cfg.generator_steps == 0:
+                # only the reasoner trains: the frozen core's tokens keep what they were trained for
+                earlier = checkpoint_fusion_config(Path(cfg.init_from))
+                fcfg.alignment, fcfg.aligned_to_generator, fcfg.describes = earlier.alignment, earlier.aligned_to_generator, earlier.describes
             model, optimizer = accelerator.prepare(raw_model, optimizer)
             stage_now = stage
             if stage == "generator":
                 gen = generator()
-        base = {"answer": cfg.lr, "align": cfg.align_lr, "generator": cfg.generator_lr}[stage]
+        base = {"answer": cfg.lr, "align": cfg.align_lr, "generator": cfg.generator_lr, "slots": cfg.slots_lr}[stage]
         lr = _lr(sstep, slen, base, min(cfg.warmup_steps, max(1, slen // 10)))
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -308,7 +324,11 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
         else:
             batch = to_device(train_data.examples(cfg.batch_size, rng), accelerator.device)
             out_ = model({"image": (batch["image"], None)}, batch["text"], batch["text_mask"])
-            if stage == "answer" or teacher is not None:
+            if stage == "slots":
+                loss, stats = answer_loss(out_, batch, 0.0)
+                sl, s_stats = slot_loss(out_, batch)
+                loss, stats = loss + sl, {**stats, **s_stats}
+            elif stage == "answer" or teacher is not None:
                 loss, stats = answer_loss(out_, batch, cfg.caption_weight)
                 if cfg.attention_weight > 0:
                     att, att_stats = attention_loss(out_, batch, cfg.attention_target)

@@ -121,6 +121,7 @@ class ClevrData:
         )  # (S, 6, 6)
         self.facts = torch.tensor([clevr.caption_targets(sc) for sc in self.scenes])  # (S, 18)
         self.cells = object_cells(self.scenes, self.image.shape[1]) if cfg.attention_weight > 0 else None  # (S, 6, N)
+        self.slot_xy, self.slot_shape = object_slots(self.scenes)  # (S, 6, 2), (S, 6): the slot reasoner's targets
         self.texts, self.strings, self.spoken = texts, strings, spoken
         # Row tables: rows[(kind, colour, template)] = (clean row, [noisy rows], [spoken rows])
         self.rows = {}
@@ -151,8 +152,10 @@ class ClevrData:
         """Sample n examples. Returns a dict of tensors:
         image (n, N, D) float32 (49 x 320, or 196 x 432 on the fine grid), text (n, T, 576), text_mask (n, T), answer (n,) long,
         facts (n, 18), has_facts (n,) bool, kind (n,) long (0-5 question types, 6 describe,
-        7 none), scene (n,) long (-1 for non-scene images), row (n,) text rows; with a teacher
-        on another grid also teacher_image (n, N', D'), the same images on the teacher's grid."""
+        7 none), scene (n,) long (-1 for non-scene images), row (n,) text rows, colour (n,) the
+        named colour (-1: none); with a teacher on another grid also teacher_image (n, N', D'),
+        the same images on the teacher's grid; with object slots slot_xy (n, 6, 2) and
+        slot_shape (n, 6), every object's centre and shape (zeros for non-scene images)."""
         nf = self.cfg.none_fraction if none_fraction is None else none_fraction
         df = self.cfg.describe_fraction if describe_fraction is None else describe_fraction
         kinds = list(clevr.QUESTION_TYPES)
@@ -161,6 +164,7 @@ class ClevrData:
         images, rows, answers, kind_ids, scene_ids, has_facts = [], [], [], [], [], []
         origins = []  # per example: scene index, or -(j + 1) for non-scene image j
         colours = []  # per question about one named object: its colour index; else -1
+        named = []  # per example: the colour index a question of types 0-5 names; else -1
         none_id, describe_id = self.vocab.index(clevr.NONE_ANSWER), self.vocab.index(DESCRIBE_ANSWER)
         for i in range(n):
             s = int(scene[i])
@@ -179,12 +183,13 @@ class ClevrData:
                     row = self.other_rows[rng.integers(len(self.other_rows))]
                     origins.append(s)
                 images.append(img), rows.append(row), answers.append(none_id), kind_ids.append(7)
-                scene_ids.append(s), has_facts.append(False)
+                scene_ids.append(s), has_facts.append(False), named.append(-1)
             elif draw[i] < nf + df:  # describe a scene
                 t = 0 if canonical else int(rng.integers(len(clevr.TEMPLATES[clevr.DESCRIBE])))
                 images.append(self.image[s]), rows.append(self._row((clevr.DESCRIBE, None, t), rng, variant))
                 origins.append(s)
                 answers.append(describe_id), kind_ids.append(6), scene_ids.append(s), has_facts.append(True)
+                named.append(-1)
             else:
                 k, c = int(rng.integers(6)), int(rng.integers(6))
                 t = 0 if canonical else int(rng.integers(len(clevr.TEMPLATES[kinds[k]])))
@@ -192,6 +197,7 @@ class ClevrData:
                 origins.append(s)
                 answers.append(int(self.answers[s, k, c])), kind_ids.append(k), scene_ids.append(s), has_facts.append(False)
                 colours.append(c if kinds[k] in ATTENDED_KINDS else -1)
+                named.append(c)
         rows_t = torch.tensor(rows)
         text, mask = self.texts.lookup(rows_t)  # (n, T, 576), (n, T)
         sid = torch.tensor(scene_ids)
@@ -208,7 +214,11 @@ class ClevrData:
             "kind": torch.tensor(kind_ids),
             "scene": sid,
             "row": rows_t,
+            "colour": torch.tensor(named),  # (n,) the named colour's index, -1 for none / describe
         }
+        if self.cfg.fusion.get("object_slots"):  # every object's centre and shape, for the slot reasoner
+            batch["slot_xy"], batch["slot_shape"] = torch.zeros(n, *self.slot_xy.shape[1:]), torch.zeros(n, self.slot_shape.shape[1], dtype=torch.long)
+            batch["slot_xy"][ok], batch["slot_shape"][ok] = self.slot_xy[sid[ok]], self.slot_shape[sid[ok]]  # (n, 6, 2), (n, 6)
         if self.cells is not None:  # where the named object lies, for the attention loss
             named = iter(colours)
             colour = torch.tensor([next(named) if k < 6 else -1 for k in kind_ids])  # (n,)
@@ -243,6 +253,18 @@ def object_cells(scenes: list, n_tokens: int) -> torch.Tensor:
             for r, col in covered_cells(scene.by_colour(colour), box, (side, side)):
                 out[i, c, r * side + col] = True
     return out
+
+
+def object_slots(scenes: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each scene's objects in colour order: centres (x, y) in the image encoder's crop (0..1
+    across the token grid) (S, 6, 2), and shape indices into ``clevr.SHAPES`` (S, 6)."""
+    from models.image import crop_box
+
+    left, top, right, bottom = crop_box(clevr.IMAGE_SIZE, clevr.IMAGE_SIZE)
+    xy = torch.tensor([[[(o.x - left) / (right - left), (o.y - top) / (bottom - top)] for o in map(sc.by_colour, clevr.COLOURS)]
+                       for sc in scenes], dtype=torch.float32)
+    shape = torch.tensor([[clevr.SHAPES.index(sc.by_colour(c).shape) for c in clevr.COLOURS] for sc in scenes])
+    return xy, shape
 
 
 def load_spoken(path: str, split: str = "train") -> dict[str, list[str]]:

@@ -1,5 +1,5 @@
 """The fusion core's training objectives: the answer and caption heads (``answer``), where the
-core looks (``attention_loss``), the projector's regression onto the generator's embeddings or
+core looks (``attention_loss``), the slot reasoner's readings (``slot_loss``), the projector's regression onto the generator's embeddings or
 onto a teacher core's tokens (``align``), and the generator's own language-model loss
 (``generator``). The loop is :mod:`models.train`."""
 
@@ -71,6 +71,24 @@ def attention_loss(out, batch: dict, target: float) -> tuple[torch.Tensor, dict]
         return torch.zeros((), device=batch["answer"].device), {}
     share = (out.attention["image"] * batch["cells"]).sum(dim=-1)[on]  # (b,)
     return F.relu(target - share).mean(), {"attention_share": float(share.detach().mean())}
+
+
+def slot_loss(out, batch: dict) -> tuple[torch.Tensor, dict]:
+    """The slot reasoner's readings against the scene (:mod:`models.slots`): every object's
+    centre (L1, in hundredths of the crop: about 0.66 px each) and shape (cross-entropy) for
+    scene images; the named colour (pointer) and the question type for questions of types 0-5."""
+    slots = out.slots
+    scene, asked = batch["scene"] >= 0, batch["kind"] < len(clevr.QUESTION_TYPES)  # (B,), (B,)
+    zero = torch.zeros((), device=batch["answer"].device)
+    if slots is None:
+        return zero, {}
+    where = (100 * (slots.positions[scene] - batch["slot_xy"][scene]).abs()).mean() if bool(scene.any()) else zero
+    what = F.cross_entropy(slots.shape_logits[scene].flatten(0, 1), batch["slot_shape"][scene].flatten()) if bool(scene.any()) else zero
+    pointer = F.cross_entropy(slots.pointer_logits[asked], batch["colour"][asked]) if bool(asked.any()) else zero
+    kind = F.cross_entropy(slots.kind_logits[asked], batch["kind"][asked]) if bool(asked.any()) else zero
+    stats = {"slot_px": float(where.detach()) * 0.01 * clevr.IMAGE_SIZE * 0.875, "slot_shape_loss": float(what.detach()),
+             "pointer_loss": float(pointer.detach()), "kind_loss": float(kind.detach())}
+    return where + what + pointer + kind, stats
 
 
 def align_loss(out, batch: dict, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:

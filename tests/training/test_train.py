@@ -270,6 +270,40 @@ def test_attention_loss_moves_the_cores_gaze_to_the_named_object(tmp_path, train
     assert rows and rows[-1]["attention_share"] > rows[0]["attention_share"]
 
 
+def test_the_slots_stage_trains_only_the_reasoner_and_keeps_the_cores_tokens(tmp_path, trained):
+    """slots_steps: the slot reasoner learns where the objects are and what is asked, while every
+    other weight (so every soft token) stays as it was and the earlier core's alignment flags
+    carry over; without object_slots the stage is refused."""
+    from models.train_data import build_data
+    from models.train_losses import slot_loss
+
+    cfg, final, encoder = trained
+    earlier = load_fusion(final)
+    earlier.cfg.aligned_to_generator, earlier.cfg.describes, earlier.cfg.alignment = True, True, "lm"
+    earlier.save(tmp_path / "earlier")
+    slots = replace(cfg, output_dir=str(tmp_path / "slots"), init_from=str(tmp_path / "earlier"), answer_steps=0,
+                    align_steps=0, slots_steps=150, slots_lr=3e-3, eval_every=1000, save_every=1000,
+                    fusion={**cfg.fusion, "object_slots": 6, "slot_kinds": list(clevr.QUESTION_TYPES)})
+    out = load_fusion(train(slots, text_encoder=fake_text_encoder, image_encoder=encoder, progress=False, log=lambda m: None))
+    assert out.cfg.aligned_to_generator is True and out.cfg.describes is True and out.cfg.alignment == "lm"
+    before = load_fusion(tmp_path / "earlier").state_dict()
+    after = out.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("domain_"))  # only the reasoner moved
+    # The fake encoder's 7x7 colour averages show where objects are, not their shapes: the
+    # slots learn the centres (measured on held-out scenes) and the question types here; the
+    # answers they win on real features are tests/training/test_shipped_weights.py's.
+    held_out = build_data(slots, fake_text_encoder, encoder, splits=("eval",))["eval"]
+    batch = held_out.examples(300, np.random.default_rng(3), describe_fraction=0.0, none_fraction=0.0)
+    with torch.no_grad():
+        mine = out({"image": (batch["image"], None)}, batch["text"], batch["text_mask"])
+    rows = [r for r in _metrics(tmp_path / "slots") if r.get("stage") == "slots" and "loss" in r]
+    assert slot_loss(mine, batch)[1]["slot_px"] < 0.6 * rows[0]["slot_px"]
+    assert rows[-1]["kind_loss"] < 0.5 * rows[0]["kind_loss"]
+    with pytest.raises(ValueError, match="object_slots"):
+        train(replace(slots, output_dir=str(tmp_path / "bad"), fusion=cfg.fusion), text_encoder=fake_text_encoder,
+              image_encoder=encoder, progress=False, log=lambda m: None)
+
+
 def test_every_training_config_in_the_repository_is_valid():
     from pathlib import Path
 
