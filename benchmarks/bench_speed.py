@@ -228,13 +228,14 @@ def assistant_worker(model: str, runtime: str) -> None:
             if hasattr(gen, "forget"):
                 gen.forget()  # no KV reuse from the previous round: both sides prefill the whole prompt
             t0 = time.perf_counter()
-            first = None
+            first = last = None
             chunks = []
             for chunk in gen.stream(messages, sampling=Sampling(max_new_tokens=max_new, temperature=0)):
+                last = time.perf_counter()
                 if first is None:
-                    first = time.perf_counter()
+                    first = last
                 chunks.append(chunk)
-            end = time.perf_counter()
+            end = last or time.perf_counter()  # the last chunk: not the next turn's opening fed after it
             n = int(gen.generated_tokens)
             text = "".join(chunks)
             tokens, exact = _assistant_tokens(gen, prompt_ids, n, text)

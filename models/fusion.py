@@ -146,6 +146,9 @@ class FusionConfig:
 
             if self.object_slots != len(clevr.COLOURS) or "image" not in self.modality_dims:
                 raise ValueError(f"object_slots: {len(clevr.COLOURS)} (one per colour) over image tokens, not {self.object_slots}")
+            n = self.max_tokens.get("image", 0)
+            if round(n ** 0.5) ** 2 != n:
+                raise ValueError(f"object_slots read a square grid of image tokens: max_tokens {n} is not one")
             missing = [w for w in clevr.ANSWERS if w not in self.answers]
             unknown = [k for k in self.slot_kinds if k not in KINDS]
             if missing:

@@ -189,6 +189,8 @@ class Generator:
         """Tokens in the last reply."""
         self.reply_text = ""
         """The last reply's text, as streamed."""
+        self.last_tokens: list[int] = []
+        """The last reply's token ids."""
         self._counts: dict[tuple[str, str], int] = {}  # (role, content) -> tokens, for fit()
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
@@ -438,9 +440,14 @@ class Generator:
         return a[:_shared_prefix(a, b)]
 
     def _feed_ahead(self, cache, fed: list[int], ids: list[int]) -> None:
-        """Extend ``cache`` (holding ``fed``) by the rest of ``ids`` when ``ids`` continue ``fed``."""
+        """Extend ``cache`` (holding ``fed``) by the rest of ``ids`` when ``ids`` continue ``fed``.
+        Only a head start for the next turn: if it fails, the reply stands and the next prompt
+        reuses what the cache still matches (a cache left longer than ``fed`` is dropped)."""
         if len(ids) > len(fed) and ids[:len(fed)] == fed and len(ids) < self.context_window:
-            self.runner.forward(cache, self.runner.embed(ids[len(fed):]))
+            try:
+                self.runner.forward(cache, self.runner.embed(ids[len(fed):]))
+            except Exception:  # noqa: BLE001 - whatever the runtime raises, the reply is done
+                return
             fed.extend(ids[len(fed):])
 
     def _decode(self, logits, cache, fed: list[int] | None, chooser: Chooser, sampling: Sampling, cancel) -> Iterator[str]:
@@ -467,7 +474,7 @@ class Generator:
             logits = self.runner.forward(cache, self.runner.embed([token]))
             if fed is not None:
                 fed.append(token)
-        self.generated_tokens = len(generated)
+        self.generated_tokens, self.last_tokens = len(generated), generated
         text = self.reply_text = self.tokenizer.decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
             yield text[len(emitted):]

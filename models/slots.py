@@ -89,6 +89,8 @@ class SlotReasoner(nn.Module):
 
     def read(self, image: torch.Tensor, pad: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """image (B, N, D), pad (B, N) True = padding -> positions (B, S, 2), shape logits (B, S, C)."""
+        if image.shape[1] != self.pos.shape[0]:
+            raise ValueError(f"the object slots read a {self.side}x{self.side} grid of image tokens, not {image.shape[1]} tokens")
         h = self.norm(image)
         k, v = self.key(h) + self.pos, self.value(h) + self.pos  # (B, N, w)
         scores = torch.einsum("sw,bnw->bsn", self.slots, k) / k.shape[-1] ** 0.5  # (B, S, N)

@@ -209,9 +209,7 @@ def _make_optimizer(model: FusionCore, stage: str, cfg: TrainConfig) -> torch.op
         params, lr = list(model.parameters()), cfg.align_lr
     elif stage == "align":
         params, lr = list(model.projector.parameters()), cfg.align_lr
-    elif stage == "slots":
-        if model.reasoner is None:
-            raise ValueError("slots_steps need fusion.object_slots")
+    elif stage == "slots":  # train() has checked that the config has object slots
         params, lr = list(model.reasoner.parameters()), cfg.slots_lr
     elif cfg.generator_trains == "projector":  # the core (and its answer heads) stay as they are
         params, lr = list(model.projector.parameters()), cfg.generator_lr
@@ -258,6 +256,8 @@ def train(cfg: TrainConfig, *, text_encoder=None, image_encoder=None, generator=
         teacher = load_fusion(cfg.align_teacher).eval().requires_grad_(False)
     if cfg.attention_weight > 0 and cfg.fusion_config().strategy != "attention":
         raise ValueError(f"attention_weight needs the attention strategy, not {cfg.fusion_config().strategy!r}")
+    if cfg.slots_steps > 0 and not cfg.fusion_config().object_slots:
+        raise ValueError("slots_steps need fusion.object_slots")
     data = build_data(cfg, text_encoder, image_encoder, teacher_grid=teacher.cfg.image_grid if teacher else "")
     train_data, eval_data = data["train"], data["eval"]
 

@@ -15,6 +15,7 @@ import torch
 
 from models import clevr
 from models.features import TextTable, image_tokens
+from models.image import GRIDS
 
 if TYPE_CHECKING:
     from models.train import TrainConfig
@@ -120,7 +121,9 @@ class ClevrData:
             [[[vocab.index(clevr.answer(sc, k, c)) for c in clevr.COLOURS] for k in kinds] for sc in self.scenes]
         )  # (S, 6, 6)
         self.facts = torch.tensor([clevr.caption_targets(sc) for sc in self.scenes])  # (S, 18)
-        self.cells = object_cells(self.scenes, self.image.shape[1]) if cfg.attention_weight > 0 else None  # (S, 6, N)
+        # The attention loss compares the core's own attention (over its core_grid when it has one) with these cells.
+        core_tokens = GRIDS[cfg.fusion["core_grid"]][0] if cfg.fusion.get("core_grid") else self.image.shape[1]
+        self.cells = object_cells(self.scenes, core_tokens) if cfg.attention_weight > 0 else None  # (S, 6, N)
         self.slot_xy, self.slot_shape = object_slots(self.scenes)  # (S, 6, 2), (S, 6): the slot reasoner's targets
         self.texts, self.strings, self.spoken = texts, strings, spoken
         # Row tables: rows[(kind, colour, template)] = (clean row, [noisy rows], [spoken rows])

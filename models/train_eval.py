@@ -71,7 +71,7 @@ def calibrate_domain(model: FusionCore, train_data: "ClevrData", eval_data: "Cle
     """Give the core its training images' pooled-feature mean and spread and a threshold of
     ``margin`` x the largest training-image distance; report how held-out scenes (should be
     inside) and held-out non-scene images (should be outside) fall."""
-    pooled = model.core_tokens(train_data.image.float(), None)[0].mean(dim=1)  # (S, 320): what the core's layers read
+    pooled = model.core_tokens(train_data.image, None)[0].float().mean(dim=1)  # (S, 320): what the core's layers read
     mean, std = pooled.mean(dim=0), pooled.std(dim=0).clamp(min=1e-3)
     dist = ((pooled - mean) / std).pow(2).mean(dim=-1).sqrt()  # (S,)
     threshold = margin * float(dist.max())

@@ -80,6 +80,24 @@ def test_a_finished_reply_feeds_the_next_turns_opening_ahead(gen, monkeypatch):
     assert cached == "".join(gen.stream(follow, sampling=Sampling(max_new_tokens=6)))
 
 
+def test_a_failed_feed_ahead_leaves_the_reply_and_a_consistent_cache(gen, monkeypatch):
+    calls = []
+    forward = gen.runner.forward
+
+    def flaky(cache, embeds):  # the prompt goes through; the next turn's opening (the second long feed) fails
+        calls.append(len(embeds))
+        if len(calls) > 1 and len(embeds) > 1:
+            raise RuntimeError("out of memory")
+        return forward(cache, embeds)
+
+    monkeypatch.setattr(gen.runner, "forward", flaky)
+    monkeypatch.setattr(gen, "eos_ids", set(range(len(gen.tokenizer))))
+    assert "".join(gen.stream(MSGS)) == "" and gen.stop_reason == "eos"
+    assert len(calls) == 2  # the feed ahead was tried
+    prompt = gen.encode(gen.render(MSGS))
+    assert gen._cache_ids == prompt and len(gen._cache) == len(prompt)
+
+
 def test_sampling_is_seeded(gen):
     opts = Sampling(max_new_tokens=10, temperature=1.0, top_p=0.95, top_k=0)
     a = "".join(gen.stream(MSGS, sampling=opts, seed=3))

@@ -51,14 +51,18 @@ def test_the_programs_answer_every_question_by_the_scenes_geometry():
 
 
 def test_the_head_keeps_none_describe_and_the_types_left_to_it():
+    """The slots' answer replaces the head's for the types they cover, even against a sure
+    head; for a type left to the head, and for ``none``, the head's word stands."""
     cfg = slot_config(slot_kinds=["closest", "furthest", "count"])
     reasoner = build_fusion(cfg).reasoner
     words = list(cfg.answers)
+    scenes = [clevr.make_scene(1_000_000 + i) for i in range(3)]
+    truth_side, truth_far = clevr.answer(scenes[1], "horizontal", "red"), clevr.answer(scenes[2], "furthest", "red")
+    other = {"left": "right", "right": "left", "square": "circle", "circle": "square"}
     head = torch.full((3, len(words)), -10.0)
     head[0, words.index("none")] = 10.0  # not a scene question
-    head[1, words.index("left")] = 10.0  # a left/right question the head answers
-    head[2, words.index("circle")] = 10.0  # a furthest question the head gets wrong
-    scenes = [clevr.make_scene(1_000_000 + i) for i in range(3)]
+    head[1, words.index(other[truth_side])] = 10.0  # a left/right question, left to the head (and wrong)
+    head[2, words.index(other[truth_far])] = 10.0  # a furthest question the head gets wrong
     exact_reading(reasoner, scenes)
     with torch.no_grad():
         reasoner.kind.weight.zero_(), reasoner.kind.bias.zero_(), reasoner.pointer.weight.zero_(), reasoner.pointer.bias.zero_()
@@ -71,8 +75,9 @@ def test_the_head_keeps_none_describe_and_the_types_left_to_it():
         out = reasoner(torch.zeros(3, 49, 24), None, pooled)
     combined = reasoner.combine(head, out).exp()
     assert torch.allclose(combined.sum(dim=-1), torch.ones(3), atol=1e-4)
-    assert words[int(combined[0].argmax())] == "none" and words[int(combined[1].argmax())] == "left"
-    assert words[int(combined[2].argmax())] == clevr.answer(scenes[2], "furthest", "red")
+    assert words[int(combined[0].argmax())] == "none"
+    assert words[int(combined[1].argmax())] == other[truth_side]  # not the slots' type: the head's word stands
+    assert words[int(combined[2].argmax())] == truth_far  # the slots' geometry wins over a sure head
 
 
 def test_a_core_with_slots_answers_saves_and_reloads(tmp_path):
