@@ -187,8 +187,6 @@ class Generator:
         """How many prompt tokens the last stream took from the cache instead of recomputing."""
         self.generated_tokens = 0
         """Tokens in the last reply."""
-        self.reply_text = ""
-        """The last reply's text, as streamed."""
         self.last_tokens: list[int] = []
         """The last reply's token ids."""
         self._counts: dict[tuple[str, str], int] = {}  # (role, content) -> tokens, for fit()
@@ -422,12 +420,12 @@ class Generator:
             fed = list(prompt_ids)
             logits = self.runner.forward(cache, self.runner.embed(prompt_ids[start:]))
         try:
-            yield from self._decode(logits, cache, fed, chooser, sampling, cancel)
+            reply = yield from self._decode(logits, cache, fed, chooser, sampling, cancel)
             if fed is not None and self.stop_reason == "eos":
                 # After the last chunk, while the user reads: feed what the next prompt surely
                 # starts with (this reply's end and the next user turn's opening), so the next
                 # question prefills only its own words.
-                replied = messages + [{"role": "assistant", "content": self.reply_text.strip()}]
+                replied = messages + [{"role": "assistant", "content": reply.strip()}]
                 self._feed_ahead(cache, fed, self._next_turn_ids(replied))
         finally:  # also when the caller stops early: the cache holds exactly the tokens fed
             if fed is not None and len(cache) == len(fed):
@@ -451,7 +449,8 @@ class Generator:
             fed.extend(ids[len(fed):])
 
     def _decode(self, logits, cache, fed: list[int] | None, chooser: Chooser, sampling: Sampling, cancel) -> Iterator[str]:
-        """Choose, yield and feed tokens after ``logits`` until a stop; ``fed`` (if given) gets each token fed."""
+        """Choose, yield and feed tokens after ``logits`` until a stop; ``fed`` (if given) gets
+        each token fed. Returns (as the value of ``yield from``) the whole reply's text."""
         generated: list[int] = []
         emitted = ""
         self.stop_reason = "length"
@@ -475,9 +474,10 @@ class Generator:
             if fed is not None:
                 fed.append(token)
         self.generated_tokens, self.last_tokens = len(generated), generated
-        text = self.reply_text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
         if len(text) > len(emitted):
             yield text[len(emitted):]
+        return text
 
     def word_ids(self, words) -> list[int]:
         """The single tokens that spell one of ``words`` (lower case, capitalized or upper case,

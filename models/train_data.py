@@ -166,7 +166,6 @@ class ClevrData:
         draw = rng.random(n)
         images, rows, answers, kind_ids, scene_ids, has_facts = [], [], [], [], [], []
         origins = []  # per example: scene index, or -(j + 1) for non-scene image j
-        colours = []  # per question about one named object: its colour index; else -1
         named = []  # per example: the colour index a question of types 0-5 names; else -1
         none_id, describe_id = self.vocab.index(clevr.NONE_ANSWER), self.vocab.index(DESCRIBE_ANSWER)
         for i in range(n):
@@ -199,7 +198,6 @@ class ClevrData:
                 images.append(self.image[s]), rows.append(self._row((kinds[k], clevr.COLOURS[c], t), rng, variant))
                 origins.append(s)
                 answers.append(int(self.answers[s, k, c])), kind_ids.append(k), scene_ids.append(s), has_facts.append(False)
-                colours.append(c if kinds[k] in ATTENDED_KINDS else -1)
                 named.append(c)
         rows_t = torch.tensor(rows)
         text, mask = self.texts.lookup(rows_t)  # (n, T, 576), (n, T)
@@ -223,9 +221,9 @@ class ClevrData:
             batch["slot_xy"], batch["slot_shape"] = torch.zeros(n, *self.slot_xy.shape[1:]), torch.zeros(n, self.slot_shape.shape[1], dtype=torch.long)
             batch["slot_xy"][ok], batch["slot_shape"][ok] = self.slot_xy[sid[ok]], self.slot_shape[sid[ok]]  # (n, 6, 2), (n, 6)
         if self.cells is not None:  # where the named object lies, for the attention loss
-            named = iter(colours)
-            colour = torch.tensor([next(named) if k < 6 else -1 for k in kind_ids])  # (n,)
-            attend = colour >= 0
+            colour = batch["colour"]  # (n,)
+            attended = torch.tensor([k < len(kinds) and kinds[k] in ATTENDED_KINDS for k in kind_ids])
+            attend = attended & (colour >= 0)
             cells = torch.zeros(n, self.cells.shape[2], dtype=torch.bool)
             cells[attend] = self.cells[sid[attend], colour[attend]]
             batch["attend"], batch["cells"] = attend, cells  # (n,), (n, N)
@@ -256,6 +254,14 @@ def object_cells(scenes: list, n_tokens: int) -> torch.Tensor:
             for r, col in covered_cells(scene.by_colour(colour), box, (side, side)):
                 out[i, c, r * side + col] = True
     return out
+
+
+def crop_pixels() -> float:
+    """How many scene pixels the image encoder's centre crop spans: the slots' 0..1 frame."""
+    from models.image import crop_box
+
+    left, _, right, _ = crop_box(clevr.IMAGE_SIZE, clevr.IMAGE_SIZE)
+    return right - left
 
 
 def object_slots(scenes: list) -> tuple[torch.Tensor, torch.Tensor]:

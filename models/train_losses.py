@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from models import clevr
 from models.fusion import FusionConfig, FusionCore
-from models.train_data import DESCRIBE_ANSWER
+from models.train_data import DESCRIBE_ANSWER, crop_pixels
 
 if TYPE_CHECKING:
     from models.train import TrainConfig
@@ -86,7 +86,7 @@ def slot_loss(out, batch: dict) -> tuple[torch.Tensor, dict]:
     what = F.cross_entropy(slots.shape_logits[scene].flatten(0, 1), batch["slot_shape"][scene].flatten()) if bool(scene.any()) else zero
     pointer = F.cross_entropy(slots.pointer_logits[asked], batch["colour"][asked]) if bool(asked.any()) else zero
     kind = F.cross_entropy(slots.kind_logits[asked], batch["kind"][asked]) if bool(asked.any()) else zero
-    stats = {"slot_px": float(where.detach()) * 0.01 * clevr.IMAGE_SIZE * 0.875, "slot_shape_loss": float(what.detach()),
+    stats = {"slot_px": float(where.detach()) * 0.01 * crop_pixels(), "slot_shape_loss": float(what.detach()),
              "pointer_loss": float(pointer.detach()), "kind_loss": float(kind.detach())}
     return where + what + pointer + kind, stats
 

@@ -69,10 +69,10 @@ def test_relational_questions_are_answered_from_the_object_slots(core, image_enc
     right = sum(bool(note) and clevr.score_reply(note, q.kind, q.answer)
                 for i, q in enumerate(questions) for note in [answer_evidence(core.cfg, out, i, q.text)])
     assert right >= RELATIONAL_RIGHT, right
-    from models.train_data import object_slots
+    from models.train_data import crop_pixels, object_slots
 
     xy, _ = object_slots(scenes)  # (12, 6, 2) true centres in the crop's frame
-    error = (out.slots.positions[::6] - xy).abs().mean() * clevr.IMAGE_SIZE * 0.875  # pixels
+    error = (out.slots.positions[::6] - xy).abs().mean() * crop_pixels()  # pixels
     assert error < 0.5, error
 
 
