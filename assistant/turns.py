@@ -37,6 +37,7 @@ class Turn:
     context: list[str] = field(default_factory=list)  # extra text for the generator (plugins, tools)
     scene_notes: list[str] = field(default_factory=list)  # the fusion core's answers (placed after the question)
     ruled_out: list[str] = field(default_factory=list)  # choices the core rejected: the reply may not name them
+    question_read: str = ""  # a spoken question as the fusion core read it (shown to the generator and the user)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

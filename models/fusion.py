@@ -580,6 +580,24 @@ def confident_answer(cfg: FusionConfig, out: FusionOutput, index: int, min_proba
     return (cfg.answers[i], p) if p >= min_probability else None
 
 
+def question_reading(cfg: FusionConfig, out: FusionOutput, index: int, min_probability: float = 0.5) -> str | None:
+    """The question of example ``index`` as the slot reasoner read it, in the canonical wording of
+    its type with the colour it points at ('Is the red object on the left or right of the image?'),
+    or None when the core has no slot reasoner or is unsure of the type or the colour (either under
+    ``min_probability``). A misheard question ('Is the red object on the left or like a video?')
+    reads as what the core answered."""
+    if out.slots is None:
+        return None
+    from models import clevr
+    from models.slots import KINDS
+
+    kinds = out.slots.kind_probs[index].float()  # (6,)
+    named = out.slots.pointer_logits[index].float().softmax(dim=-1)  # (S,) over the colours
+    if float(kinds.max()) < min_probability or float(named.max()) < min_probability:
+        return None
+    return clevr.TEMPLATES[KINDS[int(kinds.argmax())]][0].format(c=clevr.COLOURS[int(named.argmax())])
+
+
 def answer_evidence(cfg: FusionConfig, out: FusionOutput, index: int, question: str, min_probability: float = 0.5) -> str | None:
     """The answer head's verdict for example ``index`` as a short note for the generator, or None
     when the core has no answer head or is not confident (e.g. a photo unlike its training data)."""

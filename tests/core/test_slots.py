@@ -133,3 +133,25 @@ def test_the_final_grid_lies_inside_the_fine_one():
     fine = torch.cat([torch.randn(1, 112, 14, 14), torch.nn.functional.interpolate(final, size=(14, 14), mode="nearest")], dim=1)
     tokens = fine.flatten(2).transpose(1, 2)  # (1, 196, 432), as ImageEncoder.features lays them out
     assert torch.equal(final_from_fine(tokens), final.flatten(2).transpose(1, 2))
+
+
+def test_the_question_reads_back_as_the_type_and_colour_the_slots_took():
+    """question_reading: the canonical wording of the type the reasoner is sure of, naming the
+    colour it points at; None without slots or when either reading is unsure."""
+    from models.fusion import FusionOutput, question_reading
+    from models.slots import SlotOutput
+
+    def output(kind_probs, pointer_logits, slots=True):
+        b = kind_probs.shape[0]
+        s = SlotOutput(torch.zeros(b, 6, 2), torch.zeros(b, 6, 2), pointer_logits, kind_probs.log(),
+                       torch.zeros(b, 12), kind_probs) if slots else None
+        return FusionOutput(torch.zeros(b, 2, 20), torch.zeros(b, 16), slots=s)
+
+    cfg = slot_config()
+    sure_kind = torch.tensor([[0.02, 0.02, 0.02, 0.02, 0.9, 0.02]])  # furthest
+    sure_colour = torch.tensor([[0.0, 0.0, 9.0, 0.0, 0.0, 0.0]])  # the third colour
+    read = question_reading(cfg, output(sure_kind, sure_colour), 0)
+    assert read == clevr.TEMPLATES["furthest"][0].format(c=clevr.COLOURS[2])
+    assert question_reading(cfg, output(torch.full((1, 6), 1 / 6), sure_colour), 0) is None  # unsure type
+    assert question_reading(cfg, output(sure_kind, torch.zeros(1, 6)), 0) is None  # unsure colour
+    assert question_reading(cfg, output(sure_kind, sure_colour, slots=False), 0) is None

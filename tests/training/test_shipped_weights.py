@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from models import clevr
-from models.fusion import answer_evidence, load_fusion
+from models.fusion import answer_evidence, load_fusion, question_reading
 from models.image import encode_grid
 
 WEIGHTS = Path(str(resources.files("models").joinpath("weights/fusion")))
@@ -127,3 +127,23 @@ def test_scene_survives_jpeg_and_mostly_survives_resizing(core, image_encoder, g
             tally["jpeg" if i < 6 else "big"][verdict] += 1
     assert tally["jpeg"][0] >= 56, tally
     assert tally["big"][0] >= 24 and tally["big"][1] <= 9, tally
+
+
+def test_a_misheard_question_reads_as_the_question_the_core_answers(core, image_encoder, generator):
+    """Whisper transcripts of questions spoken fast in noise by the tuning voices, each with its
+    validation scene: the slot reasoner reads each as its canonical question, and the typed
+    canonical question reads as itself."""
+    heard = [  # (scene, transcript, type, colour)
+        (2_100_028, "Is the green object on the left or right updated?", "horizontal", "green"),
+        (2_100_010, "What is the shape of the object's turn is from the gray object?", "furthest", "gray"),
+        (2_100_041, "What is the shape of the object? Close it to the blue object.", "closest", "blue"),
+        (2_100_026, "How many objects have the same shape and the yellow object?", "count", "yellow"),
+        (2_100_038, "The red object on the top or bottom included.", "vertical", "red"),
+        (2_100_044, "Is the shape of the yellow object?", "shape", "yellow"),
+    ]
+    scenes = [clevr.make_scene(seed) for seed, *_ in heard]
+    typed = [clevr.make_question(s, kind, colour).text for s, (_, _, kind, colour) in zip(scenes, heard)]
+    questions = [q for _, q, _, _ in heard] + typed
+    out = _run(core, image_encoder, generator, [s.render() for s in scenes] * 2, questions)
+    for i, q in enumerate(questions):
+        assert question_reading(core.cfg, out, i) == typed[i % len(typed)], q
