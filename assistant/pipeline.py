@@ -353,7 +353,8 @@ class Assistant(LazyModels, PluginTurns):
         budget = self.budget()
         system = [{"role": "system", "content": g.system_prompt}]
         try:
-            messages = self.generator.fit(system + self.history + [{"role": "user", "content": plain}], budget)
+            messages = self.generator.fit(system + self.history + [{"role": "user", "content": plain}], budget,
+                                          history=g.history_tokens)
         except ValueError as e:
             raise self._too_long(turn, e, budget) from e
         if turn.fusion_tokens:
@@ -550,8 +551,10 @@ class Assistant(LazyModels, PluginTurns):
             return  # a turn is running; it fits and caches the history itself
         try:
             room = min(256, self.budget() // 4)
+            ahead = {"role": "user", "content": ""}  # cut where the next question's turn will cut
             try:
-                fitted = self.generator.fit([self._system_message()] + self.history, self.budget() - room)
+                fitted = self.generator.fit([self._system_message()] + self.history + [ahead], self.budget() - room,
+                                            history=self.settings.generator.history_tokens)[:-1]
             except ValueError:
                 return
             self.history = fitted[1:]

@@ -322,9 +322,11 @@ class Generator:
             self._counts[key] = len(self.encode(key[1])) + 5
         return self._counts[key]
 
-    def fit(self, messages: list[dict], budget: int) -> list[dict]:
+    def fit(self, messages: list[dict], budget: int, history: int | None = None) -> list[dict]:
         """Drop the oldest turns (never the system message or the last message) until the
-        rendered prompt fits ``budget`` tokens. Raises ValueError when even that is too long.
+        rendered prompt fits ``budget`` tokens, and, with ``history``, until the earlier turns
+        (between the two) take at most ``history`` tokens, dropped in steps of half of it.
+        Raises ValueError when even the system message and the last message are too long.
 
         Turns are dropped in steps of half the budget, at cut points that do not move while
         the conversation grows: the prompt's start then stays the same for many turns, so
@@ -338,6 +340,10 @@ class Generator:
         total = self.count_tokens(system + rest[-1:]) + sum(costs[:-1])
         step = max(budget // 2, 1)
         want = 0 if total <= budget else ((total - budget) // step + 1) * step  # tokens to drop
+        earlier = sum(costs[:-1])
+        if history is not None and earlier > history:
+            every = max(history // 2, 1)
+            want = max(want, ((earlier - history) // every + 1) * every)
         while True:
             start, dropped = 0, 0
             while start < len(rest) - 1 and (dropped < want or (start and rest[start]["role"] != "user")):

@@ -114,8 +114,8 @@ class RemoteGenerator:
     def count_tokens(self, messages: list[dict]) -> int:
         return self.local.count_tokens(messages)
 
-    def fit(self, messages: list[dict], budget: int) -> list[dict]:
-        return self.local.fit(messages, budget)
+    def fit(self, messages: list[dict], budget: int, history: int | None = None) -> list[dict]:
+        return self.local.fit(messages, budget, history)
 
     def embed_text(self, texts: list[str], max_tokens: int = 64):
         return self.local.embed_text(texts, max_tokens)

@@ -23,8 +23,12 @@ class FakeGenerator:
     def count_tokens(self, messages):
         return sum(len(m["content"].split()) + 4 for m in messages)
 
-    def fit(self, messages, budget):
-        while len(messages) > 2 and self.count_tokens(messages) > budget:
+    def fit(self, messages, budget, history=None):
+        def over():
+            earlier = self.count_tokens(messages[1:-1])
+            return self.count_tokens(messages) > budget or (history is not None and earlier > history)
+
+        while len(messages) > 2 and over():
             messages = messages[:1] + messages[3:]
         if self.count_tokens(messages) > budget:
             raise ValueError(f"the message is {self.count_tokens(messages)} tokens long; the model's context budget is {budget}")

@@ -38,6 +38,15 @@ def test_text_turn_and_history(make_bot):
     assert set(r.timings) >= {"inputs", "first_token", "generate", "total"}
 
 
+def test_earlier_turns_are_kept_to_the_history_setting(make_bot):
+    bot = make_bot(*[f"answer {i} is here" for i in range(12)], generator={"history_tokens": 40})
+    for i in range(12):
+        bot.ask(f"question {i} please")
+    sent = bot.generator.prompts[-1]
+    assert sent[-1]["content"] == "question 11 please" and sent[-2]["content"] == "answer 10 is here"
+    assert 0 < bot.generator.count_tokens(sent[1:-1]) <= 40 and len(sent) < 2 + 2 * 11
+
+
 def test_image_labels_become_evidence(make_bot):
     bot = make_bot("A cat.")
     r = bot.ask("What is this?", images=[f"{DATA}/cat.jpg"])
