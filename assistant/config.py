@@ -59,11 +59,13 @@ class GeneratorSettings(Section):
     context_tokens: int = Field(2048, ge=256)
     """Prompt budget; the oldest turns are dropped when the conversation outgrows it."""
     history_tokens: int = Field(1024, ge=0)
-    """At most this many tokens of earlier turns in the prompt: older ones are dropped, half of
-    it at a time (a single message can still use the whole budget). Attention over a longer
-    context makes every turn slower to start (a question's prefill: 37 ms after 50 cached
-    tokens, 62 ms after 1,700; benchmarks/results_growth.md); 1024 keeps between 512 and 1,024
-    tokens, 7-15 exchanges of a short chat."""
+    """At most this many tokens of earlier turns in the prompt, besides the latest exchange
+    (which stays, however long): older ones are dropped, half of it at a time. Attention over
+    a longer context makes every turn slower to start (a question's prefill: 37 ms after 50
+    cached tokens, 62 ms after 1,700; benchmarks/results_growth.md); 1024 keeps 7-15 exchanges
+    of a short chat. 0: no limit but context_tokens. Not applied to a remote generator (its
+    server pays for its own context) nor to `assistant serve` requests (the client sends the
+    history it wants)."""
     system_prompt: str = (
         "You are Synesthesia, a helpful assistant. Answer briefly and accurately. "
         "When the user shares an image or audio, notes about it are given in square brackets."

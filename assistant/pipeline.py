@@ -57,6 +57,11 @@ __all__ = [
 ]
 
 
+def understood(reading: str) -> str:
+    """The evidence line for a spoken question as the fusion core read it."""
+    return f"Understood as: {reading}"
+
+
 class Assistant(LazyModels, PluginTurns):
     """The loaded models and one conversation. Build it with :meth:`load`.
 
@@ -249,7 +254,7 @@ class Assistant(LazyModels, PluginTurns):
         # A spoken question about one picture is read back as the core understood it: Whisper
         # mishears ("on the left or like a video?"), and SmolLM2-135M then ignored a right note
         # in 9 of 249 such questions (tuning voices); with the reading, in none.
-        spoken = not turn.text.strip() and bool(turn.transcript) and len(turn.images) == 1
+        spoken = not turn.text.strip() and bool(turn.question) and len(turn.images) == 1
         for i in range(len(turn.images)):
             read = question_reading(self.fusion.cfg, out, i) if spoken else None
             note = answer_evidence(self.fusion.cfg, out, i, read or question)
@@ -263,7 +268,10 @@ class Assistant(LazyModels, PluginTurns):
                 turn.question_read = read or ""
                 turn.scene_notes.append(note if len(turn.images) == 1 else f"Image {i + 1}: {note}")
                 if len(turn.images) == 1:  # the question offered a choice and the core took one side
-                    turn.ruled_out += rejected_choices(read or question, word)
+                    # (the reading names the sides a misheard question lost; only the words
+                    # said name the shapes of "Is the red object a square or a circle?")
+                    said = rejected_choices(question, word)
+                    turn.ruled_out += [w for w in (rejected_choices(read, word) if read else ()) if w not in said] + list(said)
             if tokens:
                 turn.fusion_tokens.append(out.tokens[i])
         turn.attention = self._attention_maps(turn, out, answered)
@@ -299,7 +307,7 @@ class Assistant(LazyModels, PluginTurns):
             lines.append("[Image features: " + " ".join(FUSION_MARKER for _ in turn.fusion_tokens) + "]")
         question = turn.question or ("What is in this image?" if turn.images else "")
         if turn.question_read:
-            lines.append(f"[Understood as: {turn.question_read}]")
+            lines.append(f"[{understood(turn.question_read)}]")
         lines.append(question)
         lines += [f"[Scene analysis: {note}]" for note in turn.scene_notes]
         return "\n".join(line for line in lines if line)
@@ -354,7 +362,7 @@ class Assistant(LazyModels, PluginTurns):
         system = [{"role": "system", "content": g.system_prompt}]
         try:
             messages = self.generator.fit(system + self.history + [{"role": "user", "content": plain}], budget,
-                                          history=g.history_tokens)
+                                          history=self.history_limit())
         except ValueError as e:
             raise self._too_long(turn, e, budget) from e
         if turn.fusion_tokens:
@@ -381,7 +389,7 @@ class Assistant(LazyModels, PluginTurns):
             turn.timings["generate"] = time.perf_counter() - t0
             turn.timings["total"] = time.perf_counter() - start + turn.timings.get("inputs", 0.0)
             partial = self.generator.stop_reason != "eos"
-            read_as = [f"Understood as: {turn.question_read}"] if turn.question_read else []
+            read_as = [understood(turn.question_read)] if turn.question_read else []
             # The model's own history keeps what it wrote, so a transform never feeds on itself
             # ("[X] [X] Hello"); the transformed text is what is shown, spoken and stored.
             self.history = messages[1:-1] + [{"role": "user", "content": plain},
@@ -394,6 +402,12 @@ class Assistant(LazyModels, PluginTurns):
             yield text_out
 
     # ------------------------------------------------------------------ context budget
+
+    def history_limit(self) -> int | None:
+        """Tokens the earlier turns may take in the prompt (``generator.history_tokens``), or
+        None: no limit (0, or a remote generator, whose server pays for its own context)."""
+        limit = self.settings.generator.history_tokens
+        return limit if limit and getattr(self.generator, "runtime", None) != "remote" else None
 
     def budget(self) -> int:
         """Tokens the system prompt and the user's message may take: the context budget less
@@ -554,7 +568,7 @@ class Assistant(LazyModels, PluginTurns):
             ahead = {"role": "user", "content": ""}  # cut where the next question's turn will cut
             try:
                 fitted = self.generator.fit([self._system_message()] + self.history + [ahead], self.budget() - room,
-                                            history=self.settings.generator.history_tokens)[:-1]
+                                            history=self.history_limit())[:-1]
             except ValueError:
                 return
             self.history = fitted[1:]

@@ -17,8 +17,9 @@ families beside them):
   * :func:`save_turn_rows`: :meth:`SessionStore.begin_turn` and :meth:`TurnWriter.finish` of the
     N-th turn of a session (median of ``--repeats x 5``).
   * :func:`conversation_rows`: a ``--conversation``-turn conversation with the real offline
-    assistant: seconds to each turn's first reply chunk against turn 1's, past the prompt
-    budget included (the oldest turns are then dropped in steps).
+    assistant: seconds to each turn's first reply chunk against turn 1's (the median of 7 new
+    conversations' first turns), past the history limit included (the oldest turns are then
+    dropped in steps of half of ``generator.history_tokens``).
   * :func:`resume_rows`: the real offline assistant (``Assistant.load``, plugins on, as
     ``assistant`` loads it); a stored session of N turns resumed as the terminal UI resumes it
     (:func:`assistant.tui.resume.resume_conversation`), then a question: seconds from the resume
@@ -297,8 +298,9 @@ FRESH_FIRSTS = 7
 
 def conversation_rows(turns: int) -> list[Row]:
     """A ``turns``-long conversation with the real offline assistant ("Tell me one fact about
-    the number N.", whole replies): time to the first reply chunk of every turn, against turn 1's,
-    including the turns after the conversation outgrew the prompt budget."""
+    the number N.", whole replies): time to the first reply chunk of every turn, against turn 1's
+    (the median of :data:`FRESH_FIRSTS` new conversations' first turns), including the turns after
+    the conversation outgrew the history limit (``generator.history_tokens``) or the budget."""
     bot = warm_assistant()
 
     def fresh_first() -> float:  # turn 1 of a new conversation (the system prompt cached, as after start-up)
@@ -323,7 +325,7 @@ def conversation_rows(turns: int) -> list[Row]:
         for _ in chunks:
             pass
         if len(bot.history) < before + 2:
-            drops.append(n)  # this turn dropped older turns to fit the budget
+            drops.append(n)  # this turn dropped older turns (the history limit or the budget)
     first, rest = statistics.median(fresh), sorted(firsts[1:])
     p90 = rest[int(0.9 * (len(rest) - 1))]
     over = sum(t > 1.5 * first for t in firsts[1:])

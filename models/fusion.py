@@ -583,9 +583,10 @@ def confident_answer(cfg: FusionConfig, out: FusionOutput, index: int, min_proba
 def question_reading(cfg: FusionConfig, out: FusionOutput, index: int, min_probability: float = 0.5) -> str | None:
     """The question of example ``index`` as the slot reasoner read it, in the canonical wording of
     its type with the colour it points at ('Is the red object on the left or right of the image?'),
-    or None when the core has no slot reasoner or is unsure of the type or the colour (either under
-    ``min_probability``). A misheard question ('Is the red object on the left or like a video?')
-    reads as what the core answered."""
+    or None when the core has no slot reasoner, is unsure of the type or the colour (either under
+    ``min_probability``), or its answer does not answer that type (a description request, a
+    question about something else: the type reader knows only the six question types). A
+    misheard question ('Is the red object on the left or like a video?') reads as what the core answered."""
     if out.slots is None:
         return None
     from models import clevr
@@ -595,7 +596,11 @@ def question_reading(cfg: FusionConfig, out: FusionOutput, index: int, min_proba
     named = out.slots.pointer_logits[index].float().softmax(dim=-1)  # (S,) over the colours
     if float(kinds.max()) < min_probability or float(named.max()) < min_probability:
         return None
-    return clevr.TEMPLATES[KINDS[int(kinds.argmax())]][0].format(c=clevr.COLOURS[int(named.argmax())])
+    kind = KINDS[int(kinds.argmax())]
+    verdict = confident_answer(cfg, out, index, min_probability)
+    if verdict is None or verdict[0] not in clevr.CANDIDATES[kind]:
+        return None
+    return clevr.TEMPLATES[kind][0].format(c=clevr.COLOURS[int(named.argmax())])
 
 
 def answer_evidence(cfg: FusionConfig, out: FusionOutput, index: int, question: str, min_probability: float = 0.5) -> str | None:

@@ -324,8 +324,9 @@ class Generator:
 
     def fit(self, messages: list[dict], budget: int, history: int | None = None) -> list[dict]:
         """Drop the oldest turns (never the system message or the last message) until the
-        rendered prompt fits ``budget`` tokens, and, with ``history``, until the earlier turns
-        (between the two) take at most ``history`` tokens, dropped in steps of half of it.
+        rendered prompt fits ``budget`` tokens, and, with ``history`` (None or 0: no limit), until
+        the turns before the latest exchange take at most ``history`` tokens, dropped in steps of
+        half of it (the latest exchange stays, however long: a follow-up can ask about it).
         Raises ValueError when even the system message and the last message are too long.
 
         Turns are dropped in steps of half the budget, at cut points that do not move while
@@ -340,10 +341,10 @@ class Generator:
         total = self.count_tokens(system + rest[-1:]) + sum(costs[:-1])
         step = max(budget // 2, 1)
         want = 0 if total <= budget else ((total - budget) // step + 1) * step  # tokens to drop
-        earlier = sum(costs[:-1])
-        if history is not None and earlier > history:
+        earlier = sum(costs[:-3])  # before the latest exchange (a user message and its reply) and the last message
+        if history and earlier > history:
             every = max(history // 2, 1)
-            want = max(want, ((earlier - history) // every + 1) * every)
+            want = max(want, ((earlier - history) // every + 1) * every)  # at most ``earlier``: every <= history
         while True:
             start, dropped = 0, 0
             while start < len(rest) - 1 and (dropped < want or (start and rest[start]["role"] != "user")):

@@ -71,7 +71,7 @@ class StopText:
 def run_chat(bot, chat: ChatTurn, *, sampling: dict, stops: list[str], cancel: threading.Event,
              emit: Callable[[str], None]) -> ChatResult:
     g = bot.settings.generator
-    overrides = dict(sampling)
+    overrides = {**sampling, "history_tokens": 0}  # the client chose the history it sent: only the budget trims it
     if chat.system is not None:
         overrides["system_prompt"] = chat.system
     # A request that asks for sampling gets it, even from an assistant set to decode greedily.

@@ -25,8 +25,8 @@ class FakeGenerator:
 
     def fit(self, messages, budget, history=None):
         def over():
-            earlier = self.count_tokens(messages[1:-1])
-            return self.count_tokens(messages) > budget or (history is not None and earlier > history)
+            earlier = self.count_tokens(messages[1:-3])  # before the latest exchange
+            return self.count_tokens(messages) > budget or bool(history and earlier > history)
 
         while len(messages) > 2 and over():
             messages = messages[:1] + messages[3:]

@@ -134,23 +134,28 @@ def test_fit_keeps_the_prompt_start_while_the_conversation_grows(gen):
 
 
 def test_history_limit_keeps_earlier_turns_short_and_the_start_stable(gen):
-    """``history``: the earlier turns never take more than that many tokens (however much room
-    the budget has), dropped half of it at a time so the prompt's start still changes rarely;
-    the last message keeps the whole budget."""
+    """``history``: the turns before the latest exchange never take more than that many tokens
+    (however much room the budget has), dropped half of it at a time so the prompt's start
+    still changes rarely; the latest exchange and the last message stay whatever their length."""
     system, history, firsts = MSGS[0], [], []
     for i in range(60):
         history += [{"role": "user", "content": f"question {i} " + "word " * 10},
                     {"role": "assistant", "content": f"answer {i} " + "word " * 10}]
         fitted = gen.fit([system] + history + [{"role": "user", "content": "next?"}], budget=4000, history=200)
-        earlier = gen.count_tokens(fitted) - gen.count_tokens([system, fitted[-1]])
-        assert 0 < earlier <= 200 + 8 and fitted[1]["role"] == "user" and "answer" in fitted[-2]["content"]
+        assert fitted[-3:-1] == history[-2:] and fitted[1]["role"] == "user"
+        if i >= 1:
+            earlier = gen.count_tokens([system] + fitted[1:-3]) - gen.count_tokens([system])
+            assert 0 < earlier <= 200 + 8
         firsts.append(fitted[1]["content"])
     changes = sum(a != b for a, b in zip(firsts, firsts[1:]))
     assert 5 <= changes <= 25  # one change per turn would be 59
     long = {"role": "user", "content": "word " * 900}
     fitted = gen.fit([system] + history + [long], budget=4000, history=200)
     assert fitted[-1] == long and gen.count_tokens(fitted) > 900
-    assert gen.fit([system] + history + [long], budget=4000, history=0) == [system, long]
+    follow_up = history + [long, {"role": "assistant", "content": "Many words."}, {"role": "user", "content": "How many?"}]
+    assert long in gen.fit([system] + follow_up, budget=4000, history=200)  # the long message is still there to ask about
+    assert gen.fit([system] + history + [long], budget=4000, history=0) == gen.fit([system] + history + [long], budget=4000)
+
 
 def test_after_dropping_old_turns_the_kept_turns_are_moved_not_recomputed(gen):
     """Once the conversation outgrows the budget, ``fit`` drops the oldest turns; the onnx

@@ -44,7 +44,13 @@ def test_earlier_turns_are_kept_to_the_history_setting(make_bot):
         bot.ask(f"question {i} please")
     sent = bot.generator.prompts[-1]
     assert sent[-1]["content"] == "question 11 please" and sent[-2]["content"] == "answer 10 is here"
-    assert 0 < bot.generator.count_tokens(sent[1:-1]) <= 40 and len(sent) < 2 + 2 * 11
+    assert 0 < bot.generator.count_tokens(sent[1:-3]) <= 40 and len(sent) < 2 + 2 * 11
+    bot.settings.generator.history_tokens = 5  # would leave only the latest exchange here
+    bot.generator.runtime = "remote"  # but a remote generator's server pays for its own context: no limit
+    kept = list(bot.history)
+    bot.generator.replies.append("last answer")
+    bot.ask("question 12 please")
+    assert bot.generator.prompts[-1][1:-1] == kept and len(kept) > 2
 
 
 def test_image_labels_become_evidence(make_bot):

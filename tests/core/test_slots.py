@@ -137,17 +137,21 @@ def test_the_final_grid_lies_inside_the_fine_one():
 
 def test_the_question_reads_back_as_the_type_and_colour_the_slots_took():
     """question_reading: the canonical wording of the type the reasoner is sure of, naming the
-    colour it points at; None without slots or when either reading is unsure."""
+    colour it points at; None without slots, when either reading is unsure, or when the core's
+    answer does not answer that type (a description request, a question it does not know)."""
     from models.fusion import FusionOutput, question_reading
     from models.slots import SlotOutput
 
-    def output(kind_probs, pointer_logits, slots=True):
+    cfg = slot_config()
+
+    def output(kind_probs, pointer_logits, slots=True, answer="circle"):
         b = kind_probs.shape[0]
         s = SlotOutput(torch.zeros(b, 6, 2), torch.zeros(b, 6, 2), pointer_logits, kind_probs.log(),
                        torch.zeros(b, 12), kind_probs) if slots else None
-        return FusionOutput(torch.zeros(b, 2, 20), torch.zeros(b, 16), slots=s)
+        answers = torch.full((b, len(cfg.answers)), -9.0)  # (B, A) log-probabilities
+        answers[:, list(cfg.answers).index(answer)] = 0.0
+        return FusionOutput(torch.zeros(b, 2, 20), torch.zeros(b, 16), answer_logits=answers, slots=s)
 
-    cfg = slot_config()
     sure_kind = torch.tensor([[0.02, 0.02, 0.02, 0.02, 0.9, 0.02]])  # furthest
     sure_colour = torch.tensor([[0.0, 0.0, 9.0, 0.0, 0.0, 0.0]])  # the third colour
     read = question_reading(cfg, output(sure_kind, sure_colour), 0)
@@ -155,3 +159,5 @@ def test_the_question_reads_back_as_the_type_and_colour_the_slots_took():
     assert question_reading(cfg, output(torch.full((1, 6), 1 / 6), sure_colour), 0) is None  # unsure type
     assert question_reading(cfg, output(sure_kind, torch.zeros(1, 6)), 0) is None  # unsure colour
     assert question_reading(cfg, output(sure_kind, sure_colour, slots=False), 0) is None
+    assert question_reading(cfg, output(sure_kind, sure_colour, answer="describe"), 0) is None
+    assert question_reading(cfg, output(sure_kind, sure_colour, answer="left"), 0) is None  # not a shape

@@ -102,6 +102,20 @@ def test_each_request_carries_its_own_conversation(client, server):
     assert bot.settings.generator.system_prompt != "Talk like a pirate."
 
 
+def test_a_request_keeps_all_the_history_it_sent(client, server):
+    """generator.history_tokens limits the assistant's own chats, not a client's: the client
+    chose the history; only the context budget trims it."""
+    _, bot = server
+    bot.settings.generator.history_tokens = 20
+    sent = []
+    for i in range(8):
+        sent += [{"role": "user", "content": f"question {i} with several words in it"},
+                 {"role": "assistant", "content": f"answer {i} with several words in it"}]
+    client.chat.completions.create(model="m", messages=sent + user("And now?"))
+    assert bot.generator.prompts[-1][1:] == sent + user("And now?")
+    assert bot.settings.generator.history_tokens == 20  # put back after the request
+
+
 def test_sampling_limits_and_stop_strings(client, server):
     _, bot = server
     bot.generator.replies += ["alpha beta gamma delta", "alpha beta gamma delta"]

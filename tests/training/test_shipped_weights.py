@@ -147,3 +147,7 @@ def test_a_misheard_question_reads_as_the_question_the_core_answers(core, image_
     out = _run(core, image_encoder, generator, [s.render() for s in scenes] * 2, questions)
     for i, q in enumerate(questions):
         assert question_reading(core.cfg, out, i) == typed[i % len(typed)], q
+    others = ["Describe the image.", "What is the capital of France?", "Tell me a joke."]  # not one of the six types
+    out = _run(core, image_encoder, generator, [s.render() for s in scenes[:3]] * len(others),
+               [q for q in others for _ in range(3)])
+    assert [question_reading(core.cfg, out, i) for i in range(9)] == [None] * 9
