@@ -270,8 +270,8 @@ class Assistant(LazyModels, PluginTurns):
                 if len(turn.images) == 1:  # the question offered a choice and the core took one side
                     # (the reading names the sides a misheard question lost; only the words
                     # said name the shapes of "Is the red object a square or a circle?")
-                    said = rejected_choices(question, word)
-                    turn.ruled_out += [w for w in (rejected_choices(read, word) if read else ()) if w not in said] + list(said)
+                    choices = rejected_choices(question, word) + (rejected_choices(read, word) if read else ())
+                    turn.ruled_out += list(dict.fromkeys(choices))
             if tokens:
                 turn.fusion_tokens.append(out.tokens[i])
         turn.attention = self._attention_maps(turn, out, answered)

@@ -303,27 +303,24 @@ def conversation_rows(turns: int) -> list[Row]:
     the conversation outgrew the history limit (``generator.history_tokens``) or the budget."""
     bot = warm_assistant()
 
-    def fresh_first() -> float:  # turn 1 of a new conversation (the system prompt cached, as after start-up)
-        bot.reset()
+    def turn(n: int) -> float:  # seconds to the first chunk of one whole turn
         t0 = time.perf_counter()
-        chunks = bot.stream("Tell me one fact about the number 1.")
+        chunks = bot.stream(f"Tell me one fact about the number {n}.")
         next(chunks, None)
         took = time.perf_counter() - t0
         for _ in chunks:
             pass
         return took
 
-    fresh = [fresh_first() for _ in range(FRESH_FIRSTS)]  # one turn-1 time is too noisy to compare 199 turns with
+    fresh = []  # turn 1 of new conversations (the system prompt cached, as after start-up): one is too noisy
+    for _ in range(FRESH_FIRSTS):
+        bot.reset()
+        fresh.append(turn(1))
     bot.reset()
     firsts, drops = [], []
     for n in range(1, turns + 1):
         before = len(bot.history)
-        t0 = time.perf_counter()
-        chunks = bot.stream(f"Tell me one fact about the number {n}.")
-        next(chunks, None)
-        firsts.append(time.perf_counter() - t0)
-        for _ in chunks:
-            pass
+        firsts.append(turn(n))
         if len(bot.history) < before + 2:
             drops.append(n)  # this turn dropped older turns (the history limit or the budget)
     first, rest = statistics.median(fresh), sorted(firsts[1:])

@@ -79,6 +79,7 @@ class Synthesizer:
 # espeak-ng's C API (speak_lib.h): constants we use.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _espeakRATE, _espeakVOLUME, _espeakPITCH = 1, 2, 3
+_DEFAULT_PITCH = 50  # espeak-ng's own default (0-99)
 _espeakCHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _EE_OK = 0
@@ -173,8 +174,9 @@ class _Espeak:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
                 raise ValueError(f"eSpeak NG has no voice {voice!r} (try en-us, en-gb, en-us+f3; see espeak_voices())")
             self.lib.espeak_SetParameter(_espeakRATE, int(rate), 0)
-            if pitch is not None:
-                self.lib.espeak_SetParameter(_espeakPITCH, int(pitch), 0)
+            # Every setting every time: the library keeps the last one, so a voice without a pitch
+            # of its own would otherwise speak at whatever pitch the previous synthesizer set.
+            self.lib.espeak_SetParameter(_espeakPITCH, _DEFAULT_PITCH if pitch is None else int(pitch), 0)
             self._chunks = []
             self._stop = False
             err = self.lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _espeakCHARS_UTF8, None, None)

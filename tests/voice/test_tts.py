@@ -44,6 +44,26 @@ def test_rate_and_voice_change_the_audio():
     assert female.shape != slow.shape or not np.allclose(female, slow)
 
 
+def _pitch_hz(audio: np.ndarray, rate: int) -> float:
+    """The fundamental frequency of a stretch of voiced speech (autocorrelation peak, 70-400 Hz)."""
+    a = audio[len(audio) // 4:len(audio) // 4 + 4096].astype(np.float64)
+    ac = np.correlate(a, a, "full")[len(a) - 1:]
+    lo, hi = rate // 400, rate // 70
+    return rate / (lo + int(np.argmax(ac[lo:hi])))
+
+
+def test_a_synthesizer_keeps_its_pitch_whatever_another_one_set():
+    """eSpeak NG keeps its settings between calls: a voice without a pitch of its own must not
+    speak at the pitch another synthesizer set (it did: 98 Hz became 160 Hz, and a recognizer
+    test heard "friends" for "France" depending on which test synthesized before it)."""
+    text = "What is the capital of France?"
+    plain = EspeakSynthesizer(voice="en-us", rate=170)
+    before = _pitch_hz(plain.synthesize(text), plain.sample_rate)
+    EspeakSynthesizer(voice="en-us", rate=170, pitch=95).synthesize(text)
+    after = _pitch_hz(plain.synthesize(text), plain.sample_rate)
+    assert abs(after - before) < 0.1 * before, (before, after)
+
+
 def test_espeak_default_voice_follows_the_language():
     assert load_synthesizer("espeak").voice == "en-us"
     assert load_synthesizer("espeak", language="fr").voice == "fr"
