@@ -76,9 +76,10 @@ class GeneratorSettings(Section):
     runtime: Literal["auto", "onnx", "torch"] = "auto"
     """'onnx': 4-bit weights on ONNX Runtime (CPU only); 'torch': transformers (fp32 on CPU,
     bf16 on CUDA); 'auto': onnx on the CPU, torch elsewhere."""
-    activations: Literal["fp32", "int8"] = "fp32"
+    activations: Literal["fp32", "int8", "mixed"] = "fp32"
     """onnx runtime: 'fp32' gives the same replies as the unquantized-activation model;
-    'int8' rounds activations as llama.cpp does, faster but replies can differ (README)."""
+    'int8' rounds activations as llama.cpp does, faster but replies can differ (README);
+    'mixed' runs prompts in fp32 and each further token in int8 (both graphs in memory)."""
     seed: int | None = None
     """A fixed seed for sampling (temperature > 0): the same prompt gets the same reply; None: a new draw every reply."""
     backend: Literal["local", "openai"] = "local"

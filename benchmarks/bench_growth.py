@@ -18,8 +18,9 @@ families beside them):
     N-th turn of a session (median of ``--repeats x 5``).
   * :func:`conversation_rows`: a ``--conversation``-turn conversation with the real offline
     assistant: seconds to each turn's first reply chunk against turn 1's (the median of 7 new
-    conversations' first turns), past the history limit included (the oldest turns are then
-    dropped in steps of half of ``generator.history_tokens``).
+    conversations' first turns before it starts, and, since the machine's speed drifts, against
+    new conversations' turn 1s timed every 10 turns during it), past the history limit included
+    (the oldest turns are then dropped in steps of half of ``generator.history_tokens``).
   * :func:`resume_rows`: the real offline assistant (``Assistant.load``, plugins on, as
     ``assistant`` loads it); a stored session of N turns resumed as the terminal UI resumes it
     (:func:`assistant.tui.resume.resume_conversation`), then a question: seconds from the resume
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,13 +296,34 @@ def resume_rows(lengths: list[int], repeats: int) -> list[Row]:
 
 
 FRESH_FIRSTS = 7
+FRESH_EVERY = 10
+"""During the conversation a new conversation's turn 1 is timed every this many turns (the
+ongoing one set aside and put back), and each turn is compared with the median of the
+:data:`NEAREST` such samples nearest to it: this shared machine's speed drifts over a run by
+more than the 1.5x margin, so a turn 1 timed minutes earlier is a moving yardstick."""
+NEAREST = 5
+
+
+@contextmanager
+def set_aside(bot):
+    """Run a new conversation inside the block, then put the ongoing one back as it was
+    (history and the generator's KV cache), as if the block had not happened."""
+    gen = bot.generator
+    saved = bot.history, bot.last_reply, gen._cache, gen._cache_ids
+    bot.history, bot.last_reply, gen._cache, gen._cache_ids = [], None, None, []
+    bot.warm_up()  # the system prompt cached, as after start-up
+    try:
+        yield
+    finally:
+        bot.history, bot.last_reply, gen._cache, gen._cache_ids = saved
 
 
 def conversation_rows(turns: int) -> list[Row]:
     """A ``turns``-long conversation with the real offline assistant ("Tell me one fact about
     the number N.", whole replies): time to the first reply chunk of every turn, against turn 1's
-    (the median of :data:`FRESH_FIRSTS` new conversations' first turns), including the turns after
-    the conversation outgrew the history limit (``generator.history_tokens``) or the budget."""
+    (the median of :data:`FRESH_FIRSTS` new conversations' first turns, and the local yardstick
+    of :data:`FRESH_EVERY`), including the turns after the conversation outgrew the history
+    limit (``generator.history_tokens``) or the budget."""
     bot = warm_assistant()
 
     def turn(n: int) -> float:  # seconds to the first chunk of one whole turn
@@ -317,26 +340,41 @@ def conversation_rows(turns: int) -> list[Row]:
         bot.reset()
         fresh.append(turn(1))
     bot.reset()
-    firsts, drops = [], []
+    firsts, drops, samples = [], [], []  # samples: (turn number, a new conversation's turn 1 timed then)
     for n in range(1, turns + 1):
         before = len(bot.history)
         firsts.append(turn(n))
         if len(bot.history) < before + 2:
             drops.append(n)  # this turn dropped older turns (the history limit or the budget)
+        if n % FRESH_EVERY == 0 or n == 1:
+            with set_aside(bot):
+                samples.append((n, turn(1)))
     first, rest = statistics.median(fresh), sorted(firsts[1:])
     p90 = rest[int(0.9 * (len(rest) - 1))]
     over = sum(t > 1.5 * first for t in firsts[1:])
+
+    def yardstick(n: int) -> float:
+        return statistics.median(t for _, t in sorted(samples, key=lambda s: abs(s[0] - n))[:NEAREST])
+
+    ratios = sorted(firsts[n - 1] / yardstick(n) for n in range(2, turns + 1))
     on_drops = sorted(firsts[n - 1] for n in drops)
     size = f"{turns} turns ({len(drops)} of them dropped older turns, the first at turn {drops[0] if drops else '-'})"
+    local = f"{len(samples)} new conversations' turn 1, one every {FRESH_EVERY} turns; each turn against the median of the {NEAREST} nearest"
     return [
         Row("first reply chunk: turn 1 of a conversation", f"median of {FRESH_FIRSTS} new conversations "
-            f"({min(fresh):.3f}-{max(fresh):.3f} s); this one's turn 1: {firsts[0]:.3f} s", f"{first:.3f} s"),
+            f"({min(fresh):.3f}-{max(fresh):.3f} s); this one's turn 1: {firsts[0]:.3f} s; "
+            f"the {len(samples)} taken during the run: {min(t for _, t in samples):.3f}-{max(t for _, t in samples):.3f} s",
+            f"{first:.3f} s"),
         Row("first reply chunk: turns 2 to the last, median / 90th percentile / worst", size,
             f"{statistics.median(rest):.3f} / {p90:.3f} / {rest[-1]:.3f} s "
             f"({statistics.median(rest) / first:.2f}x / {p90 / first:.2f}x / {rest[-1] / first:.2f}x turn 1's)"),
         Row("first reply chunk: the turns that dropped older turns, median / worst", size,
             f"{statistics.median(on_drops):.3f} / {on_drops[-1]:.3f} s" if on_drops else "—"),
         Row("first reply chunk: turns over 1.5x turn 1's", size, f"{over} of {turns - 1}"),
+        Row("first reply chunk against turn 1s taken at the same time: median / 90th percentile / worst ratio", local,
+            f"{statistics.median(ratios):.2f}x / {ratios[int(0.9 * (len(ratios) - 1))]:.2f}x / {ratios[-1]:.2f}x"),
+        Row("first reply chunk: turns over 1.5x the turn 1s taken at the same time", local,
+            f"{sum(r > 1.5 for r in ratios)} of {turns - 1}"),
     ]
 
 

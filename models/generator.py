@@ -138,10 +138,10 @@ class _TorchCache:
 class OnnxRunner:
     """The 4-bit ONNX Runtime decoder (:mod:`models.llm_onnx`) behind the same interface."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, step_folder: Path | None = None):
         from models.llm_onnx import OnnxDecoder
 
-        self.decoder = OnnxDecoder(folder)
+        self.decoder = OnnxDecoder(folder, step_folder=step_folder)
         self.device = "cpu"
         self.model = None  # no torch module: training and scoring need runtime="torch"
 
@@ -216,7 +216,9 @@ class Generator:
         offline: bool = True,
         progress: Callable[[str], None] | None = None,
     ) -> "Generator":
-        """``activations`` ("fp32" or "int8") applies to the onnx runtime, see :data:`models.llm_onnx.ACTIVATIONS`."""
+        """``activations`` applies to the onnx runtime: "fp32", "int8" (see
+        :data:`models.llm_onnx.ACTIVATIONS`) or "mixed" (both graphs: fp32 for prompts, int8 for
+        each further token)."""
         device = resolve_device(device)
         runtime = resolve_runtime(runtime, device)
         say = progress or (lambda message: None)
@@ -249,6 +251,23 @@ class Generator:
 
     @classmethod
     def _load_onnx(cls, name, root: Path, offline: bool, say, activations: str) -> "Generator":
+        if activations == "mixed":
+            folder, source = cls._onnx_graph(name, root, offline, say, "fp32")
+            step_folder, _ = cls._onnx_graph(name, root, offline, say, "int8")
+            source = source.replace("fp32 activations", "fp32 activations for prompts and int8 for each further token").replace(
+                "graph in", f"graphs in {step_folder} and")
+        else:
+            (folder, source), step_folder = cls._onnx_graph(name, root, offline, say, activations), None
+        say(f"loading generator {name}")
+        from models.chat_tokenizer import ChatTokenizer
+
+        tokenizer = ChatTokenizer(folder)
+        _check_template(name, tokenizer)
+        return cls(OnnxRunner(folder, step_folder), tokenizer, name=name, source=source, device="cpu")
+
+    @staticmethod
+    def _onnx_graph(name, root: Path, offline: bool, say, activations: str) -> tuple[Path, str]:
+        """The folder of ``name``'s 4-bit graph for ``activations`` (built on first use), and its description."""
         from models import llm_onnx
 
         suffix = "" if activations == "fp32" else f"-{activations}"
@@ -286,12 +305,7 @@ class Generator:
             llm_onnx.prepare(build, stamp, folder, activations)
         except (ValueError, KeyError) as e:
             raise RuntimeError(f"generator {name!r}: {e}") from e
-        say(f"loading generator {name}")
-        from models.chat_tokenizer import ChatTokenizer
-
-        tokenizer = ChatTokenizer(folder)
-        _check_template(name, tokenizer)
-        return cls(OnnxRunner(folder), tokenizer, name=name, source=source, device="cpu")
+        return folder, source
 
     # ------------------------------------------------------------------ helpers
 

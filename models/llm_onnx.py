@@ -41,11 +41,12 @@ BLOCK = 32
 GRAPH_VERSION = 3
 """Bumped whenever the graph layout changes, so cached graphs are rebuilt."""
 ACTIVATIONS = ("fp32", "int8")
-"""How the 4-bit layers multiply (MatMulNBits ``accuracy_level`` 0 or 4). "fp32" computes
+"""How a graph's 4-bit layers multiply (MatMulNBits ``accuracy_level`` 0 or 4). "fp32" computes
 with float activations and reproduces the dequantized model (the same replies as
 transformers on the GGUF). "int8" rounds activations to int8 per block of 32, as llama.cpp
 does: faster, but a 135M model's greedy reply flips where two tokens are nearly tied
-("What is the capital of France?" -> "L'Alcazabal, ..."); benchmarks/bench_speed.py measures both."""
+("What is the capital of France?" -> "L'Alcazabal, ..."); benchmarks/bench_speed.py measures both.
+The generator's ``"mixed"`` setting loads both graphs, see :class:`OnnxDecoder`."""
 RESCORE = 64
 """The output layer always runs on int8 activations (its fp32 path is very slow); the likely
 tokens (at most RESCORE) are then scored again exactly (fp32 dot products with their rows), so
@@ -518,7 +519,7 @@ class KVCache:
         self.length = 0
         self.keys: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
-        self._binding = None
+        self._bindings: dict = {}  # session -> its binding of these buffers
 
     def __len__(self) -> int:
         return self.length
@@ -546,8 +547,9 @@ class KVCache:
             v[:, :, to:to + n] = v[:, :, start:end].copy()
         self.length = to + n
 
-    def reserve(self, total: int):
-        """The session binding, with buffers for at least ``total`` positions."""
+    def reserve(self, total: int, session=None):
+        """``session``'s binding (default: the decoder's prefill session), with buffers for at
+        least ``total`` positions."""
         capacity = self.keys[0].shape[2] if self.keys else 0
         if total > capacity:
             s = self._decoder.shape
@@ -560,17 +562,27 @@ class KVCache:
                 return new
 
             self.keys, self.values = grow(self.keys), grow(self.values)
-            self._binding = self._decoder.bind(self.keys, self.values)
-        return self._binding
+            self._bindings = {}
+        session = session or self._decoder.session
+        if session not in self._bindings:
+            self._bindings[session] = self._decoder.bind(self.keys, self.values, session)
+        return self._bindings[session]
 
 
 class OnnxDecoder:
-    """The built graph in an ONNX Runtime session, plus the embedding table."""
+    """The built graph in an ONNX Runtime session, plus the embedding table.
 
-    def __init__(self, folder: Path, threads: int | None = None):
+    With ``step_folder`` (another graph of the same weights, e.g. the int8 one beside the fp32
+    one: the generator's ``activations = "mixed"``), forward passes of one token run there and
+    passes of several (a prompt, a question, soft tokens) run in ``folder``'s graph; both
+    write the same cache buffers. So a reply's first token comes from the exact prompt pass,
+    and the following tokens from the faster graph. It costs the second graph's memory."""
+
+    def __init__(self, folder: Path, threads: int | None = None, step_folder: Path | None = None):
         import onnxruntime as ort
         from safetensors.numpy import load_file
 
+        self.folder = folder
         self.shape = LlamaShape(**json.loads((folder / "shape.json").read_text()))
         table = load_file(str(folder / "embed.safetensors"))
         self._embed_q, self._embed_d = table["q"], table["d"]  # (vocab, hidden/32, 32) uint8, (vocab, hidden/32)
@@ -579,6 +591,8 @@ class OnnxDecoder:
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.step_session = self.session if step_folder is None else ort.InferenceSession(
+            str(step_folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self._ort = ort
         self._logits = np.zeros((1, self.shape.vocab), dtype=np.float32)  # the graph writes its outputs here
         self._hidden = np.zeros((1, self.shape.hidden), dtype=np.float32)
@@ -592,10 +606,10 @@ class OnnxDecoder:
     def new_cache(self) -> KVCache:
         return KVCache(self)
 
-    def bind(self, keys: list[np.ndarray], values: list[np.ndarray]):
-        """A session binding whose past and present tensors are the same ``keys``/``values`` buffers."""
+    def bind(self, keys: list[np.ndarray], values: list[np.ndarray], session):
+        """A binding of ``session`` whose past and present tensors are the same ``keys``/``values`` buffers."""
         ortvalue = self._ort.OrtValue.ortvalue_from_numpy  # shares the numpy array's memory
-        binding = self.session.io_binding()
+        binding = session.io_binding()
         binding.bind_ortvalue_output("logits", ortvalue(self._logits))
         binding.bind_ortvalue_output("hidden", ortvalue(self._hidden))
         for i, (k, v) in enumerate(zip(keys, values)):
@@ -612,11 +626,12 @@ class OnnxDecoder:
         total = len(cache) + t
         if total > self.shape.context:
             raise ValueError(f"{total} tokens exceed the model's context of {self.shape.context}")
-        binding = cache.reserve(total)
+        session = self.step_session if t == 1 else self.session
+        binding = cache.reserve(total, session)
         binding.bind_cpu_input("embeds", np.ascontiguousarray(embeds, dtype=np.float32)[None])
         binding.bind_cpu_input("seqlens_k", np.array([total - 1], dtype=np.int32))
         binding.bind_cpu_input("total_len", np.array(total, dtype=np.int32))
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         cache.length = total
         logits, hidden = self._logits[0].copy(), self._hidden[0]  # (vocab,), (hidden,)
         top = np.flatnonzero(logits >= logits.max() - RESCORE_MARGIN)

@@ -144,12 +144,58 @@ def test_too_long_for_the_context_is_refused(tiny):
         decoder.forward(decoder.embed([7] * 257), decoder.new_cache())
 
 
+def copied(cache: L.KVCache, decoder: L.OnnxDecoder) -> L.KVCache:
+    """A cache of ``decoder`` holding what ``cache`` holds."""
+    new = decoder.new_cache()
+    new.reserve(len(cache))
+    for mine, theirs in zip(new.keys + new.values, cache.keys + cache.values):
+        mine[:, :, :len(cache)] = theirs[:, :, :len(cache)]
+    new.length = len(cache)
+    return new
+
+
+def test_mixed_runs_prompts_in_the_fp32_graph_and_single_tokens_in_the_int8_one(tiny, tmp_path):
+    """activations = "mixed": a pass of several tokens is the fp32 graph's, a pass of one token
+    the int8 graph's, and both write the one cache."""
+    _, fp32 = tiny
+    L.prepare(lambda tmp: L.read_hf(fp32.folder.parent), {"test": 1}, tmp_path / "int8", "int8")
+    int8 = L.OnnxDecoder(tmp_path / "int8", threads=1)
+    mixed = L.OnnxDecoder(fp32.folder, threads=1, step_folder=tmp_path / "int8")
+    ran = []
+    for session, name in ((mixed.session, "fp32"), (mixed.step_session, "int8")):
+        run = session.run_with_iobinding
+        session.run_with_iobinding = lambda binding, *a, _run=run, _name=name: (ran.append(_name), _run(binding, *a))[1]
+    ids = list(range(3, 25))
+    cache, reference = mixed.new_cache(), fp32.new_cache()
+    assert np.array_equal(mixed.forward(mixed.embed(ids), cache), fp32.forward(fp32.embed(ids), reference))
+    step = mixed.forward(mixed.embed([9]), cache)  # (vocab,)
+    assert ran == ["fp32", "int8"] and len(cache) == len(ids) + 1
+    # The same step after the same cached prompt in each graph alone: it is the int8 graph's.
+    assert np.array_equal(int8.forward(int8.embed([9]), copied(reference, int8)), step)
+    assert not np.array_equal(fp32.forward(fp32.embed([9]), copied(reference, fp32)), step)
+
+
 @pytest.fixture(scope="module")
 def onnx_generator(generator):
     """The real SmolLM2 on the 4-bit ONNX runtime, even when the test run's default is torch."""
     if generator.runtime == "onnx":
         return generator
     return Generator.load(device="cpu", runtime="onnx", cache_dir=TEST_CACHE)
+
+
+@pytest.mark.integration
+def test_real_smollm2_mixed_keeps_the_exact_first_token_where_int8_alone_goes_astray(onnx_generator):
+    """"What is the capital of France?": the fp32 logits of "The" and "L" differ by 0.08, and
+    int8 activations flip them ("L'Alcaz, la la, ..."). The mixed runtime takes its first token
+    from the fp32 prompt pass and decodes the rest in int8."""
+    chat = [{"role": "user", "content": "What is the capital of France?"}]
+    sampling = Sampling(max_new_tokens=12)
+    int8, mixed = (Generator.load(device="cpu", runtime="onnx", activations=a, cache_dir=TEST_CACHE) for a in ("int8", "mixed"))
+    assert mixed.runner.decoder.step_session is not mixed.runner.decoder.session
+    exact = "".join(onnx_generator.stream(chat, sampling=sampling))
+    assert exact.startswith("The capital of France is Paris")
+    assert "".join(mixed.stream(chat, sampling=sampling)).startswith("The capital of France is Paris")
+    assert not "".join(int8.stream(chat, sampling=sampling)).startswith("The")
 
 
 @pytest.mark.integration
