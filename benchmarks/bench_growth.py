@@ -28,7 +28,9 @@ families beside them):
     ``--repeats``, alternating); and the same question asked after ``Assistant.warm_up()``,
     which the terminal UI runs in the background after resuming (clock from the question).
 
-Prints a Markdown table (for the README) and writes it to ``--out``.
+Prints a Markdown table (for the README); with ``--out FILE`` it also writes it there.
+``benchmarks/results_growth.md`` holds rows of several runs with notes on each, so a run's rows
+are pasted into it rather than written over it.
 """
 
 from __future__ import annotations
@@ -306,13 +308,14 @@ NEAREST = 5
 
 @contextmanager
 def set_aside(bot):
-    """Run a new conversation inside the block, then put the ongoing one back as it was
-    (history and the generator's KV cache), as if the block had not happened."""
+    """Run a new conversation inside the block, then put the ongoing one back: its history and
+    the generator's KV cache, what the next turn's timing depends on (the last turn's
+    statistics, such as ``generator.reused_tokens``, are the block's afterwards)."""
     gen = bot.generator
     saved = bot.history, bot.last_reply, gen._cache, gen._cache_ids
     bot.history, bot.last_reply, gen._cache, gen._cache_ids = [], None, None, []
-    bot.warm_up()  # the system prompt cached, as after start-up
     try:
+        bot.warm_up()  # the system prompt cached, as after start-up
         yield
     finally:
         bot.history, bot.last_reply, gen._cache, gen._cache_ids = saved
@@ -395,7 +398,7 @@ def main() -> None:
     ap.add_argument("--conversation", type=int, default=200, help="turns of the long conversation")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="tui,save,resume", help="which families of rows to measure")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results_growth.md"))
+    ap.add_argument("--out", help="also write the table to this file (results_growth.md gathers several runs: paste rows there)")
     ap.add_argument("--tui-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.tui_child:
@@ -418,7 +421,8 @@ def main() -> None:
     head = (f"Machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, load average {load:.1f} at the end, "
             f"medians of {args.repeats} (saving a turn: {args.repeats * 5}).\n\n")
     print(head + table(rows))
-    Path(args.out).write_text(head + table(rows), encoding="utf-8")
+    if args.out:
+        Path(args.out).write_text(head + table(rows), encoding="utf-8")
 
 
 if __name__ == "__main__":

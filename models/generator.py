@@ -39,6 +39,9 @@ FUSION_MARKER = "<|fusion|>"
 """Where fusion tokens go in a user message; replaced by the K projected embeddings."""
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ACTIVATIONS = ("fp32", "int8", "mixed")
+"""How the onnx runtime's 4-bit layers multiply: one graph of :data:`models.llm_onnx.ACTIVATIONS`,
+or "mixed" (fp32 for prompts, int8 for each further token of a reply)."""
 RUNTIMES = ("auto", "onnx", "torch")
 
 
@@ -108,8 +111,9 @@ class TorchRunner:
     def new_cache(self):
         return _TorchCache()
 
-    def forward(self, cache, embeds) -> np.ndarray:
-        """(T, hidden) embeddings after ``cache`` -> (vocab,) float32 logits of the last position."""
+    def forward(self, cache, embeds, step: bool = False) -> np.ndarray:
+        """(T, hidden) embeddings after ``cache`` -> (vocab,) float32 logits of the last position.
+        ``step``: a reply's next token (the ONNX runtime's "mixed" setting runs these in int8)."""
         import torch
 
         with torch.inference_mode():
@@ -159,10 +163,10 @@ class OnnxRunner:
     def new_cache(self):
         return self.decoder.new_cache()
 
-    def forward(self, cache, embeds) -> np.ndarray:
+    def forward(self, cache, embeds, step: bool = False) -> np.ndarray:
         if not isinstance(embeds, np.ndarray):  # torch soft tokens from the fusion core
             embeds = embeds.detach().float().cpu().numpy()
-        return self.decoder.forward(embeds, cache)
+        return self.decoder.forward(embeds, cache, step=step)
 
 
 # ---------------------------------------------------------------------- the generator
@@ -219,6 +223,8 @@ class Generator:
         """``activations`` applies to the onnx runtime: "fp32", "int8" (see
         :data:`models.llm_onnx.ACTIVATIONS`) or "mixed" (both graphs: fp32 for prompts, int8 for
         each further token)."""
+        if activations not in ACTIVATIONS:
+            raise ValueError(f"generator activations {activations!r}: choose one of {', '.join(ACTIVATIONS)}")
         device = resolve_device(device)
         runtime = resolve_runtime(runtime, device)
         say = progress or (lambda message: None)
@@ -255,7 +261,7 @@ class Generator:
             folder, source = cls._onnx_graph(name, root, offline, say, "fp32")
             step_folder, _ = cls._onnx_graph(name, root, offline, say, "int8")
             source = source.replace("fp32 activations", "fp32 activations for prompts and int8 for each further token").replace(
-                "graph in", f"graphs in {step_folder} and")
+                f"graph in {folder}", f"graphs in {folder} (prompts) and {step_folder} (further tokens)")
         else:
             (folder, source), step_folder = cls._onnx_graph(name, root, offline, say, activations), None
         say(f"loading generator {name}")
@@ -491,7 +497,7 @@ class Generator:
             if not text.endswith("\ufffd") and len(text) > len(emitted):  # wait for whole UTF-8 characters
                 yield text[len(emitted):]
                 emitted = text
-            logits = self.runner.forward(cache, self.runner.embed([token]))
+            logits = self.runner.forward(cache, self.runner.embed([token]), step=True)
             if fed is not None:
                 fed.append(token)
         self.generated_tokens, self.last_tokens = len(generated), generated

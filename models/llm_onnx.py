@@ -491,7 +491,7 @@ def greedy(decoder: "OnnxDecoder", prompt: list[int], max_new_tokens: int, stop:
     reply: list[int] = []
     cache, x = decoder.new_cache(), decoder.embed(prompt)
     for _ in range(max_new_tokens):
-        token = int(decoder.forward(x, cache).argmax())
+        token = int(decoder.forward(x, cache, step=bool(reply)).argmax())
         if token in stop:
             break
         reply.append(token)
@@ -569,28 +569,47 @@ class KVCache:
         return self._bindings[session]
 
 
+def mapped_tables(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors file as read-only views of the file mapped into memory.
+
+    The embedding table (and an untied output layer's) is 31 MB for SmolLM2-135M, but a turn
+    reads only the rows of the tokens it embeds or rescores, so mapping it keeps the rest of
+    the file out of the process's memory (``safetensors.numpy.load_file`` reads every byte)."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")  # the format: an 8-byte header length, a JSON header, the data
+        header = json.loads(f.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    dtypes = {"U8": np.uint8, "I8": np.int8, "F16": np.float16, "F32": np.float32, "I32": np.int32, "I64": np.int64}
+    return {name: data[start:end].view(dtypes[info["dtype"]]).reshape(info["shape"])
+            for name, info in header.items() if name != "__metadata__"
+            for start, end in [info["data_offsets"]]}
+
+
 class OnnxDecoder:
     """The built graph in an ONNX Runtime session, plus the embedding table.
 
     With ``step_folder`` (another graph of the same weights, e.g. the int8 one beside the fp32
-    one: the generator's ``activations = "mixed"``), forward passes of one token run there and
-    passes of several (a prompt, a question, soft tokens) run in ``folder``'s graph; both
-    write the same cache buffers. So a reply's first token comes from the exact prompt pass,
-    and the following tokens from the faster graph. It costs the second graph's memory."""
+    one: the generator's ``activations = "mixed"``), the passes that feed a reply's chosen
+    tokens (``step=True``) run there, and every other pass (a prompt, a question, soft tokens,
+    even of one token) in ``folder``'s graph; both write the same cache buffers. So a reply's
+    first token comes from an fp32 pass (the exact model's in a new conversation; later, it
+    attends to earlier replies' keys that the step graph wrote), and the following tokens from
+    the faster graph. It costs the second graph's memory."""
 
     def __init__(self, folder: Path, threads: int | None = None, step_folder: Path | None = None):
         import onnxruntime as ort
-        from safetensors.numpy import load_file
 
         self.folder = folder
         self.shape = LlamaShape(**json.loads((folder / "shape.json").read_text()))
-        table = load_file(str(folder / "embed.safetensors"))
+        table = mapped_tables(folder / "embed.safetensors")
         self._embed_q, self._embed_d = table["q"], table["d"]  # (vocab, hidden/32, 32) uint8, (vocab, hidden/32)
         self._head_q, self._head_d = table.get("head_q", table["q"]), table.get("head_d", table["d"])
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        if step_folder is not None and json.loads((step_folder / "shape.json").read_text()) != asdict(self.shape):
+            raise ValueError(f"{step_folder} holds a model of another shape than {folder}")
         self.step_session = self.session if step_folder is None else ort.InferenceSession(
             str(step_folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self._ort = ort
@@ -620,13 +639,14 @@ class OnnxDecoder:
             binding.bind_ortvalue_output(f"present_value_{i}", v)
         return binding
 
-    def forward(self, embeds: np.ndarray, cache: KVCache) -> np.ndarray:
-        """(T, hidden) embeddings after ``cache`` -> logits (vocab,) of the last position; extends ``cache``."""
+    def forward(self, embeds: np.ndarray, cache: KVCache, step: bool = False) -> np.ndarray:
+        """(T, hidden) embeddings after ``cache`` -> logits (vocab,) of the last position; extends
+        ``cache``. ``step``: the pass feeds a reply's last chosen token (it runs in the step graph)."""
         t = embeds.shape[0]
         total = len(cache) + t
         if total > self.shape.context:
             raise ValueError(f"{total} tokens exceed the model's context of {self.shape.context}")
-        session = self.step_session if t == 1 else self.session
+        session = self.step_session if step else self.session
         binding = cache.reserve(total, session)
         binding.bind_cpu_input("embeds", np.ascontiguousarray(embeds, dtype=np.float32)[None])
         binding.bind_cpu_input("seqlens_k", np.array([total - 1], dtype=np.int32))

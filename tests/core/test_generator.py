@@ -84,11 +84,11 @@ def test_a_failed_feed_ahead_leaves_the_reply_and_a_consistent_cache(gen, monkey
     calls = []
     forward = gen.runner.forward
 
-    def flaky(cache, embeds):  # the prompt goes through; the next turn's opening (the second long feed) fails
+    def flaky(cache, embeds, step=False):  # the prompt goes through; the next turn's opening (the second long feed) fails
         calls.append(len(embeds))
         if len(calls) > 1 and len(embeds) > 1:
             raise RuntimeError("out of memory")
-        return forward(cache, embeds)
+        return forward(cache, embeds, step=step)
 
     monkeypatch.setattr(gen.runner, "forward", flaky)
     monkeypatch.setattr(gen, "eos_ids", set(range(len(gen.tokenizer))))

@@ -144,6 +144,29 @@ def test_too_long_for_the_context_is_refused(tiny):
         decoder.forward(decoder.embed([7] * 257), decoder.new_cache())
 
 
+def test_the_embedding_table_is_mapped_not_read(tmp_path):
+    """The decoder's tables are views of the file mapped into memory (a turn touches only the
+    rows it uses), equal to what safetensors reads, and read-only."""
+    from safetensors.numpy import load_file, save_file
+
+    rng = np.random.default_rng(3)
+    arrays = {"q": rng.integers(0, 256, (50, 2, 32)).astype(np.uint8), "d": rng.random((50, 2)).astype(np.float32),
+              "h": rng.random((3, 5)).astype(np.float16)}
+    save_file(arrays, str(tmp_path / "embed.safetensors"))
+    mapped = L.mapped_tables(tmp_path / "embed.safetensors")
+    read = load_file(str(tmp_path / "embed.safetensors"))
+    assert mapped.keys() == read.keys()
+    for name, array in mapped.items():
+        assert array.dtype == read[name].dtype and np.array_equal(array, read[name])
+        assert isinstance(array.base, np.memmap) and not array.flags.writeable
+
+
+def test_the_decoder_maps_its_tables(tiny):
+    _, decoder = tiny
+    for table in (decoder._embed_q, decoder._embed_d, decoder._head_q, decoder._head_d):
+        assert isinstance(table.base, np.memmap)
+
+
 def copied(cache: L.KVCache, decoder: L.OnnxDecoder) -> L.KVCache:
     """A cache of ``decoder`` holding what ``cache`` holds."""
     new = decoder.new_cache()
@@ -168,11 +191,15 @@ def test_mixed_runs_prompts_in_the_fp32_graph_and_single_tokens_in_the_int8_one(
     ids = list(range(3, 25))
     cache, reference = mixed.new_cache(), fp32.new_cache()
     assert np.array_equal(mixed.forward(mixed.embed(ids), cache), fp32.forward(fp32.embed(ids), reference))
-    step = mixed.forward(mixed.embed([9]), cache)  # (vocab,)
+    step = mixed.forward(mixed.embed([9]), cache, step=True)  # (vocab,)
     assert ran == ["fp32", "int8"] and len(cache) == len(ids) + 1
     # The same step after the same cached prompt in each graph alone: it is the int8 graph's.
     assert np.array_equal(int8.forward(int8.embed([9]), copied(reference, int8)), step)
     assert not np.array_equal(fp32.forward(fp32.embed([9]), copied(reference, fp32)), step)
+    # A prompt pass of one token (a question whose other tokens were cached) is still the fp32 graph's.
+    cache.crop(len(ids))
+    mixed.forward(mixed.embed([9]), cache)
+    assert ran[-1] == "fp32"
 
 
 @pytest.fixture(scope="module")
