@@ -580,7 +580,7 @@ def mapped_tables(path: Path) -> dict[str, np.ndarray]:
         header = json.loads(f.read(size))
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
     dtypes = {"U8": np.uint8, "I8": np.int8, "F16": np.float16, "F32": np.float32, "I32": np.int32, "I64": np.int64}
-    return {name: data[start:end].view(dtypes[info["dtype"]]).reshape(info["shape"])
+    return {name: np.asarray(data[start:end]).view(dtypes[info["dtype"]]).reshape(info["shape"])  # plain arrays: memmap's own indexing is slower
             for name, info in header.items() if name != "__metadata__"
             for start, end in [info["data_offsets"]]}
 
