@@ -259,10 +259,11 @@ class Settings(BaseModel):
         try:
             return cls(**data)
         except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-            )
-            raise ConfigError(f"{file}: {problems}") from e
+            problems: dict[str, list[str]] = {}  # where the bad value came from -> what is wrong
+            for err in e.errors():
+                problems.setdefault(_variable_setting(err["loc"]) or str(file), []).append(
+                    f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
+            raise ConfigError("; ".join(f"{where}: {'; '.join(what)}" for where, what in problems.items())) from e
 
     def to_toml(self, existing: str = "") -> str:
         """The settings as TOML text (what the settings screen saves).
@@ -309,6 +310,14 @@ def _with_environment(cls: type[Settings], values: dict[str, Any]) -> dict[str, 
 
     env = EnvSettingsSource(cls, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")()
     return _deep_update(values, env)
+
+
+def _variable_setting(loc: tuple) -> str | None:
+    """The ``SYNESTHESIA_*`` variable that set the setting at ``loc`` (a validation error's
+    location, e.g. ``("generator", "activations")``), if one is set, so an error names it
+    rather than the config file."""
+    wanted = ENV_PREFIX + "__".join(str(part) for part in loc[:2]).upper()  # a list is set whole, as JSON
+    return next((key for key in os.environ if key.upper() == wanted), None)
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,18 @@ def test_invalid_file_names_the_field(tmp_path, text, needle):
     assert str(f) in str(e.value)
 
 
+def test_a_bad_value_from_the_environment_names_the_variable_not_the_file(tmp_path, monkeypatch):
+    f = tmp_path / "config.toml"
+    f.write_text("[generator]\ntop_p = 2.0\n")
+    monkeypatch.setenv("SYNESTHESIA_GENERATOR__ACTIVATIONS", "fp16")
+    with pytest.raises(ConfigError) as e:
+        Settings.load(f)
+    message = str(e.value)
+    assert "SYNESTHESIA_GENERATOR__ACTIVATIONS: generator.activations: Input should be 'fp32', 'int8' or 'mixed'" in message
+    assert f"{f}: generator.top_p" in message and "\n" not in message
+    assert f"{f}: generator.activations" not in message
+
+
 def test_save_round_trip(tmp_path):
     s = Settings()
     s.generator.max_new_tokens = 77
