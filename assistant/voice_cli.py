@@ -83,7 +83,7 @@ def _synthesizer(args: argparse.Namespace):
     s = settings.speech
     host = load_plugins(settings.plugins, enabled=settings.plugins.enabled and not getattr(args, "no_plugins", False))
     engines = speech_engines(host, lambda message, severity: print(f"{severity}: {message}", file=sys.stderr))
-    engine, voice, rate = args.engine or s.tts, args.voice or s.voice, args.rate or s.rate
+    engine, voice, rate = args.engine or s.tts, args.voice or s.voice, (s.rate if args.rate is None else args.rate)
     try:
         synth = engines.synthesizer(engine, voice=voice, rate=rate, language=s.language,
                                     cache_dir=paths.cache_dir() / "speech")
@@ -131,6 +131,10 @@ def cmd_say(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from assistant.voice import Listener, sounddevice
 
+    if args.seconds <= 0:
+        raise InputError(f"listen: --seconds {args.seconds:g}: give a positive number of seconds")
+    if args.end_silence_ms is not None and not 100 <= args.end_silence_ms <= 5000:
+        raise InputError(f"listen: --end-silence-ms {args.end_silence_ms} is out of range (100-5000, as voice.end_silence_ms)")
     sounddevice()  # no PortAudio: say so before loading any model
     bot = args.load_bot()
     state = {"level": 0.0}

@@ -46,6 +46,26 @@ def test_say_with_other_voice_and_bad_voice(fake_bot, tmp_path):
         args.handler(args)
 
 
+@pytest.mark.parametrize("rate", ["0", "-50", "900"])
+def test_say_refuses_a_rate_out_of_range_zero_included(fake_bot, tmp_path, rate):
+    args = parse(["say", "Hi.", "--engine", "espeak", "--rate", rate, "-o", str(tmp_path / "x.wav")], fake_bot)
+    with pytest.raises(InputError, match=f"speaking rate {rate} is out of range"):
+        args.handler(args)
+    assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize("argv, message", [(["--seconds", "0"], "--seconds 0: give a positive number"),
+                                           (["--end-silence-ms", "-5"], "--end-silence-ms -5 is out of range"),
+                                           (["--end-silence-ms", "99999"], "--end-silence-ms 99999 is out of range")])
+def test_listen_refuses_bad_numbers_before_looking_for_a_microphone(fake_bot, argv, message, monkeypatch):
+    import assistant.voice
+
+    monkeypatch.setattr(assistant.voice, "sounddevice", lambda: pytest.fail("looked for a microphone first"))
+    args = parse(["listen", *argv], fake_bot)
+    with pytest.raises(InputError, match=message):
+        args.handler(args)
+
+
 def test_say_nothing_speakable_and_bad_output_name(fake_bot, tmp_path):
     args = parse(["say", "***", "-o", str(tmp_path / "x.wav")], fake_bot)
     with pytest.raises(InputError, match="nothing speakable"):
