@@ -39,6 +39,19 @@ def test_spoken_question_in_spoken_reply_out(tmp_path, say16):
     assert 0 < timings["first_audio_s"] < sum(v for k, v in timings.items() if k != "first_audio_s") + 5
 
 
+def test_a_silent_recording_alone_is_one_line_naming_it_not_a_reply(tmp_path):
+    """Silence (or noise) with nothing typed and no picture: nothing was asked, so no reply is
+    made up (it used to be "I'm glad to assist you with your creative endeavors...")."""
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.random.default_rng(0).normal(0, 0.002, 3 * 16000).astype(np.float32), 16000)
+    p = run_cli("--no-plugins", "ask", "--audio", str(silent), "--json")
+    err = p.stderr.decode().strip().splitlines()
+    assert p.returncode == 2
+    assert err[-1] == "assistant: error: silent.wav: no speech heard (silence or noise only): nothing to answer"
+    assert "no speech heard" in json.loads(p.stdout)["error"] and "text" not in json.loads(p.stdout)  # --json: the error, no reply
+    assert "Traceback" not in p.stderr.decode()
+
+
 def test_speech_engines_from_a_plugin_are_chosen_by_settings(tmp_path):
     config_dir = os.environ["SYNESTHESIA_CONFIG_DIR"]
     folder = os.path.join(config_dir, "plugins")
