@@ -102,12 +102,12 @@ def create_app(load: Callable[[], Any], options: ServeOptions | None = None, *,
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        bot = worker.ready_bot()
-        body = await _parse(request, schemas.ChatRequest)
+        body = await _parse(request, schemas.ChatRequest)  # a malformed request is a 400 even while the models load
         if body.n != 1:
             raise ApiError(400, "n: only one choice per request is supported (n=1)", param="n")
         if len(body.stops()) > 4:
             raise ApiError(400, "stop: at most 4 stop strings", param="stop")
+        bot = worker.ready_bot()
         chat_turn = await _checked(build_chat_turn, body.messages, bot.settings, plugins=bot.plugins,
                                    allow_commands=options.allow_commands)
         fn = partial(_chat_job, chat_turn=chat_turn, sampling=body.sampling(), stops=body.stops())
@@ -155,9 +155,9 @@ def create_app(load: Callable[[], Any], options: ServeOptions | None = None, *,
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request):
-        worker.ready_bot()
         body = await _parse(request, schemas.SpeechRequest)
         fmt = await _checked(check_speech_format, body.response_format)
+        worker.ready_bot()
         audio = await _run(worker, request, lambda bot, cancel, emit: run_speech(bot, body.input, fmt))
         return Response(audio, media_type=AUDIO_TYPES[fmt])
 

@@ -154,6 +154,11 @@ def test_503_while_the_models_load(bot):
         response = chat(url, "hi")
         assert "still loading" in error_of(response, 503) and response.headers["retry-after"] == "5"
         assert httpx.get(f"{url}/health").json()["status"] == "loading"
+        # A request that could never be served is refused now, not after the load.
+        bad = httpx.post(f"{url}/v1/chat/completions", content=b"not json", headers={"content-type": "application/json"})
+        assert error_of(bad, 400) == "the request body is not valid JSON"
+        bad = httpx.post(f"{url}/v1/audio/speech", json={"model": "m", "input": "hi", "response_format": "mp3"})
+        assert "mp3" in error_of(bad, 400)
         loaded.set()
         wait_ready(url)
         assert chat(url, "hi").status_code == 200
