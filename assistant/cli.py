@@ -261,10 +261,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:
         pass
-    from assistant.storage import SessionStore
+    from assistant.background import warm_up_in_background
     from assistant.plugin_host import is_command
+    from assistant.storage import SessionStore
 
     bot = args.load_bot()
+    warm_up_in_background(bot)  # the intent router and the system prompt, while the first line is typed
     images: list[str] = []
     audio: list[str] = []
     with SessionStore.open(write=True) as store:

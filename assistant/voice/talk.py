@@ -41,6 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 from assistant.errors import AssistantError, Cancelled, DeviceError
+from assistant.background import warm_up_in_background
 from assistant.voice.barge_in import connect_barge_in
 from assistant.voice.devices import SAMPLE_RATE, StreamFactory
 from assistant.voice.listener import Listener, Utterance, UtteranceTimings
@@ -178,9 +179,7 @@ class TalkLoop:
                 self.output.player.open()  # early: the first reply does not wait for the device
         except DeviceError as e:
             self._notice(f"{str(e).split(';')[0]}; spoken replies are written to files")
-        warm_up = getattr(self.bot, "warm_up", None)
-        if warm_up is not None:  # the system prompt's keys and values, cached while the user speaks
-            threading.Thread(target=_quietly, args=(warm_up,), name="synesthesia-warm-up", daemon=True).start()
+        warm_up_in_background(self.bot)  # the system prompt's keys and values, cached while the user speaks
         self._worker = threading.Thread(target=self._run, name="synesthesia-talk", daemon=True)
         self._worker.start()
         self._set_state("listening")
@@ -311,10 +310,3 @@ class TalkLoop:
         if self.on_state:
             self.on_state(state)
 
-
-def _quietly(fn: Callable[[], None]) -> None:
-    """Run an optional speed-up; its failure only costs the time it would have saved."""
-    try:
-        fn()
-    except Exception:
-        pass

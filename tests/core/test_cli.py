@@ -100,11 +100,17 @@ def test_chat_repl_records_the_session(monkeypatch, capsys, image_encoder):
                     plugins=load_plugins(settings.plugins))
     lines = iter(["hi", "/calc 6*7", f"/image {DATA}/cat.jpg", "/image /no/such.png", "/save remember me", "/quit"])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    import threading
+
     import assistant.cli as cli
+
+    warmed = threading.Event()  # the router and the system prompt get ready while the first line is typed
+    monkeypatch.setattr(bot, "warm_up", warmed.set)
 
     args = build_parser().parse_args(["chat"])
     args.load_bot = lambda progress=None: bot
     assert cli.cmd_chat(args) == 0
+    assert warmed.wait(5)
     out = capsys.readouterr()
     assert "Hello there." in out.out and "42" in out.out and "attached cat.jpg" in out.out
     assert "no such file" in out.err
