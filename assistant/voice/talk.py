@@ -40,8 +40,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from assistant.errors import AssistantError, Cancelled, DeviceError
 from assistant.background import warm_up_in_background
+from assistant.errors import AssistantError, Cancelled, DeviceError
 from assistant.voice.barge_in import connect_barge_in
 from assistant.voice.devices import SAMPLE_RATE, StreamFactory
 from assistant.voice.listener import Listener, Utterance, UtteranceTimings
