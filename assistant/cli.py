@@ -269,8 +269,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     # The intent router and the system prompt's keys and values, while the first line is typed:
     # a first tool question ("What is 7 times 8?") otherwise waits for the router (7.3 s to the
     # first chunk here); a plain one typed while it loads waits a little longer (0.33-0.43 s
-    # instead of 0.19 s, two cores), and after it 0.08-0.13 s.
-    warm_up_in_background(bot)
+    # instead of 0.19 s, two cores), and after it 0.08-0.13 s. Piped input is there already: no gain.
+    if sys.stdin.isatty():
+        warm_up_in_background(bot)
     images: list[str] = []
     audio: list[str] = []
     with SessionStore.open(write=True) as store:

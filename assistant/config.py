@@ -316,8 +316,12 @@ def _variable_setting(loc: tuple) -> str | None:
     """The ``SYNESTHESIA_*`` variable that set the setting at ``loc`` (a validation error's
     location, e.g. ``("generator", "activations")``), if one is set, so an error names it
     rather than the config file."""
-    wanted = ENV_PREFIX + "__".join(str(part) for part in loc[:2]).upper()  # a list is set whole, as JSON
-    return next((key for key in os.environ if key.upper() == wanted), None)
+    for depth in (2, 1):  # the setting's own variable, else its section's (a list or a section set whole, as JSON)
+        wanted = ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper()
+        found = next((key for key in os.environ if key.upper() == wanted), None)
+        if found:
+            return found
+    return None
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -348,7 +348,8 @@ class Assistant(LazyModels, PluginTurns):
             turn = self.plugins.transform_turn(turn)
         self.check_fits(turn)  # before any encoder runs
         self.fuse(self.encode(turn))
-        if turn.audio and not turn.images and not turn.text.strip() and not any(t.strip() for t in turn.transcript):
+        if (turn.audio and not turn.images and not turn.text.strip() and not turn.context
+                and not any(t.strip() for t in turn.transcript)):  # nothing was asked: say so, make nothing up
             raise InputError(f"{', '.join(turn.audio_names)}: no speech heard (silence or noise only): nothing to answer")
         if turn.labels:
             self._last_labels = turn.labels[-1]

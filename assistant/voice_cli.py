@@ -131,7 +131,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from assistant.voice import Listener, sounddevice
 
-    if args.seconds <= 0:
+    if not args.seconds > 0 or args.seconds == float("inf"):  # NaN too
         raise InputError(f"listen: --seconds {args.seconds:g}: give a positive number of seconds")
     if args.end_silence_ms is not None and not 100 <= args.end_silence_ms <= 5000:
         raise InputError(f"listen: --end-silence-ms {args.end_silence_ms} is out of range (100-5000, as voice.end_silence_ms)")

@@ -384,7 +384,9 @@ class Generator:
         own input embeddings of each text (what the fusion core is conditioned on)."""
         import torch
 
-        batch = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
+        # Sliced here, not by the tokenizer's truncation: switching a fast tokenizer's truncation
+        # state while another thread encodes (a background warm-up) can fail ("Already borrowed").
+        batch = [ids[:max_tokens] for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
         width = max(1, max(len(ids) for ids in batch))
         pad = self.tokenizer.pad_token_id
         rows = [ids + [pad] * (width - len(ids)) for ids in batch]

@@ -102,7 +102,7 @@ def create_app(load: Callable[[], Any], options: ServeOptions | None = None, *,
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        body = await _parse(request, schemas.ChatRequest)  # a malformed request is a 400 even while the models load
+        body = await _parse(request, schemas.ChatRequest)  # bad JSON, schema, n, stop: a 400 even while the models load
         if body.n != 1:
             raise ApiError(400, "n: only one choice per request is supported (n=1)", param="n")
         if len(body.stops()) > 4:

@@ -106,6 +106,7 @@ def test_chat_repl_records_the_session(monkeypatch, capsys, image_encoder):
 
     warmed = threading.Event()  # the router and the system prompt get ready while the first line is typed
     monkeypatch.setattr(bot, "warm_up", warmed.set)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)  # someone at a terminal
 
     args = build_parser().parse_args(["chat"])
     args.load_bot = lambda progress=None: bot

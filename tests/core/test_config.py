@@ -55,6 +55,10 @@ def test_a_bad_value_from_the_environment_names_the_variable_not_the_file(tmp_pa
     assert "SYNESTHESIA_GENERATOR__ACTIVATIONS: generator.activations: Input should be 'fp32', 'int8' or 'mixed'" in message
     assert f"{f}: generator.top_p" in message and "\n" not in message
     assert f"{f}: generator.activations" not in message
+    monkeypatch.delenv("SYNESTHESIA_GENERATOR__ACTIVATIONS")
+    monkeypatch.setenv("SYNESTHESIA_GENERATOR", '{"top_k": -1}')  # a whole section, as JSON
+    with pytest.raises(ConfigError, match="^SYNESTHESIA_GENERATOR: generator.top_k"):
+        Settings.load()
 
 
 def test_save_round_trip(tmp_path):

@@ -83,6 +83,35 @@ def test_audio_beside_text_is_evidence(make_bot):
     assert r.evidence == ["Audio 1 (audio 1) says: what is this"]
 
 
+def test_a_silent_recording_alone_is_refused_and_beside_text_or_a_picture_it_is_not(make_bot):
+    silence = (np.zeros(16000, dtype=np.float32), 16000)
+    bot = make_bot("A reply.")
+    with pytest.raises(InputError, match="audio 1: no speech heard"):
+        bot.ask(audio=[silence])
+    assert bot.generator.prompts == [] and bot.history == []
+    r = bot.ask("Summarise the recording.", audio=[silence])
+    assert r.evidence == ["Audio 1 (audio 1) says: (no speech)"] and r.text == "A reply."
+    bot.reset()
+    r = bot.ask(images=[f"{DATA}/cat.jpg"], audio=[silence])
+    assert bot.generator.prompts[-1][-1]["content"].endswith("What is in this image?")
+
+
+def test_a_plugin_that_adds_context_to_a_silent_recording_gets_it_answered(make_bot):
+    bot = make_bot("A reply.")
+
+    class Labeller:  # e.g. a plugin that names the sounds it hears
+        def transform_turn(self, turn):
+            turn.context.append("Sounds heard: rain.")
+            return turn
+
+        def __getattr__(self, name):
+            return None
+
+    bot.plugins = Labeller()
+    r = bot.ask(audio=[(np.zeros(16000, dtype=np.float32), 16000)])
+    assert r.text == "A reply."
+
+
 def test_empty_turn_is_refused(make_bot):
     with pytest.raises(InputError, match="empty"):
         make_bot().ask("   ")

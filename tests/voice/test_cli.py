@@ -55,6 +55,7 @@ def test_say_refuses_a_rate_out_of_range_zero_included(fake_bot, tmp_path, rate)
 
 
 @pytest.mark.parametrize("argv, message", [(["--seconds", "0"], "--seconds 0: give a positive number"),
+                                           (["--seconds", "nan"], "--seconds nan: give a positive number"),
                                            (["--end-silence-ms", "-5"], "--end-silence-ms -5 is out of range"),
                                            (["--end-silence-ms", "99999"], "--end-silence-ms 99999 is out of range")])
 def test_listen_refuses_bad_numbers_before_looking_for_a_microphone(fake_bot, argv, message, monkeypatch):
