@@ -33,13 +33,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from models import llm_onnx
 from models.sampling import Chooser, Sampling, looping
 
 FUSION_MARKER = "<|fusion|>"
 """Where fusion tokens go in a user message; replaced by the K projected embeddings."""
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ACTIVATIONS = ("fp32", "int8", "mixed")
+ACTIVATIONS = (*llm_onnx.ACTIVATIONS, "mixed")
 """How the onnx runtime's 4-bit layers multiply: one graph of :data:`models.llm_onnx.ACTIVATIONS`,
 or "mixed" (fp32 for prompts, int8 for each further token of a reply)."""
 RUNTIMES = ("auto", "onnx", "torch")
@@ -258,12 +259,13 @@ class Generator:
     @classmethod
     def _load_onnx(cls, name, root: Path, offline: bool, say, activations: str) -> "Generator":
         if activations == "mixed":
-            folder, source = cls._onnx_graph(name, root, offline, say, "fp32")
+            folder, origin = cls._onnx_graph(name, root, offline, say, "fp32")
             step_folder, _ = cls._onnx_graph(name, root, offline, say, "int8")
-            source = source.replace("fp32 activations", "fp32 activations for prompts and int8 for each further token").replace(
-                f"graph in {folder}", f"graphs in {folder} (prompts) and {step_folder} (further tokens)")
+            source = (f"{origin} (4-bit, fp32 activations for prompts and int8 for each further token, ONNX Runtime; "
+                      f"graphs in {folder} and {step_folder})")
         else:
-            (folder, source), step_folder = cls._onnx_graph(name, root, offline, say, activations), None
+            (folder, origin), step_folder = cls._onnx_graph(name, root, offline, say, activations), None
+            source = f"{origin} (4-bit, {activations} activations, ONNX Runtime; graph in {folder})"
         say(f"loading generator {name}")
         from models.chat_tokenizer import ChatTokenizer
 
@@ -273,15 +275,13 @@ class Generator:
 
     @staticmethod
     def _onnx_graph(name, root: Path, offline: bool, say, activations: str) -> tuple[Path, str]:
-        """The folder of ``name``'s 4-bit graph for ``activations`` (built on first use), and its description."""
-        from models import llm_onnx
-
+        """The folder of ``name``'s 4-bit graph for ``activations`` (built on first use), and where
+        its weights come from (the GGUF file, or the Hugging Face folder's description)."""
         suffix = "" if activations == "fp32" else f"-{activations}"
         if name == SMOLLM2:
             gguf = smollm2_gguf_path()
             stamp = _file_stamp(gguf)
-            folder = root / f"smollm2-135m-instruct-q4_1-onnx{suffix}"
-            source = f"{gguf} (4-bit, {activations} activations, ONNX Runtime; graph in {folder})"
+            folder, origin = root / f"smollm2-135m-instruct-q4_1-onnx{suffix}", str(gguf)
 
             def build(tmp: Path):
                 from models.chat_tokenizer import write_gguf_tokenizer
@@ -296,8 +296,7 @@ class Generator:
             if len(stamp) == 1:
                 raise RuntimeError(f"generator {name!r}: no safetensors weights in {src}")
             digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
-            folder = root / f"onnx-{Path(name).name}-{digest}{suffix}"
-            source = f"{where} (4-bit, {activations} activations, ONNX Runtime; graph in {folder})"
+            folder, origin = root / f"onnx-{Path(name).name}-{digest}{suffix}", str(where)
 
             def build(tmp: Path):
                 say(f"quantizing {name} to 4 bits (first load only)")
@@ -311,7 +310,7 @@ class Generator:
             llm_onnx.prepare(build, stamp, folder, activations)
         except (ValueError, KeyError) as e:
             raise RuntimeError(f"generator {name!r}: {e}") from e
-        return folder, source
+        return folder, origin
 
     # ------------------------------------------------------------------ helpers
 
