@@ -68,6 +68,18 @@ def test_ask_json_real_stack():
 
 
 @pytest.mark.integration
+def test_ask_with_mixed_activations_through_the_setting():
+    """generator.activations = "mixed" from the environment, through `assistant ask`: both
+    graphs load (the description names them) and the reply's first token is the fp32 pass's."""
+    env = {"SYNESTHESIA_GENERATOR__ACTIVATIONS": "mixed"}
+    p = run_cli("ask", "What is the capital of France?", "--json", env=env)
+    assert p.returncode == 0, p.stderr.decode()
+    assert json.loads(p.stdout)["text"].startswith("The capital of France is Paris")
+    models = {m["slot"]: m for m in json.loads(run_cli("models", "--json", env=env).stdout)}
+    assert "fp32 activations for prompts and int8 for each further token" in models["generator"]["source"]
+
+
+@pytest.mark.integration
 def test_models_json_real_stack():
     p = run_cli("models", "--json")
     assert p.returncode == 0, p.stderr.decode()
