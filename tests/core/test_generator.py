@@ -119,6 +119,25 @@ def test_fit_drops_oldest_turns(gen):
     assert "answer 29" in fitted[-2]["content"]  # the newest turns stay
 
 
+def test_a_prompt_rendered_and_encoded_again_is_taken_from_the_last_time(gen, monkeypatch):
+    """fit() and the stream render and encode the same long prompt: the second time is free,
+    and a changed message, or a caller changing the ids it was given, is never served stale."""
+    messages = [MSGS[0]] + [{"role": "user", "content": "word " * 300}]
+    text = gen.render(messages)
+    ids = gen.encode(text)
+    calls = []
+    monkeypatch.setattr(gen.tokenizer, "apply_chat_template", lambda *a, **k: calls.append("render") or "")
+    real = gen.tokenizer.__call__
+    monkeypatch.setattr(type(gen.tokenizer), "__call__", lambda self, *a, **k: calls.append("encode") or real(*a, **k))
+    assert gen.render([dict(m) for m in messages]) == text and gen.encode(text) == ids and calls == []
+    gen.encode(text).append(7)  # the caller's copy
+    assert gen.encode(text) == ids
+    changed = messages[:-1] + [{"role": "user", "content": "word " * 299 + "other"}]
+    gen.render(changed)
+    gen.encode(text + " more")
+    assert calls == ["render", "encode"]
+
+
 def test_fit_keeps_the_prompt_start_while_the_conversation_grows(gen):
     """Turns are dropped in large steps, so the prompt's start (and the KV cache of it) stays
     the same over many turns instead of changing every turn once the budget is full."""
