@@ -2,7 +2,7 @@
 
     python benchmarks/bench_growth.py [--sessions 10,1000,10000] [--turns 1,1000,5000]
                                       [--resume 0,100,1000] [--conversation 200]
-                                      [--only tui,save,resume,conversation] [--out FILE]
+                                      [--only tui,save,resume,conversation,prompt] [--out FILE]
 
 One function a family of rows, each returning :class:`Row`s for the same table (add new
 families beside them):
@@ -27,6 +27,10 @@ families beside them):
     to the first reply chunk, beside the same question in a fresh conversation (median of
     ``--repeats``, alternating); and the same question asked after ``Assistant.warm_up()``,
     which the terminal UI runs in the background after resuming (clock from the question).
+  * :func:`prompt_rows`: a turn's prompt work with the packaged SmolLM2 generator: :meth:`Generator.fit` (to the default budget and history limit) then rendering
+    and tokenizing the fitted prompt to run it, as ``Generator.stream`` does, for conversations
+    of N exchanges; with the last prompt kept (as shipped) and with it forgotten before the
+    second rendering (as before session 14); median of 30 calls a ``--repeats`` round.
 
 Prints a Markdown table (for the README); with ``--out FILE`` it also writes it there.
 ``benchmarks/results_growth.md`` holds rows of several runs with notes on each, so a run's rows
@@ -381,6 +385,37 @@ def conversation_rows(turns: int) -> list[Row]:
     ]
 
 
+def prompt_rows(exchanges: list[int], repeats: int) -> list[Row]:
+    from assistant.config import Settings
+    from models.generator import Generator
+
+    settings = Settings().generator
+    gen = Generator.load(device="cpu", runtime="onnx")  # the packaged SmolLM2, as the assistant loads it
+    rows = []
+    for n in exchanges:
+        messages = [{"role": "system", "content": settings.system_prompt}]
+        for i in range(1, n + 1):
+            messages += [{"role": "user", "content": f"Tell me one fact about the number {i}."},
+                         {"role": "assistant", "content": f"The number {i} is a fundamental element in mathematics, and "
+                          "its properties are rooted in the concept of prime numbers and divisibility."}]
+        messages.append({"role": "user", "content": f"Tell me one fact about the number {n + 1}."})
+
+        def turn(kept: bool) -> float:
+            gen._rendered, gen._prompt = (None, ""), (None, [])  # a new turn: nothing from the last one
+            t0 = time.perf_counter()
+            fitted = gen.fit(messages, settings.context_tokens - settings.max_new_tokens, history=settings.history_tokens)
+            if not kept:
+                gen._rendered, gen._prompt = (None, ""), (None, [])
+            gen._prompt_ids(gen.render(fitted))
+            return time.perf_counter() - t0
+
+        timed = {kept: [statistics.median(turn(kept) for _ in range(30)) for _ in range(repeats)] for kept in (False, True)}
+        size = f"{n} earlier exchange{'s' if n != 1 else ''} ({gen.count_tokens(gen.fit(messages, settings.context_tokens - settings.max_new_tokens, history=settings.history_tokens))} tokens fitted)"
+        rows.append(Row("a turn's prompt: fit, render, tokenize", size,
+                        f"{ms(statistics.median(timed[True]))} (forgetting the last prompt: {ms(statistics.median(timed[False]))})"))
+    return rows
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -396,6 +431,7 @@ def main() -> None:
     ap.add_argument("--turns", default="1,1000,5000", help="session lengths for saving a turn")
     ap.add_argument("--resume", default="0,100,1000", help="session lengths for resuming")
     ap.add_argument("--conversation", type=int, default=200, help="turns of the long conversation")
+    ap.add_argument("--exchanges", default="1,10,60", help="conversation lengths for a turn's prompt work")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="tui,save,resume", help="which families of rows to measure")
     ap.add_argument("--out", help="also write the table to this file (results_growth.md gathers several runs: paste rows there)")
@@ -412,6 +448,7 @@ def main() -> None:
         "save": lambda: save_turn_rows(sizes(args.turns), args.repeats),
         "resume": lambda: resume_rows(sizes(args.resume), args.repeats),
         "conversation": lambda: conversation_rows(args.conversation),
+        "prompt": lambda: prompt_rows(sizes(args.exchanges), args.repeats),
     }
     rows: list[Row] = []
     for name in args.only.split(","):

@@ -195,8 +195,10 @@ class Generator:
         self.last_tokens: list[int] = []
         """The last reply's token ids."""
         self._counts: dict[tuple[str, str], int] = {}  # (role, content) -> tokens, for fit()
-        self._encoded: tuple[str, list[int]] = ("", [])  # the last long text encoded, and its ids
-        self._rendered: tuple[tuple, str] = ((), "")  # the last conversation rendered, and its text
+        # A turn renders and tokenizes its whole prompt twice, in fit() and to run it (about
+        # 1.5 + 2 ms for 1,200 tokens): the last prompt's text and ids are kept for the second time.
+        self._rendered: tuple[tuple | None, str] = (None, "")  # (the conversation, snapshotted; its text)
+        self._prompt: tuple[str | None, list[int]] = (None, [])  # (a rendered prompt; its ids)
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in eos + [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
@@ -325,9 +327,10 @@ class Generator:
         return self.runner.context_window
 
     def render(self, messages: list[dict]) -> str:
-        """The chat-template text of a conversation, ending with the assistant's turn opening.
-        The last one is kept: a turn renders its prompt in :meth:`fit` and again to run it."""
-        key = tuple(tuple((k, str(v)) for k, v in m.items()) for m in messages)
+        """The chat-template text of a conversation, ending with the assistant's turn opening
+        (the last conversation's is kept: see ``_rendered``)."""
+        key = tuple(tuple((k, v if isinstance(v, str) else (type(v).__name__, repr(v))) for k, v in m.items())
+                    for m in messages)
         last_key, last_text = self._rendered
         if key == last_key:
             return last_text
@@ -336,18 +339,19 @@ class Generator:
         return text
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``. A turn encodes its whole prompt twice, once in :meth:`fit` and
-        once to run it (about 2 ms each for 1,200 tokens), so the last long text's ids are kept."""
-        last_text, last_ids = self._encoded
-        if text == last_text:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        """The ids of a rendered prompt (the last one's are kept: see ``_prompt``); the caller's own list."""
+        last_prompt, last_ids = self._prompt
+        if prompt == last_prompt:
             return list(last_ids)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(text) > 1000:
-            self._encoded = (text, list(ids))
+        ids = self.encode(prompt)
+        self._prompt = (prompt, list(ids))
         return ids
 
     def count_tokens(self, messages: list[dict]) -> int:
-        return len(self.encode(self.render(messages)))
+        return len(self._prompt_ids(self.render(messages)))
 
     def _message_tokens(self, message: dict) -> int:
         """About how many tokens one message adds to the prompt (its content and role markers)."""
@@ -458,7 +462,7 @@ class Generator:
             self.reused_tokens = 0
             fed = None
         else:
-            prompt_ids = self.encode(prompt)
+            prompt_ids = self._prompt_ids(prompt)
             cache, start = self._reusable_cache(prompt_ids)
             self._cache, self._cache_ids = None, []  # being rewritten: recorded again when the stream ends
             self.reused_tokens = start

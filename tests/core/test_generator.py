@@ -120,22 +120,35 @@ def test_fit_drops_oldest_turns(gen):
 
 
 def test_a_prompt_rendered_and_encoded_again_is_taken_from_the_last_time(gen, monkeypatch):
-    """fit() and the stream render and encode the same long prompt: the second time is free,
-    and a changed message, or a caller changing the ids it was given, is never served stale."""
-    messages = [MSGS[0]] + [{"role": "user", "content": "word " * 300}]
+    """fit() and the stream render and encode the same prompt: the second time is free, and a
+    changed conversation (even a list changed in place), another text, or a caller changing the
+    ids it was given, is never served stale."""
+    messages = [MSGS[0], {"role": "user", "content": "word " * 300}]
     text = gen.render(messages)
-    ids = gen.encode(text)
+    ids = gen._prompt_ids(text)
+    assert ids == gen.encode(text) and gen.count_tokens(messages) == len(ids)
+    ids.append(7)  # the caller's list, not the kept one
     calls = []
-    monkeypatch.setattr(gen.tokenizer, "apply_chat_template", lambda *a, **k: calls.append("render") or "")
-    real = gen.tokenizer.__call__
-    monkeypatch.setattr(type(gen.tokenizer), "__call__", lambda self, *a, **k: calls.append("encode") or real(*a, **k))
-    assert gen.render([dict(m) for m in messages]) == text and gen.encode(text) == ids and calls == []
-    gen.encode(text).append(7)  # the caller's copy
-    assert gen.encode(text) == ids
-    changed = messages[:-1] + [{"role": "user", "content": "word " * 299 + "other"}]
-    gen.render(changed)
-    gen.encode(text + " more")
+    monkeypatch.setattr(gen, "_rendered", gen._rendered)  # restored afterwards: the fixture is shared
+    monkeypatch.setattr(gen, "_prompt", gen._prompt)
+    monkeypatch.setattr(gen.tokenizer, "apply_chat_template", lambda *a, **k: calls.append("render") or "x")
+    real = type(gen.tokenizer).__call__
+    monkeypatch.setattr(type(gen.tokenizer), "__call__",
+                        lambda self, *a, **k: (self is gen.tokenizer and calls.append("encode")) or real(self, *a, **k))
+    assert gen.render([dict(m) for m in messages]) == text and calls == []
+    again = gen._prompt_ids(text)
+    assert again == ids[:-1] and calls == []
+    again.append(7)
+    assert gen._prompt_ids(text) == ids[:-1] and calls == []
+    gen.render(messages[:1] + [{"role": "user", "content": "word " * 299 + "other"}])
+    gen._prompt_ids(text + " more")
     assert calls == ["render", "encode"]
+    parts = [{"type": "text", "text": "a"}]
+    gen.render([{"role": "user", "content": parts}])
+    parts.append({"type": "text", "text": "b"})
+    gen.render([{"role": "user", "content": parts}])
+    gen.render([])
+    assert calls == ["render", "encode", "render", "render", "render"]
 
 
 def test_fit_keeps_the_prompt_start_while_the_conversation_grows(gen):
