@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict
 
@@ -131,7 +132,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from assistant.voice import Listener, sounddevice
 
-    if not args.seconds > 0 or args.seconds == float("inf"):  # NaN too
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise InputError(f"listen: --seconds {args.seconds:g}: give a positive number of seconds")
     if args.end_silence_ms is not None and not 100 <= args.end_silence_ms <= 5000:
         raise InputError(f"listen: --end-silence-ms {args.end_silence_ms} is out of range (100-5000, as voice.end_silence_ms)")

@@ -390,6 +390,7 @@ def prompt_rows(exchanges: list[int], repeats: int) -> list[Row]:
     from models.generator import Generator
 
     settings = Settings().generator
+    budget = settings.context_tokens - settings.max_new_tokens  # as Assistant.budget() for this model
     gen = Generator.load(device="cpu", runtime="onnx")  # the packaged SmolLM2, as the assistant loads it
     rows = []
     for n in exchanges:
@@ -403,14 +404,15 @@ def prompt_rows(exchanges: list[int], repeats: int) -> list[Row]:
         def turn(kept: bool) -> float:
             gen._rendered, gen._prompt = (None, ""), (None, [])  # a new turn: nothing from the last one
             t0 = time.perf_counter()
-            fitted = gen.fit(messages, settings.context_tokens - settings.max_new_tokens, history=settings.history_tokens)
+            fitted = gen.fit(messages, budget, history=settings.history_tokens)
             if not kept:
                 gen._rendered, gen._prompt = (None, ""), (None, [])
             gen._prompt_ids(gen.render(fitted))
             return time.perf_counter() - t0
 
         timed = {kept: [statistics.median(turn(kept) for _ in range(30)) for _ in range(repeats)] for kept in (False, True)}
-        size = f"{n} earlier exchange{'s' if n != 1 else ''} ({gen.count_tokens(gen.fit(messages, settings.context_tokens - settings.max_new_tokens, history=settings.history_tokens))} tokens fitted)"
+        fitted = gen.fit(messages, budget, history=settings.history_tokens)
+        size = f"{n} earlier exchange{'s' if n != 1 else ''} ({gen.count_tokens(fitted)} tokens fitted)"
         rows.append(Row("a turn's prompt: fit, render, tokenize", size,
                         f"{ms(statistics.median(timed[True]))} (forgetting the last prompt: {ms(statistics.median(timed[False]))})"))
     return rows
