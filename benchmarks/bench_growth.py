@@ -1,7 +1,7 @@
 """Growth benchmark: how costs grow with the work (sessions stored, turns in a session, history resumed).
 
     python benchmarks/bench_growth.py [--sessions 10,1000,10000] [--turns 1,1000,5000]
-                                      [--resume 0,100,1000] [--conversation 200]
+                                      [--resume 0,100,1000] [--conversation 200] [--tries 3]
                                       [--only tui,save,resume,conversation,prompt] [--out FILE]
 
 One function a family of rows, each returning :class:`Row`s for the same table (add new
@@ -17,10 +17,10 @@ families beside them):
   * :func:`save_turn_rows`: :meth:`SessionStore.begin_turn` and :meth:`TurnWriter.finish` of the
     N-th turn of a session (median of ``--repeats x 5``).
   * :func:`conversation_rows`: a ``--conversation``-turn conversation with the real offline
-    assistant: seconds to each turn's first reply chunk against turn 1's (the median of 7 new
-    conversations' first turns before it starts, and, since the machine's speed drifts, against
-    new conversations' turn 1s timed every 10 turns during it), past the history limit included
-    (the oldest turns are then dropped in steps of half of ``generator.history_tokens``).
+    assistant: seconds to each turn's first reply chunk against a new conversation's turn 1,
+    both timed ``--tries`` times, alternating, turn by turn (the conversation put back as it
+    was before each try of a turn), past the history limit included (the oldest turns are then
+    dropped in steps of half of ``generator.history_tokens``); and single timings.
   * :func:`resume_rows`: the real offline assistant (``Assistant.load``, plugins on, as
     ``assistant`` loads it); a stored session of N turns resumed as the terminal UI resumes it
     (:func:`assistant.tui.resume.resume_conversation`), then a question: seconds from the resume
@@ -40,6 +40,7 @@ are pasted into it rather than written over it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -301,13 +302,12 @@ def resume_rows(lengths: list[int], repeats: int) -> list[Row]:
     return rows
 
 
-FRESH_FIRSTS = 7
-FRESH_EVERY = 10
-"""During the conversation a new conversation's turn 1 is timed every this many turns (the
-ongoing one set aside and put back), and each turn is compared with the median of the
-:data:`NEAREST` such samples nearest to it: this shared machine's speed drifts over a run by
-more than the 1.5x margin, so a turn 1 timed minutes earlier is a moving yardstick."""
-NEAREST = 5
+TRIES = 3
+"""Each turn's first chunk is timed this many times (the conversation put back as it was before
+each try), alternating with as many new conversations' turn 1s; the turn counts as the median of
+its tries against the median of the turn 1s timed beside them. Identical turn-1 work took
+42-84 ms within one run here (session 15), so single timings minutes apart compare the machine's
+moods as much as the turns."""
 
 
 @contextmanager
@@ -325,63 +325,98 @@ def set_aside(bot):
         bot.history, bot.last_reply, gen._cache, gen._cache_ids = saved
 
 
-def conversation_rows(turns: int) -> list[Row]:
+def snapshot(bot):
+    """What a turn changes (the conversation and the generator's cache, contents included), to
+    run the same turn again from the same state with :func:`restore`."""
+    gen = bot.generator
+    cache = gen._cache
+    if cache is None or not hasattr(cache, "keys"):  # nothing cached, or transformers' cache
+        held = copy.deepcopy(cache)
+    else:  # the ONNX runtime's buffers: the turn writes into them (a context shift moves them)
+        held = len(cache), [buffer[:, :, :len(cache)].copy() for buffer in cache.keys + cache.values]
+    return bot.history, bot.last_reply, cache, list(gen._cache_ids), held
+
+
+def restore(bot, state) -> None:
+    gen = bot.generator
+    bot.history, bot.last_reply, cache, ids, held = state
+    gen._cache_ids = list(ids)
+    if cache is None or not hasattr(cache, "keys"):
+        gen._cache = copy.deepcopy(held)
+        return
+    n, arrays = held
+    for buffer, saved in zip(cache.keys + cache.values, arrays):  # grown buffers start with what they held
+        buffer[:, :, :n] = saved
+    cache.length, gen._cache = n, cache
+
+
+def conversation_rows(turns: int, tries: int = TRIES) -> list[Row]:
     """A ``turns``-long conversation with the real offline assistant ("Tell me one fact about
-    the number N.", whole replies): time to the first reply chunk of every turn, against turn 1's
-    (the median of :data:`FRESH_FIRSTS` new conversations' first turns, and the local yardstick
-    of :data:`FRESH_EVERY`), including the turns after the conversation outgrew the history
-    limit (``generator.history_tokens``) or the budget."""
+    the number N.", whole replies): time to the first reply chunk of every turn against a new
+    conversation's turn 1, both timed ``tries`` times, alternating, turn by turn (see
+    :data:`TRIES`), including the turns after the conversation outgrew the history limit
+    (``generator.history_tokens``) or the budget; and each turn's first try against the turn 1
+    timed right after it (single timings, as a user meets them)."""
     bot = warm_assistant()
 
-    def turn(n: int) -> float:  # seconds to the first chunk of one whole turn
+    def first_chunk(question: str, finish: bool) -> float:
         t0 = time.perf_counter()
-        chunks = bot.stream(f"Tell me one fact about the number {n}.")
+        chunks = bot.stream(question)
         next(chunks, None)
         took = time.perf_counter() - t0
-        for _ in chunks:
-            pass
+        if finish:  # the reply goes into the conversation whole
+            for _ in chunks:
+                pass
+        else:
+            chunks.close()
         return took
 
-    fresh = []  # turn 1 of new conversations (the system prompt cached, as after start-up): one is too noisy
-    for _ in range(FRESH_FIRSTS):
-        bot.reset()
-        fresh.append(turn(1))
+    def new_turn_1() -> float:
+        with set_aside(bot):
+            return first_chunk("Tell me one fact about the number 1.", False)
+
     bot.reset()
-    firsts, drops, samples = [], [], []  # samples: (turn number, a new conversation's turn 1 timed then)
+    bot.warm_up()
+    timed, beside, drops = [], [], []  # per turn: its tries, the turn 1s timed beside them
     for n in range(1, turns + 1):
-        before = len(bot.history)
-        firsts.append(turn(n))
+        state, before = snapshot(bot), len(bot.history)
+        mine, theirs = [], []
+        for attempt in range(tries):
+            if attempt:
+                restore(bot, state)
+            mine.append(first_chunk(f"Tell me one fact about the number {n}.", finish=attempt == tries - 1))
+            theirs.append(new_turn_1())
+        timed.append(mine)
+        beside.append(theirs)
         if len(bot.history) < before + 2:
             drops.append(n)  # this turn dropped older turns (the history limit or the budget)
-        if n % FRESH_EVERY == 0 or n == 1:
-            with set_aside(bot):
-                samples.append((n, turn(1)))
-    first, rest = statistics.median(fresh), sorted(firsts[1:])
-    p90 = rest[int(0.9 * (len(rest) - 1))]
-    over = sum(t > 1.5 * first for t in firsts[1:])
+    turn_1 = statistics.median(t for ts in beside for t in ts)
+    later = [statistics.median(ts) for ts in timed[1:]]
+    ratios = sorted(statistics.median(ts) / statistics.median(fs) for ts, fs in zip(timed[1:], beside[1:]))
+    singles = sorted(ts[0] / fs[0] for ts, fs in zip(timed[1:], beside[1:]))
+    on_drops = sorted(statistics.median(timed[n - 1]) for n in drops)
 
-    def yardstick(n: int) -> float:
-        return statistics.median(t for _, t in sorted(samples, key=lambda s: abs(s[0] - n))[:NEAREST])
+    def spread(xs: list[float], unit: str) -> str:
+        xs = sorted(xs)
+        cut = xs[int(0.9 * (len(xs) - 1))]
+        return (f"{statistics.median(xs):.3f} / {cut:.3f} / {xs[-1]:.3f} s" if unit == "s" else
+                f"{statistics.median(xs):.2f}x / {cut:.2f}x / {xs[-1]:.2f}x")
 
-    ratios = sorted(firsts[n - 1] / yardstick(n) for n in range(2, turns + 1))
-    on_drops = sorted(firsts[n - 1] for n in drops)
     size = f"{turns} turns ({len(drops)} of them dropped older turns, the first at turn {drops[0] if drops else '-'})"
-    local = f"{len(samples)} new conversations' turn 1, one every {FRESH_EVERY} turns; each turn against the median of the {NEAREST} nearest"
+    paired = f"{size}; median of {tries} tries against the median of {tries} new conversations' turn 1 timed beside them"
     return [
-        Row("first reply chunk: turn 1 of a conversation", f"median of {FRESH_FIRSTS} new conversations "
-            f"({min(fresh):.3f}-{max(fresh):.3f} s); this one's turn 1: {firsts[0]:.3f} s; "
-            f"the {len(samples)} taken during the run: {min(t for _, t in samples):.3f}-{max(t for _, t in samples):.3f} s",
-            f"{first:.3f} s"),
-        Row("first reply chunk: turns 2 to the last, median / 90th percentile / worst", size,
-            f"{statistics.median(rest):.3f} / {p90:.3f} / {rest[-1]:.3f} s "
-            f"({statistics.median(rest) / first:.2f}x / {p90 / first:.2f}x / {rest[-1] / first:.2f}x turn 1's)"),
+        Row("first reply chunk: turn 1 of a new conversation", f"{tries * turns} timed during the run "
+            f"({min(min(fs) for fs in beside):.3f}-{max(max(fs) for fs in beside):.3f} s), median", f"{turn_1:.3f} s"),
+        Row("first reply chunk: turns 2 to the last, median / 90th percentile / worst", f"{size}; median of {tries} tries",
+            spread(later, "s")),
         Row("first reply chunk: the turns that dropped older turns, median / worst", size,
-            f"{statistics.median(on_drops):.3f} / {on_drops[-1]:.3f} s" if on_drops else "—"),
-        Row("first reply chunk: turns over 1.5x turn 1's", size, f"{over} of {turns - 1}"),
-        Row("first reply chunk against turn 1s taken at the same time: median / 90th percentile / worst ratio", local,
-            f"{statistics.median(ratios):.2f}x / {ratios[int(0.9 * (len(ratios) - 1))]:.2f}x / {ratios[-1]:.2f}x"),
-        Row("first reply chunk: turns over 1.5x the turn 1s taken at the same time", local,
-            f"{sum(r > 1.5 for r in ratios)} of {turns - 1}"),
+            f"{on_drops[len(on_drops) // 2]:.3f} / {on_drops[-1]:.3f} s" if on_drops else "—"),
+        Row("first reply chunk against turn 1: median / 90th percentile / worst ratio", paired, spread(ratios, "x")),
+        Row("first reply chunk: turns over 1.5x turn 1's", paired, f"{sum(r > 1.5 for r in ratios)} of {turns - 1}"),
+        Row("first reply chunk against turn 1, single timings: median / 90th percentile / worst ratio",
+            f"{size}; each turn's first try against the turn 1 timed right after it", spread(singles, "x")),
+        Row("first reply chunk, single timings: turns over 1.5x turn 1's",
+            f"{size}; each turn's first try against the turn 1 timed right after it", f"{sum(r > 1.5 for r in singles)} of {turns - 1}"),
     ]
 
 
@@ -433,6 +468,7 @@ def main() -> None:
     ap.add_argument("--turns", default="1,1000,5000", help="session lengths for saving a turn")
     ap.add_argument("--resume", default="0,100,1000", help="session lengths for resuming")
     ap.add_argument("--conversation", type=int, default=200, help="turns of the long conversation")
+    ap.add_argument("--tries", type=int, default=TRIES, help="timings of each turn of the long conversation (and of turn 1 beside it)")
     ap.add_argument("--exchanges", default="1,10,60", help="conversation lengths for a turn's prompt work")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="tui,save,resume", help="which families of rows to measure")
@@ -449,7 +485,7 @@ def main() -> None:
         "tui": lambda: tui_ready_rows(sizes(args.sessions), args.repeats),
         "save": lambda: save_turn_rows(sizes(args.turns), args.repeats),
         "resume": lambda: resume_rows(sizes(args.resume), args.repeats),
-        "conversation": lambda: conversation_rows(args.conversation),
+        "conversation": lambda: conversation_rows(args.conversation, args.tries),
         "prompt": lambda: prompt_rows(sizes(args.exchanges), args.repeats),
     }
     rows: list[Row] = []

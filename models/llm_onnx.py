@@ -505,8 +505,9 @@ def greedy(decoder: "OnnxDecoder", prompt: list[int], max_new_tokens: int, stop:
 class KVCache:
     """Keys and values of the tokens seen so far, in buffers the graph writes in place.
 
-    Per layer one key and one value buffer (1, kv_heads, capacity, head_dim), bound to the
-    session both as ``past`` input and as ``present`` output (ONNX Runtime's
+    Per layer one key and one value buffer (1, kv_heads, capacity, head_dim), views of one array
+    for all layers (so a context shift moves them all at once), bound to the session both as
+    ``past`` input and as ``present`` output (ONNX Runtime's
     ``GroupQueryAttention`` then appends the new positions where they belong instead of copying
     the whole cache every token). Only the first ``len(cache)`` positions mean anything;
     cropping is setting that length. The buffers double when they fill, up to the context."""
@@ -517,7 +518,9 @@ class KVCache:
     def __init__(self, decoder: "OnnxDecoder"):
         self._decoder = decoder
         self.length = 0
-        self.keys: list[np.ndarray] = []
+        self._all_keys: np.ndarray | None = None  # (layers, 1, kv_heads, capacity, head_dim)
+        self._all_values: np.ndarray | None = None
+        self.keys: list[np.ndarray] = []  # per layer (1, kv_heads, capacity, head_dim): views of the above
         self.values: list[np.ndarray] = []
         self._bindings: dict = {}  # session -> its binding of these buffers
 
@@ -534,17 +537,20 @@ class KVCache:
         rotated for their old positions (RoPE), so they are rotated back by ``start - to``
         (each pair of a head's dimensions by that many steps of its frequency). The moved
         tokens keep what they had seen of the dropped ones, so the result is close to, not
-        equal to, computing them again at their new positions; layer 0 is exact."""
+        equal to, computing them again at their new positions; layer 0 is exact. All layers
+        move at once: their buffers are one array (two numpy operations, not a dozen per layer)."""
         s, n = self._decoder.shape, end - start
-        cos = np.cos((to - start) * rope_frequencies(s)).astype(np.float32)  # (D/2,)
-        sin = np.sin((to - start) * rope_frequencies(s)).astype(np.float32)
-        pairs = (slice(0, None, 2), slice(1, None, 2)) if s.interleaved_rope else (slice(0, s.head_dim // 2), slice(s.head_dim // 2, None))
-        for k, v in zip(self.keys, self.values):
-            moved = k[:, :, start:end].copy()  # (1, kv_heads, n, D)
-            a, b = moved[..., pairs[0]], moved[..., pairs[1]]  # (1, kv_heads, n, D/2) each
-            k[:, :, to:to + n, pairs[0]] = a * cos - b * sin
-            k[:, :, to:to + n, pairs[1]] = a * sin + b * cos
-            v[:, :, to:to + n] = v[:, :, start:end].copy()
+        angles = (to - start) * rope_frequencies(s)  # (D/2,)
+        cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+        k, v = self._all_keys, self._all_values  # (layers, 1, kv_heads, capacity, D)
+        if s.interleaved_rope:  # each pair side by side, as a complex number's parts: a product rotates it
+            kc = k.view(np.complex64)  # (layers, 1, kv_heads, capacity, D/2)
+            kc[..., to:to + n, :] = kc[..., start:end, :] * (cos + 1j * sin).astype(np.complex64)
+        else:  # a head's first half of dimensions pairs with its second half
+            halves = k[..., start:end, :].reshape(*k.shape[:3], n, 2, s.head_dim // 2)  # (layers, 1, kv_heads, n, 2, D/2)
+            a, b = halves[..., 0, :], halves[..., 1, :]
+            k[..., to:to + n, :] = np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
+        v[..., to:to + n, :] = v[..., start:end, :].copy()  # (the right side is whole before the write: ranges may overlap)
         self.length = to + n
 
     def reserve(self, total: int, session=None):
@@ -555,13 +561,14 @@ class KVCache:
             s = self._decoder.shape
             capacity = min(s.context, max(self.START, 2 * capacity, total))
 
-            def grow(old: list[np.ndarray]) -> list[np.ndarray]:
-                new = [np.zeros((1, s.kv_heads, capacity, s.head_dim), dtype=np.float32) for _ in range(s.layers)]
-                for a, b in zip(new, old):
-                    a[:, :, :self.length] = b[:, :, :self.length]
+            def grow(old: np.ndarray | None) -> np.ndarray:
+                new = np.zeros((s.layers, 1, s.kv_heads, capacity, s.head_dim), dtype=np.float32)
+                if old is not None:
+                    new[..., :self.length, :] = old[..., :self.length, :]
                 return new
 
-            self.keys, self.values = grow(self.keys), grow(self.values)
+            self._all_keys, self._all_values = grow(self._all_keys), grow(self._all_values)
+            self.keys, self.values = list(self._all_keys), list(self._all_values)  # per layer: contiguous views
             self._bindings = {}
         session = session or self._decoder.session
         if session not in self._bindings:

@@ -3,6 +3,8 @@ same (dequantized) weights, the KV cache, the tokenizer without transformers, sa
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -136,6 +138,33 @@ def test_a_context_shift_rotates_the_moved_keys_to_their_new_positions(tiny):
     assert np.allclose(shifted.values[0][:, :, :40], fresh.values[0][:, :, :40], atol=1e-4)
     logits = decoder.forward(decoder.embed([7]), shifted)  # the shifted cache goes on like any other
     assert len(shifted) == 41 and np.isfinite(logits).all()
+
+
+def test_the_growth_benchmark_runs_a_turn_again_from_the_same_cache(tiny, monkeypatch):
+    """bench_growth times each turn several times: what a turn writes into the cache buffers
+    (a prefill, a context shift, growing them) is undone by ``restore``, so each try starts alike."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("bench_growth", "benchmarks/bench_growth.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_growth", bench)  # its dataclasses look themselves up there
+    monkeypatch.setattr(sys, "path", list(sys.path))  # it puts the repository first on the path
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(L.KVCache, "START", 64)
+    _, decoder = tiny
+    cache = decoder.new_cache()
+    decoder.forward(decoder.embed(list(range(3, 40))), cache)
+    bot = SimpleNamespace(history=["earlier"], last_reply=None, generator=SimpleNamespace(_cache=cache, _cache_ids=list(range(37))))
+    state = bench.snapshot(bot)
+    first = decoder.forward(decoder.embed([5, 6]), cache)
+    cache.shift(20, 39, 4)
+    decoder.forward(decoder.embed(list(range(50, 150))), cache)  # the buffers grow (64 -> 128)
+    assert cache.keys[0].shape[2] == 128
+    bot.history, bot.generator._cache_ids = ["changed"], []
+    bench.restore(bot, state)
+    assert bot.history == ["earlier"] and bot.generator._cache_ids == list(range(37)) and len(cache) == 37
+    assert np.array_equal(decoder.forward(decoder.embed([5, 6]), cache), first)
 
 
 def test_too_long_for_the_context_is_refused(tiny):
