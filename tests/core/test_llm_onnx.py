@@ -150,6 +150,7 @@ def test_the_growth_benchmark_runs_a_turn_again_from_the_same_cache(tiny, monkey
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_growth", bench)  # its dataclasses look themselves up there
     monkeypatch.setattr(sys, "path", list(sys.path))  # it puts the repository first on the path
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and sets this if unset
     spec.loader.exec_module(bench)
     monkeypatch.setattr(L.KVCache, "START", 64)
     _, decoder = tiny
