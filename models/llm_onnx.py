@@ -520,12 +520,19 @@ class KVCache:
         self.length = 0
         self._all_keys: np.ndarray | None = None  # (layers, 1, kv_heads, capacity, head_dim)
         self._all_values: np.ndarray | None = None
-        self.keys: list[np.ndarray] = []  # per layer (1, kv_heads, capacity, head_dim): views of the above
-        self.values: list[np.ndarray] = []
         self._bindings: dict = {}  # session -> its binding of these buffers
 
     def __len__(self) -> int:
         return self.length
+
+    @property
+    def keys(self) -> list[np.ndarray]:
+        """Per layer (1, kv_heads, capacity, head_dim): contiguous views of the one array."""
+        return [] if self._all_keys is None else list(self._all_keys)
+
+    @property
+    def values(self) -> list[np.ndarray]:
+        return [] if self._all_values is None else list(self._all_values)
 
     def crop(self, length: int) -> None:
         """Keep the first ``length`` positions."""
@@ -556,7 +563,7 @@ class KVCache:
     def reserve(self, total: int, session=None):
         """``session``'s binding (default: the decoder's prefill session), with buffers for at
         least ``total`` positions."""
-        capacity = self.keys[0].shape[2] if self.keys else 0
+        capacity = 0 if self._all_keys is None else self._all_keys.shape[3]
         if total > capacity:
             s = self._decoder.shape
             capacity = min(s.context, max(self.START, 2 * capacity, total))
@@ -568,7 +575,6 @@ class KVCache:
                 return new
 
             self._all_keys, self._all_values = grow(self._all_keys), grow(self._all_values)
-            self.keys, self.values = list(self._all_keys), list(self._all_values)  # per layer: contiguous views
             self._bindings = {}
         session = session or self._decoder.session
         if session not in self._bindings:
